@@ -1,0 +1,86 @@
+//! TLS connections the agent makes: to the edge (verified against the given
+//! CA or the system roots) and to TLS upstreams (not verified).
+
+use boring::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use boring::x509::store::X509StoreBuilder;
+use boring::x509::X509;
+use tokio::net::TcpStream;
+use tokio_boring::SslStream;
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("connecting to {addr}: {source}")]
+    Tcp {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("TLS setup: {0}")]
+    Setup(String),
+    #[error("TLS handshake with {addr}: {detail}")]
+    Handshake { addr: String, detail: String },
+    #[error("the CA certificate is not valid PEM: {0}")]
+    BadCa(String),
+}
+
+/// Host part of `host:port` (IPv6 brackets removed), for SNI and
+/// certificate checks.
+pub fn host_of(addr: &str) -> &str {
+    if let Some(rest) = addr.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr)
+}
+
+/// Builds a connector that trusts `ca_pem` (every certificate in it) or,
+/// without one, the system roots.
+pub fn edge_connector(ca_pem: Option<&[u8]>) -> Result<SslConnector, DialError> {
+    let mut b =
+        SslConnector::builder(SslMethod::tls()).map_err(|e| DialError::Setup(e.to_string()))?;
+    if let Some(pem) = ca_pem {
+        let certs = X509::stack_from_pem(pem).map_err(|e| DialError::BadCa(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(DialError::BadCa("no certificate found".into()));
+        }
+        let mut store = X509StoreBuilder::new().map_err(|e| DialError::Setup(e.to_string()))?;
+        for c in certs {
+            store
+                .add_cert(c)
+                .map_err(|e| DialError::BadCa(e.to_string()))?;
+        }
+        b.set_verify_cert_store(store.build())
+            .map_err(|e| DialError::Setup(e.to_string()))?;
+    }
+    Ok(b.build())
+}
+
+/// Dials the edge's agent listener.
+pub async fn dial_edge(
+    connector: &SslConnector,
+    addr: &str,
+) -> Result<SslStream<TcpStream>, DialError> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|source| DialError::Tcp {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let _ = tcp.set_nodelay(true);
+    let cfg = connector
+        .configure()
+        .map_err(|e| DialError::Setup(e.to_string()))?;
+    tokio_boring::connect(cfg, host_of(addr), tcp)
+        .await
+        .map_err(|e| DialError::Handshake {
+            addr: addr.to_string(),
+            detail: e.to_string(),
+        })
+}
+
+/// A connector for local TLS services: no verification, SNI still sent.
+pub fn insecure_connector() -> Result<SslConnector, DialError> {
+    let mut b =
+        SslConnector::builder(SslMethod::tls()).map_err(|e| DialError::Setup(e.to_string()))?;
+    b.set_verify(SslVerifyMode::NONE);
+    Ok(b.build())
+}

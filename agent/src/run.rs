@@ -1,0 +1,334 @@
+//! The agent's session loop: dial, authenticate, bind, serve streams; on a
+//! lost session back off (capped, exponential) and do it again with the
+//! same client id and tunnel ids, so URLs survive reconnects.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use boring::ssl::SslConnector;
+use gangway_proto::heartbeat;
+use gangway_proto::msg::{self, Auth, AuthExtra, AuthResp, Bind, BindExtra, BindResp, CommandResp};
+use gangway_proto::rpc::{self, RpcError};
+use gangway_proto::{ErrorCode, Role, Session, SessionConfig, Stream};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::dial::{self, DialError};
+use crate::forward::{proxy_stream, Routes, TunnelRoute};
+use crate::upstream::Upstream;
+
+/// First retry delay after a lost session.
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
+/// Retry delays double up to this.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long to wait for Unbind replies when shutting down.
+const UNBIND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One tunnel to open.
+#[derive(Debug, Clone)]
+pub struct TunnelSpec {
+    /// `http` or `https` (the URL scheme the edge serves).
+    pub proto: String,
+    pub upstream: Upstream,
+    /// `Domain` to bind; a random subdomain of the server's base domain
+    /// when empty.
+    pub domain: Option<String>,
+}
+
+/// How to reach the edge and what to bind.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// `host:port` of the edge's agent listener.
+    pub server_addr: String,
+    pub authtoken: String,
+    /// PEM CA to trust for the edge; the system roots when `None`.
+    pub ca_pem: Option<Vec<u8>>,
+    pub tunnels: Vec<TunnelSpec>,
+    pub heartbeat_interval: Duration,
+    pub heartbeat_tolerance: Duration,
+}
+
+/// Things a user wants to see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEvent {
+    /// A tunnel is bound (again, after a reconnect, with `rebound`).
+    Bound {
+        url: String,
+        upstream: String,
+        rebound: bool,
+    },
+    /// The session was lost; retrying after `delay`.
+    Reconnecting { delay: Duration, reason: String },
+}
+
+/// Why the agent stopped for good.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The edge refused us (bad authtoken, domain taken, ...): retrying
+    /// would not help. Carries the edge's message with its `ERR_` code.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Dial(#[from] DialError),
+}
+
+impl AgentError {
+    /// The `ERR_NGROK_...` code, when the edge gave one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            AgentError::Refused(s) => msg::error_code(s),
+            AgentError::Dial(_) => None,
+        }
+    }
+}
+
+/// What a session attempt ended with.
+enum Ended {
+    Shutdown,
+    Lost(String),
+}
+
+/// State kept across reconnects.
+struct Memory {
+    client_id: String,
+    tunnel_ids: Vec<String>,
+    urls: Vec<String>,
+}
+
+/// Runs until `shutdown` is cancelled (then unbinds and closes) or the edge
+/// refuses us. Transient failures (edge down, session lost) are retried.
+pub async fn run(
+    opts: AgentOptions,
+    events: mpsc::UnboundedSender<AgentEvent>,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
+    let connector = dial::edge_connector(opts.ca_pem.as_deref())?;
+    let upstream_tls = Arc::new(dial::insecure_connector()?);
+    let mut mem = Memory {
+        client_id: String::new(),
+        tunnel_ids: vec![String::new(); opts.tunnels.len()],
+        urls: vec![String::new(); opts.tunnels.len()],
+    };
+    let mut backoff = INITIAL_BACKOFF;
+    loop {
+        let attempt = tokio::select! {
+            r = session_once(&opts, &connector, &upstream_tls, &mut mem, &events, &shutdown) => r,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        let reason = match attempt {
+            Ok(Ended::Shutdown) => return Ok(()),
+            Ok(Ended::Lost(reason)) => {
+                // The session was up: start the backoff over.
+                backoff = INITIAL_BACKOFF;
+                reason
+            }
+            Err(Attempt::Fatal(e)) => return Err(e),
+            Err(Attempt::Retry(reason)) => reason,
+        };
+        warn!(%reason, delay = ?backoff, "session lost; reconnecting");
+        let _ = events.send(AgentEvent::Reconnecting {
+            delay: backoff,
+            reason,
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+enum Attempt {
+    Fatal(AgentError),
+    Retry(String),
+}
+
+fn rpc_failure(what: &str, e: RpcError) -> Attempt {
+    match e {
+        RpcError::Remote(text) => Attempt::Fatal(AgentError::Refused(text)),
+        other => Attempt::Retry(format!("{what}: {other}")),
+    }
+}
+
+async fn session_once(
+    opts: &AgentOptions,
+    connector: &SslConnector,
+    upstream_tls: &Arc<SslConnector>,
+    mem: &mut Memory,
+    events: &mpsc::UnboundedSender<AgentEvent>,
+    shutdown: &CancellationToken,
+) -> Result<Ended, Attempt> {
+    let tls = dial::dial_edge(connector, &opts.server_addr)
+        .await
+        .map_err(|e| match e {
+            // A CA or setup problem will not fix itself.
+            DialError::BadCa(_) | DialError::Setup(_) => Attempt::Fatal(e.into()),
+            other => Attempt::Retry(other.to_string()),
+        })?;
+    let (session, mut acceptor) = gangway_proto::start(tls, SessionConfig::new(Role::Client));
+    let _close_on_exit = CloseGuard(session.clone());
+
+    let hb_session = session.clone();
+    let (interval, tolerance) = (opts.heartbeat_interval, opts.heartbeat_tolerance);
+    tokio::spawn(async move {
+        let r = heartbeat::run_client(&hb_session, interval, tolerance, |rtt| {
+            debug!(?rtt, "heartbeat")
+        })
+        .await;
+        if let Err(e) = r {
+            info!(error = %e, "heartbeat failed; dropping session");
+            hb_session.close(ErrorCode::NONE, "heartbeat timeout");
+        }
+    });
+
+    let auth = Auth {
+        version: vec!["3".into(), "2".into()],
+        client_id: mem.client_id.clone(),
+        extra: AuthExtra {
+            os: std::env::consts::OS.into(),
+            arch: std::env::consts::ARCH.into(),
+            auth_token: opts.authtoken.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            user_agent: format!("gangway/{}", env!("CARGO_PKG_VERSION")),
+            heartbeat_interval: opts.heartbeat_interval.as_nanos() as i64,
+            heartbeat_tolerance: opts.heartbeat_tolerance.as_nanos() as i64,
+            client_type: "gangway".into(),
+            ..Default::default()
+        },
+    };
+    let resp: AuthResp = rpc::call(&session, msg::AUTH, &auth)
+        .await
+        .map_err(|e| rpc_failure("auth", e))?;
+    mem.client_id = resp.client_id;
+
+    let routes: Routes = Arc::new(RwLock::new(HashMap::new()));
+    for (i, t) in opts.tunnels.iter().enumerate() {
+        let domain = t.domain.clone().unwrap_or_default();
+        let bind = Bind {
+            id: mem.tunnel_ids[i].clone(),
+            proto: t.proto.clone(),
+            forwards_to: t.upstream.to_string(),
+            forwards_proto: String::new(),
+            opts: serde_json::json!({
+                "Domain": domain,
+                "Hostname": "",
+                "Subdomain": "",
+                "Auth": "",
+                "HostHeaderRewrite": false,
+                "LocalUrlScheme": if t.upstream.tls { "https" } else { "http" },
+                "ProxyProto": 0,
+            }),
+            extra: BindExtra::default(),
+        };
+        let resp: BindResp = rpc::call(&session, msg::BIND, &bind)
+            .await
+            .map_err(|e| rpc_failure("bind", e))?;
+        let rebound = !mem.urls[i].is_empty();
+        mem.tunnel_ids[i] = resp.id.clone();
+        mem.urls[i] = resp.url.clone();
+        routes.write().unwrap_or_else(|p| p.into_inner()).insert(
+            resp.id,
+            TunnelRoute {
+                upstream: t.upstream.clone(),
+                http: true,
+            },
+        );
+        let _ = events.send(AgentEvent::Bound {
+            url: resp.url,
+            upstream: t.upstream.to_string(),
+            rebound,
+        });
+    }
+
+    loop {
+        tokio::select! {
+            s = acceptor.accept() => match s {
+                Some(stream) => {
+                    tokio::spawn(serve_stream(stream, routes.clone(), upstream_tls.clone(), session.clone(), shutdown.clone()));
+                }
+                None => {
+                    return Ok(Ended::Lost(
+                        session.close_reason().map(|r| r.to_string()).unwrap_or_else(|| "session closed".into()),
+                    ))
+                }
+            },
+            _ = shutdown.cancelled() => {
+                unbind_all(&session, &mem.tunnel_ids).await;
+                session.close(ErrorCode::NONE, "agent shutting down");
+                return Ok(Ended::Shutdown);
+            }
+        }
+    }
+}
+
+/// Closes the session when a session attempt ends for any reason.
+struct CloseGuard(Session);
+
+impl Drop for CloseGuard {
+    fn drop(&mut self) {
+        if !self.0.is_closed() {
+            self.0.close(ErrorCode::NONE, "");
+        }
+    }
+}
+
+async fn unbind_all(session: &Session, ids: &[String]) {
+    for id in ids.iter().filter(|id| !id.is_empty()) {
+        let req = msg::Unbind { id: id.clone() };
+        let call = rpc::call::<_, msg::UnbindResp>(session, msg::UNBIND, &req);
+        match tokio::time::timeout(UNBIND_TIMEOUT, call).await {
+            Ok(Ok(_)) => info!(tunnel = %id, "unbound"),
+            Ok(Err(e)) => warn!(tunnel = %id, error = %e, "unbind failed"),
+            Err(_) => warn!(tunnel = %id, "unbind timed out"),
+        }
+    }
+}
+
+/// Streams the edge opens: proxied connections and commands.
+async fn serve_stream(
+    mut stream: Stream,
+    routes: Routes,
+    tls: Arc<SslConnector>,
+    session: Session,
+    shutdown: CancellationToken,
+) {
+    let Ok(typ) = stream.read_u32().await else {
+        return;
+    };
+    match typ {
+        msg::PROXY => proxy_stream(stream, routes, tls).await,
+        msg::HEARTBEAT => heartbeat::echo(stream, heartbeat::Liveness::new()).await,
+        msg::STOP => {
+            let _ = rpc::reply(&mut stream, &CommandResp::default()).await;
+            info!("edge asked the agent to stop");
+            shutdown.cancel();
+        }
+        msg::RESTART => {
+            let _ = rpc::reply(&mut stream, &CommandResp::default()).await;
+            info!("edge asked the agent to restart its session");
+            session.close(ErrorCode::NONE, "restart requested");
+        }
+        msg::UPDATE => {
+            let resp = CommandResp {
+                error: "this agent does not update itself".into(),
+            };
+            let _ = rpc::reply(&mut stream, &resp).await;
+        }
+        msg::STOP_TUNNEL => {
+            if let Ok(req) = rpc::read_request::<msg::StopTunnel>(&mut stream).await {
+                warn!(tunnel = %req.id, message = %req.message, code = %req.error_code, "edge stopped a tunnel");
+                routes
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&req.id);
+            }
+        }
+        other => {
+            debug!(typ = other, "unknown stream type from edge");
+            stream.reset(ErrorCode::PROTOCOL);
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Settings of one edge node.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Default base domain: every `*.localhost` name resolves to loopback, so a
+/// local server works without DNS setup.
+pub const DEFAULT_BASE_DOMAIN: &str = "gangway.localhost";
+/// Default agent listener (TLS + muxado).
+pub const DEFAULT_AGENT_PORT: u16 = 4443;
+/// Default public HTTP listener.
+pub const DEFAULT_HTTP_PORT: u16 = 7080;
+/// Default public HTTPS listener.
+pub const DEFAULT_HTTPS_PORT: u16 = 7443;
+
+/// Everything an edge node needs to start. Addresses are already bound-able
+/// (port 0 has been resolved by the caller).
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Random subdomains are allocated under this name.
+    pub base_domain: String,
+    pub agent_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub https_addr: SocketAddr,
+    /// PEM certificate chain and key served on the agent listener and as the
+    /// default certificate for public HTTPS.
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// Authtokens agents may present.
+    pub authtokens: Vec<String>,
+    /// Worker threads per listener service.
+    pub threads: usize,
+}
+
+impl EdgeConfig {
+    /// The public URL for `hostname` on the HTTPS listener, omitting the
+    /// port when it is the scheme default.
+    pub fn https_url(&self, hostname: &str) -> String {
+        url_for("https", hostname, self.https_addr.port(), 443)
+    }
+
+    /// The public URL for `hostname` on the HTTP listener.
+    pub fn http_url(&self, hostname: &str) -> String {
+        url_for("http", hostname, self.http_addr.port(), 80)
+    }
+}
+
+fn url_for(scheme: &str, host: &str, port: u16, default_port: u16) -> String {
+    if port == default_port {
+        format!("{scheme}://{host}")
+    } else {
+        format!("{scheme}://{host}:{port}")
+    }
+}

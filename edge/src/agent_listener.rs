@@ -1,0 +1,396 @@
+//! Agent sessions: TLS (terminated by the Pingora listener), then muxado in
+//! the server role. Streams the agent opens are typed: heartbeats are
+//! echoed, Auth must succeed before Bind/Unbind, and a session that stops
+//! beating is reaped. A broken or hostile agent closes only its own session.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gangway_config::hostname::{normalize_hostname, validate_label};
+use gangway_config::EdgeConfig;
+use gangway_proto::codec::MAX_RPC_BYTES;
+use gangway_proto::heartbeat::{self, Liveness};
+use gangway_proto::msg::{
+    self, error_string, Auth, AuthResp, AuthRespExtra, Bind, BindResp, HttpOpts, MsgError,
+};
+use gangway_proto::rpc;
+use gangway_proto::{ErrorCode, Role, Session, SessionConfig, Stream};
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::Stream as L4Stream;
+use pingora_core::server::ShutdownWatch;
+use serde::Serialize;
+use tokio::io::AsyncReadExt;
+use tracing::{debug, info, warn};
+
+use crate::errors::rpc as codes;
+use crate::registry::{BindError, Registry, SessionKey};
+
+/// An agent must authenticate this soon after connecting.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// A stream must announce its type this soon after opening.
+pub const STREAM_TYPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Protocol versions we speak, preferred first.
+const SUPPORTED_VERSIONS: [&str; 2] = ["3", "2"];
+
+/// The Pingora app behind the agent listener.
+pub struct AgentApp {
+    registry: Arc<Registry>,
+    cfg: Arc<EdgeConfig>,
+}
+
+impl AgentApp {
+    pub fn new(registry: Arc<Registry>, cfg: Arc<EdgeConfig>) -> Self {
+        AgentApp { registry, cfg }
+    }
+}
+
+#[async_trait]
+impl ServerApp for AgentApp {
+    async fn process_new(
+        self: &Arc<Self>,
+        io: L4Stream,
+        _shutdown: &ShutdownWatch,
+    ) -> Option<L4Stream> {
+        let peer = io
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().map(|a| a.to_string()))
+            .unwrap_or_default();
+        serve(self.clone(), io, peer).await;
+        None
+    }
+}
+
+/// One authenticated-or-not agent connection.
+struct Conn {
+    app: Arc<AgentApp>,
+    session: Session,
+    key: SessionKey,
+    peer: String,
+    authed: AtomicBool,
+    liveness: Arc<Liveness>,
+}
+
+async fn serve(app: Arc<AgentApp>, io: L4Stream, peer: String) {
+    let (session, mut acceptor) = gangway_proto::start(io, SessionConfig::new(Role::Server));
+    let key = app.registry.add_session(session.clone());
+    let liveness = Liveness::new();
+    liveness.touch();
+    let conn = Arc::new(Conn {
+        app: app.clone(),
+        session: session.clone(),
+        key,
+        peer,
+        authed: AtomicBool::new(false),
+        liveness,
+    });
+    debug!(peer = %conn.peer, session = key, "agent connected");
+    let auth_deadline = tokio::time::sleep(AUTH_TIMEOUT);
+    tokio::pin!(auth_deadline);
+    loop {
+        tokio::select! {
+            s = acceptor.accept() => match s {
+                Some(stream) => { tokio::spawn(conn.clone().handle(stream)); }
+                None => break,
+            },
+            _ = &mut auth_deadline, if !conn.authed.load(Ordering::Acquire) => {
+                info!(peer = %conn.peer, "agent did not authenticate in time");
+                session.close(ErrorCode::NONE, "authentication timeout");
+                break;
+            }
+        }
+    }
+    app.registry.remove_session(key);
+    if !session.is_closed() {
+        session.close(ErrorCode::NONE, "");
+    }
+    info!(peer = %conn.peer, session = key, reason = ?session.close_reason(), "agent session ended");
+}
+
+/// Random lowercase alphanumerics for ids and cookies.
+fn random_id(len: usize) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// The random subdomain of a tunnel is derived from its id, so an agent
+/// that reconnects and rebinds its tunnel id gets the same URL back.
+fn subdomain_for(tunnel_id: &str) -> String {
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in tunnel_id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:012x}", h & 0xFFFF_FFFF_FFFF)
+}
+
+fn valid_tunnel_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl Conn {
+    async fn handle(self: Arc<Self>, mut stream: Stream) {
+        let typ = match tokio::time::timeout(STREAM_TYPE_TIMEOUT, stream.read_u32()).await {
+            Ok(Ok(t)) => t,
+            _ => {
+                stream.reset(ErrorCode::PROTOCOL);
+                return;
+            }
+        };
+        match typ {
+            msg::HEARTBEAT => heartbeat::echo(stream, self.liveness.clone()).await,
+            msg::AUTH => self.auth(stream).await,
+            msg::BIND | msg::UNBIND | msg::SRV_INFO | msg::START_TUNNEL_WITH_LABEL => {
+                if !self.authed.load(Ordering::Acquire) {
+                    self.fail_rpc(
+                        stream,
+                        "Authenticate before any other request.",
+                        codes::NOT_AUTHENTICATED,
+                    )
+                    .await;
+                    self.session.close(ErrorCode::PROTOCOL, "not authenticated");
+                    return;
+                }
+                match typ {
+                    msg::BIND => self.bind(stream).await,
+                    msg::UNBIND => self.unbind(stream).await,
+                    msg::SRV_INFO => {
+                        let _ = rpc::reply(&mut stream, &msg::SrvInfoResp { region: String::new() }).await;
+                    }
+                    _ => {
+                        self.fail_rpc(
+                            stream,
+                            "Labeled tunnels need an edge configured through the API, which this server does not serve yet.",
+                            codes::UNSUPPORTED_PROTO,
+                        )
+                        .await
+                    }
+                }
+            }
+            other => {
+                debug!(peer = %self.peer, typ = other, "unknown stream type");
+                stream.reset(ErrorCode::PROTOCOL);
+            }
+        }
+    }
+
+    /// Reads an RPC request; a malformed or oversized one ends the session.
+    async fn request<T: serde::de::DeserializeOwned>(&self, stream: &mut Stream) -> Option<T> {
+        match rpc::read_request::<T>(stream).await {
+            Ok(req) => Some(req),
+            Err(e) => {
+                warn!(peer = %self.peer, error = %e, "bad rpc request; closing session");
+                let why = match e {
+                    MsgError::TooLarge { .. } => {
+                        format!("rpc request larger than {MAX_RPC_BYTES} bytes")
+                    }
+                    other => other.to_string(),
+                };
+                self.session.close(ErrorCode::PROTOCOL, &why);
+                None
+            }
+        }
+    }
+
+    async fn send<T: Serialize>(&self, stream: &mut Stream, resp: &T) {
+        if let Err(e) = rpc::reply(stream, resp).await {
+            debug!(peer = %self.peer, error = %e, "writing rpc reply");
+        }
+    }
+
+    async fn fail_rpc(&self, mut stream: Stream, text: &str, code: &str) {
+        #[derive(Serialize)]
+        struct ErrorOnly {
+            #[serde(rename = "Error")]
+            error: String,
+        }
+        self.send(
+            &mut stream,
+            &ErrorOnly {
+                error: error_string(text, code),
+            },
+        )
+        .await;
+    }
+
+    async fn auth(&self, mut stream: Stream) {
+        let Some(req) = self.request::<Auth>(&mut stream).await else {
+            return;
+        };
+        let token = req.extra.auth_token.trim();
+        let failure = if token.is_empty() {
+            Some((
+                "An authtoken is required to start a session with this server.",
+                codes::AUTHTOKEN_MISSING,
+            ))
+        } else if !self.app.cfg.authtokens.iter().any(|t| t == token) {
+            Some((
+                "The authtoken you specified is not valid for this server.",
+                codes::AUTHTOKEN_INVALID,
+            ))
+        } else {
+            None
+        };
+        if let Some((text, code)) = failure {
+            info!(peer = %self.peer, code, "agent authentication failed");
+            let resp = AuthResp {
+                version: SUPPORTED_VERSIONS[0].to_string(),
+                error: error_string(text, code),
+                ..Default::default()
+            };
+            self.send(&mut stream, &resp).await;
+            self.session.close(ErrorCode::NONE, "authentication failed");
+            return;
+        }
+        let version = SUPPORTED_VERSIONS
+            .iter()
+            .find(|v| req.version.iter().any(|o| o == *v))
+            .unwrap_or(&SUPPORTED_VERSIONS[0]);
+        let client_id = if valid_tunnel_id(&req.client_id) {
+            req.client_id.clone()
+        } else {
+            random_id(32)
+        };
+        let (interval, tolerance) =
+            heartbeat::from_auth_nanos(req.extra.heartbeat_interval, req.extra.heartbeat_tolerance);
+        self.liveness.touch();
+        if !self.authed.swap(true, Ordering::AcqRel) {
+            tokio::spawn(heartbeat::reap(
+                self.session.clone(),
+                self.liveness.clone(),
+                interval,
+                tolerance,
+            ));
+        }
+        info!(peer = %self.peer, client_id = %client_id, agent = %req.extra.user_agent, "agent authenticated");
+        let resp = AuthResp {
+            version: version.to_string(),
+            client_id,
+            extra: AuthRespExtra {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                region: String::new(),
+                cookie: random_id(32),
+                account_name: "gangway".to_string(),
+                session_duration: 0,
+                plan_name: "Gangway".to_string(),
+                banner: String::new(),
+            },
+            error: String::new(),
+        };
+        self.send(&mut stream, &resp).await;
+    }
+
+    async fn bind(&self, mut stream: Stream) {
+        let Some(req) = self.request::<Bind>(&mut stream).await else {
+            return;
+        };
+        match self.try_bind(&req) {
+            Ok(resp) => {
+                info!(peer = %self.peer, tunnel = %resp.id, url = %resp.url, "tunnel bound");
+                self.send(&mut stream, &resp).await
+            }
+            Err((text, code)) => {
+                info!(peer = %self.peer, code, error = %text, "bind refused");
+                self.fail_rpc(stream, &text, code).await
+            }
+        }
+    }
+
+    fn try_bind(&self, req: &Bind) -> Result<BindResp, (String, &'static str)> {
+        let cfg = &self.app.cfg;
+        let proto = req.proto.as_str();
+        if proto != "http" && proto != "https" {
+            return Err((
+                format!("Tunnels of protocol {proto:?} are not served by this edge yet."),
+                codes::UNSUPPORTED_PROTO,
+            ));
+        }
+        let opts = HttpOpts::from_value(&req.opts)
+            .map_err(|e| (format!("Invalid tunnel options: {e}"), codes::BAD_HOSTNAME))?;
+        let tunnel_id = if req.id.is_empty() {
+            format!("tn_{}", random_id(26))
+        } else if valid_tunnel_id(&req.id) {
+            req.id.clone()
+        } else {
+            return Err(("Invalid tunnel id.".to_string(), codes::BAD_HOSTNAME));
+        };
+        let bad = |e: gangway_config::HostnameError| {
+            (format!("Invalid domain: {e}."), codes::BAD_HOSTNAME)
+        };
+        let hostname = match (
+            opts.requested_domain(),
+            opts.subdomain.as_deref().filter(|s| !s.is_empty()),
+        ) {
+            (Some(domain), _) => normalize_hostname(domain, false).map_err(bad)?,
+            (None, Some(sub)) => {
+                let sub = sub.to_ascii_lowercase();
+                validate_label(&sub).map_err(bad)?;
+                format!("{sub}.{}", cfg.base_domain)
+            }
+            (None, None) => format!("{}.{}", subdomain_for(&tunnel_id), cfg.base_domain),
+        };
+        self.app
+            .registry
+            .bind(
+                self.key,
+                &tunnel_id,
+                proto,
+                &hostname,
+                req.extra.pooling_enabled,
+            )
+            .map_err(|e| match e {
+                BindError::InUse(_) => (e.to_string(), codes::ENDPOINT_IN_USE),
+                BindError::SessionGone => (e.to_string(), codes::UNKNOWN_TUNNEL),
+            })?;
+        let url = if proto == "http" {
+            cfg.http_url(&hostname)
+        } else {
+            cfg.https_url(&hostname)
+        };
+        let mut opts = req.opts.clone();
+        msg::fill_required_opts(proto, &mut opts);
+        Ok(BindResp {
+            id: tunnel_id,
+            url,
+            proto: proto.to_string(),
+            opts,
+            extra: msg::BindRespExtra {
+                token: String::new(),
+            },
+            error: String::new(),
+        })
+    }
+
+    async fn unbind(&self, mut stream: Stream) {
+        let Some(req) = self.request::<msg::Unbind>(&mut stream).await else {
+            return;
+        };
+        if self.app.registry.unbind(self.key, &req.id) {
+            info!(peer = %self.peer, tunnel = %req.id, "tunnel unbound");
+            self.send(
+                &mut stream,
+                &msg::UnbindResp {
+                    error: String::new(),
+                },
+            )
+            .await;
+        } else {
+            self.fail_rpc(
+                stream,
+                &format!("No tunnel {} in this session.", req.id),
+                codes::UNKNOWN_TUNNEL,
+            )
+            .await;
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Server certificates chosen by SNI during the handshake. The set is
+//! immutable and swapped whole, like the route table.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora_core::listeners::TlsAccept;
+use pingora_core::protocols::tls::TlsRef;
+use pingora_core::tls::ext;
+use pingora_core::tls::pkey::{PKey, Private};
+use pingora_core::tls::ssl::NameType;
+use pingora_core::tls::x509::X509;
+
+/// Why a certificate could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{what} is not valid PEM: {detail}")]
+    Pem { what: String, detail: String },
+    #[error("{0} holds no certificate")]
+    Empty(String),
+}
+
+/// A certificate chain and its key.
+pub struct CertKey {
+    pub leaf: X509,
+    pub chain: Vec<X509>,
+    pub key: PKey<Private>,
+}
+
+impl CertKey {
+    /// Parses a PEM chain (leaf first) and a PEM private key.
+    pub fn from_pem(chain_pem: &[u8], key_pem: &[u8], what: &str) -> Result<Self, CertError> {
+        let pem_err = |e: pingora_core::tls::error::ErrorStack| CertError::Pem {
+            what: what.to_string(),
+            detail: e.to_string(),
+        };
+        let mut certs = X509::stack_from_pem(chain_pem)
+            .map_err(pem_err)?
+            .into_iter();
+        let leaf = certs
+            .next()
+            .ok_or_else(|| CertError::Empty(what.to_string()))?;
+        let key = PKey::private_key_from_pem(key_pem).map_err(pem_err)?;
+        Ok(CertKey {
+            leaf,
+            chain: certs.collect(),
+            key,
+        })
+    }
+
+    pub fn from_files(cert: &Path, key: &Path) -> Result<Self, CertError> {
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|source| CertError::Read {
+                path: p.display().to_string(),
+                source,
+            })
+        };
+        Self::from_pem(&read(cert)?, &read(key)?, &cert.display().to_string())
+    }
+
+    /// DNS names in the certificate's subjectAltName.
+    pub fn dns_names(&self) -> Vec<String> {
+        self.leaf
+            .subject_alt_names()
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| n.dnsname().map(str::to_ascii_lowercase))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Certificates by exact name and by wildcard suffix, plus a default for
+/// clients that send no (or an unknown) SNI.
+pub struct CertSet {
+    exact: HashMap<String, Arc<CertKey>>,
+    wildcard: HashMap<String, Arc<CertKey>>,
+    default: Arc<CertKey>,
+}
+
+impl CertSet {
+    pub fn new(default: CertKey, others: Vec<CertKey>) -> Self {
+        let default = Arc::new(default);
+        let mut set = CertSet {
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+            default: default.clone(),
+        };
+        for ck in std::iter::once(default).chain(others.into_iter().map(Arc::new)) {
+            for name in ck.dns_names() {
+                match name.strip_prefix("*.") {
+                    Some(suffix) => set.wildcard.insert(suffix.to_string(), ck.clone()),
+                    None => set.exact.insert(name, ck.clone()),
+                };
+            }
+        }
+        set
+    }
+
+    /// Exact name first, then a wildcard covering exactly one more label.
+    pub fn select(&self, sni: Option<&str>) -> &Arc<CertKey> {
+        let Some(name) = sni.map(str::to_ascii_lowercase) else {
+            return &self.default;
+        };
+        if let Some(ck) = self.exact.get(&name) {
+            return ck;
+        }
+        if let Some((_, parent)) = name.split_once('.') {
+            if let Some(ck) = self.wildcard.get(parent) {
+                return ck;
+            }
+        }
+        &self.default
+    }
+}
+
+/// The `TlsAccept` callback of the public HTTPS listener.
+pub struct SniResolver {
+    certs: Arc<ArcSwap<CertSet>>,
+}
+
+impl SniResolver {
+    pub fn new(certs: Arc<ArcSwap<CertSet>>) -> Self {
+        SniResolver { certs }
+    }
+}
+
+#[async_trait]
+impl TlsAccept for SniResolver {
+    async fn certificate_callback(&self, ssl: &mut TlsRef) {
+        let set = self.certs.load();
+        let sni = ssl.servername(NameType::HOST_NAME).map(str::to_string);
+        let ck = set.select(sni.as_deref());
+        // A failure here leaves the handshake without a certificate, which
+        // BoringSSL turns into a handshake alert: the right outcome.
+        if let Err(e) = ext::ssl_use_certificate(ssl, &ck.leaf) {
+            tracing::warn!(error = %e, "setting certificate");
+            return;
+        }
+        if let Err(e) = ext::ssl_use_private_key(ssl, &ck.key) {
+            tracing::warn!(error = %e, "setting private key");
+            return;
+        }
+        for c in &ck.chain {
+            if let Err(e) = ext::ssl_add_chain_cert(ssl, c) {
+                tracing::warn!(error = %e, "adding chain certificate");
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Error responses the edge itself generates. Each carries an
+//! `ngrok-error-code` header so users (and the SDKs) can tell an edge error
+//! from an upstream one.
+
+/// What went wrong, mapped once to a status and code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdgeFailure {
+    /// No endpoint is bound for the requested host.
+    UnknownHost,
+    /// The endpoint exists but no agent session is serving it.
+    AgentOffline,
+    /// The agent session failed while carrying the request.
+    TunnelFailed,
+    /// The request has no usable Host.
+    MissingHost,
+}
+
+impl EdgeFailure {
+    pub fn status(self) -> u16 {
+        match self {
+            EdgeFailure::UnknownHost => 404,
+            EdgeFailure::AgentOffline | EdgeFailure::TunnelFailed => 502,
+            EdgeFailure::MissingHost => 400,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            EdgeFailure::UnknownHost | EdgeFailure::AgentOffline => "ERR_NGROK_3200",
+            EdgeFailure::TunnelFailed => "ERR_NGROK_3004",
+            EdgeFailure::MissingHost => "ERR_NGROK_3100",
+        }
+    }
+
+    pub fn message(self, host: &str) -> String {
+        match self {
+            EdgeFailure::UnknownHost => format!("The endpoint {host} is not found."),
+            EdgeFailure::AgentOffline => {
+                format!("The endpoint {host} is offline: its agent is not connected.")
+            }
+            EdgeFailure::TunnelFailed => {
+                format!("The agent for {host} did not return a complete response.")
+            }
+            EdgeFailure::MissingHost => "The request has no Host header.".to_string(),
+        }
+    }
+}
+
+/// Header carrying the edge's error code.
+pub const ERROR_CODE_HEADER: &str = "ngrok-error-code";
+
+/// Agent-facing RPC error codes (PROTOCOL.md: the code on its own line).
+pub mod rpc {
+    /// Authtoken missing.
+    pub const AUTHTOKEN_MISSING: &str = "ERR_NGROK_4018";
+    /// Authtoken not valid for this deployment.
+    pub const AUTHTOKEN_INVALID: &str = "ERR_NGROK_107";
+    /// The hostname is already bound by another session and pooling is off.
+    pub const ENDPOINT_IN_USE: &str = "ERR_NGROK_334";
+    /// Malformed domain, hostname or subdomain.
+    pub const BAD_HOSTNAME: &str = "ERR_NGROK_322";
+    /// A tunnel kind this edge does not serve yet.
+    pub const UNSUPPORTED_PROTO: &str = "ERR_NGROK_9017";
+    /// An RPC arrived before Auth.
+    pub const NOT_AUTHENTICATED: &str = "ERR_NGROK_4016";
+    /// Unknown tunnel id in Unbind.
+    pub const UNKNOWN_TUNNEL: &str = "ERR_NGROK_8001";
+}

@@ -1,0 +1,24 @@
+//! gangway-edge: the Pingora server that owns public listeners and agent
+//! sessions.
+//!
+//! - [`agent_listener`]: TLS + muxado server role; Auth, Bind, Unbind,
+//!   heartbeats, reaping.
+//! - [`registry`]: live sessions and bound endpoints; every change compiles
+//!   a new immutable [`route_table::RouteTable`] and swaps it in.
+//! - [`proxy`]: the `ProxyHttp` whose upstream is a muxado stream to the
+//!   agent ([`tunnel_stream`]).
+//! - [`certs`]: certificates chosen by SNI in the TLS handshake.
+//! - [`server`]: wires the listeners into one Pingora `Server`.
+//!
+//! Must not depend on the API crate: config reaches the edge as data.
+
+pub mod agent_listener;
+pub mod certs;
+pub mod errors;
+pub mod proxy;
+pub mod registry;
+pub mod route_table;
+pub mod server;
+pub mod tunnel_stream;
+
+pub use server::{build_server, Edge, EdgeError};

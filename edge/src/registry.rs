@@ -1,0 +1,186 @@
+//! Live agent sessions and the endpoints they bind. This is the only
+//! mutable routing state; each change rebuilds the [`RouteTable`] and swaps
+//! it in, so the data path reads a consistent snapshot without locking.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use gangway_proto::Session;
+
+use crate::route_table::{Endpoint, RouteTable, Target};
+
+/// How long an endpoint whose agent vanished (without Unbind) keeps
+/// answering 502 "offline" instead of 404, so a restarting agent's users
+/// see the right error and the agent can take its name back.
+pub const OFFLINE_ENDPOINT_TTL: Duration = Duration::from_secs(3600);
+
+/// Identifies one agent session inside this edge.
+pub type SessionKey = u64;
+
+/// Why a bind was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BindError {
+    #[error("The endpoint '{0}' is already online. Either stop the other agent, or start both with pooling enabled to balance traffic between them.")]
+    InUse(String),
+    #[error("the session is closed")]
+    SessionGone,
+}
+
+struct BoundTunnel {
+    session: SessionKey,
+    tunnel_id: Arc<str>,
+    proto: Arc<str>,
+    pooling: bool,
+}
+
+#[derive(Default)]
+struct EndpointState {
+    tunnels: Vec<BoundTunnel>,
+    offline_since: Option<Instant>,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<SessionKey, Session>,
+    endpoints: BTreeMap<String, EndpointState>,
+}
+
+/// Sessions, endpoints and the current route table.
+pub struct Registry {
+    state: Mutex<State>,
+    table: ArcSwap<RouteTable>,
+    next_key: AtomicU64,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Registry {
+            state: Mutex::new(State::default()),
+            table: ArcSwap::from_pointee(RouteTable::default()),
+            next_key: AtomicU64::new(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The snapshot the data path routes by.
+    pub fn table(&self) -> arc_swap::Guard<Arc<RouteTable>> {
+        self.table.load()
+    }
+
+    pub fn add_session(&self, session: Session) -> SessionKey {
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        self.lock().sessions.insert(key, session);
+        key
+    }
+
+    /// Binds `hostname` to a tunnel of session `key`. A bind with the tunnel
+    /// id of an existing binding replaces it: that is an agent reconnecting
+    /// before the edge noticed its old session die.
+    pub fn bind(
+        &self,
+        key: SessionKey,
+        tunnel_id: &str,
+        proto: &str,
+        hostname: &str,
+        pooling: bool,
+    ) -> Result<(), BindError> {
+        let mut st = self.lock();
+        if !st.sessions.contains_key(&key) {
+            return Err(BindError::SessionGone);
+        }
+        let live: Vec<SessionKey> = st.sessions.keys().copied().collect();
+        let ep = st.endpoints.entry(hostname.to_string()).or_default();
+        ep.tunnels
+            .retain(|t| &*t.tunnel_id != tunnel_id && live.contains(&t.session));
+        if let Some(other) = ep.tunnels.first() {
+            if !(pooling && other.pooling) {
+                return Err(BindError::InUse(hostname.to_string()));
+            }
+        }
+        ep.tunnels.push(BoundTunnel {
+            session: key,
+            tunnel_id: Arc::from(tunnel_id),
+            proto: Arc::from(proto),
+            pooling,
+        });
+        ep.offline_since = None;
+        self.rebuild(&mut st);
+        Ok(())
+    }
+
+    /// Removes one tunnel; an endpoint left without tunnels is gone (404),
+    /// since the agent said so explicitly. Returns whether it was bound.
+    pub fn unbind(&self, key: SessionKey, tunnel_id: &str) -> bool {
+        let mut st = self.lock();
+        let mut found = false;
+        st.endpoints.retain(|_, ep| {
+            let before = ep.tunnels.len();
+            ep.tunnels
+                .retain(|t| !(t.session == key && &*t.tunnel_id == tunnel_id));
+            found |= ep.tunnels.len() != before;
+            !(ep.tunnels.is_empty() && before != 0)
+        });
+        if found {
+            self.rebuild(&mut st);
+        }
+        found
+    }
+
+    /// Forgets a closed session. Its endpoints stay, offline, for
+    /// [`OFFLINE_ENDPOINT_TTL`] unless another tunnel still serves them.
+    pub fn remove_session(&self, key: SessionKey) {
+        let mut st = self.lock();
+        if st.sessions.remove(&key).is_none() {
+            return;
+        }
+        let now = Instant::now();
+        for ep in st.endpoints.values_mut() {
+            let before = ep.tunnels.len();
+            ep.tunnels.retain(|t| t.session != key);
+            if before != 0 && ep.tunnels.is_empty() {
+                ep.offline_since = Some(now);
+            }
+        }
+        self.rebuild(&mut st);
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    fn rebuild(&self, st: &mut State) {
+        let now = Instant::now();
+        st.endpoints.retain(|_, ep| match ep.offline_since {
+            Some(t) => now.duration_since(t) < OFFLINE_ENDPOINT_TTL,
+            None => true,
+        });
+        let sessions = &st.sessions;
+        let endpoints = st.endpoints.iter().map(|(host, ep)| {
+            let targets = ep
+                .tunnels
+                .iter()
+                .filter_map(|t| {
+                    sessions.get(&t.session).map(|s| Target {
+                        session: s.clone(),
+                        tunnel_id: t.tunnel_id.clone(),
+                        proto: t.proto.clone(),
+                    })
+                })
+                .collect();
+            Endpoint::new(host.clone(), targets)
+        });
+        self.table.store(Arc::new(RouteTable::new(endpoints)));
+    }
+}

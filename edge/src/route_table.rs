@@ -1,0 +1,117 @@
+//! The immutable routing snapshot the data path reads: hostname → endpoint
+//! → agent tunnels. Built by the registry, swapped in whole through
+//! `ArcSwap`; requests never take a lock a config change holds.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use gangway_proto::Session;
+
+/// One agent tunnel able to serve an endpoint.
+#[derive(Clone)]
+pub struct Target {
+    pub session: Session,
+    pub tunnel_id: Arc<str>,
+    /// Bind `Proto` (`http`/`https`), echoed in the ProxyHeader.
+    pub proto: Arc<str>,
+}
+
+/// A bound hostname and the tunnels serving it (several when pooled; none
+/// while its agent is offline).
+pub struct Endpoint {
+    pub hostname: String,
+    pub targets: Vec<Target>,
+    next: AtomicUsize,
+}
+
+impl Endpoint {
+    pub fn new(hostname: String, targets: Vec<Target>) -> Self {
+        Endpoint {
+            hostname,
+            targets,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Round robin over tunnels whose session is still alive.
+    pub fn pick(&self) -> Option<&Target> {
+        let n = self.targets.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &self.targets[(start + i) % n])
+            .find(|t| !t.session.is_closed())
+    }
+}
+
+/// Hostname → endpoint.
+#[derive(Default)]
+pub struct RouteTable {
+    hosts: HashMap<String, Arc<Endpoint>>,
+}
+
+impl RouteTable {
+    pub fn new(endpoints: impl IntoIterator<Item = Endpoint>) -> Self {
+        RouteTable {
+            hosts: endpoints
+                .into_iter()
+                .map(|e| (e.hostname.clone(), Arc::new(e)))
+                .collect(),
+        }
+    }
+
+    /// Looks up a request's host (any case, with or without port).
+    pub fn lookup(&self, host: &str) -> Option<&Arc<Endpoint>> {
+        let host = strip_port(host);
+        if let Some(e) = self.hosts.get(host) {
+            return Some(e);
+        }
+        if host.bytes().any(|b| b.is_ascii_uppercase()) || host.ends_with('.') {
+            let norm = host.trim_end_matches('.').to_ascii_lowercase();
+            return self.hosts.get(&norm);
+        }
+        None
+    }
+
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+}
+
+/// `host:port` → `host`; `[v6]:port` → `v6`.
+pub fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_ports() {
+        assert_eq!(strip_port("a.example:8443"), "a.example");
+        assert_eq!(strip_port("a.example"), "a.example");
+        assert_eq!(strip_port("[::1]:80"), "::1");
+    }
+
+    #[test]
+    fn lookup_is_case_insensitive() {
+        let t = RouteTable::new([Endpoint::new("a.example".into(), vec![])]);
+        assert!(t.lookup("A.Example:443").is_some());
+        assert!(t.lookup("a.example.").is_some());
+        assert!(t.lookup("b.example").is_none());
+    }
+}

@@ -1,0 +1,92 @@
+//! Assembles one Pingora `Server`: the agent listener and the public HTTP
+//! and HTTPS listeners, sharing one registry.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use gangway_config::EdgeConfig;
+use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::Server;
+use pingora_core::services::listening::Service;
+use pingora_proxy::http_proxy_service_with_name;
+
+use crate::agent_listener::AgentApp;
+use crate::certs::{CertError, CertKey, CertSet, SniResolver};
+use crate::proxy::EdgeProxy;
+use crate::registry::Registry;
+
+/// Why the edge could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    #[error("TLS setup for {listener}: {detail}")]
+    Tls {
+        listener: &'static str,
+        detail: String,
+    },
+}
+
+/// A ready-to-run edge: call `server.run_forever()`.
+pub struct Edge {
+    pub server: Server,
+    pub registry: Arc<Registry>,
+}
+
+/// Builds the Pingora server for `cfg`. Binding happens when it runs.
+pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
+    let cfg = Arc::new(cfg);
+    let default_cert = CertKey::from_files(&cfg.cert_path, &cfg.key_path)?;
+    let certs = Arc::new(ArcSwap::from_pointee(CertSet::new(
+        default_cert,
+        Vec::new(),
+    )));
+
+    let conf = ServerConf {
+        threads: cfg.threads.max(1),
+        // A local server should stop promptly on Ctrl-C/TERM.
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let registry = Arc::new(Registry::new());
+
+    let mut agents = Service::new(
+        "agent listener".to_string(),
+        AgentApp::new(registry.clone(), cfg.clone()),
+    );
+    let agent_tls = TlsSettings::with_callbacks(Box::new(SniResolver::new(certs.clone())))
+        .map_err(|e| EdgeError::Tls {
+            listener: "agent",
+            detail: e.to_string(),
+        })?;
+    agents.add_tls_with_settings(&cfg.agent_addr.to_string(), None, agent_tls);
+
+    let mut https = http_proxy_service_with_name(
+        &server.configuration,
+        EdgeProxy::new(registry.clone(), true),
+        "public https",
+    );
+    let mut https_tls = TlsSettings::with_callbacks(Box::new(SniResolver::new(certs.clone())))
+        .map_err(|e| EdgeError::Tls {
+            listener: "https",
+            detail: e.to_string(),
+        })?;
+    https_tls.enable_h2();
+    https.add_tls_with_settings(&cfg.https_addr.to_string(), None, https_tls);
+
+    let mut http = http_proxy_service_with_name(
+        &server.configuration,
+        EdgeProxy::new(registry.clone(), false),
+        "public http",
+    );
+    http.add_tcp(&cfg.http_addr.to_string());
+
+    server.add_service(agents);
+    server.add_service(https);
+    server.add_service(http);
+    Ok(Edge { server, registry })
+}

@@ -1,0 +1,18 @@
+//! gangway-proto: the ngrok agent wire protocol, shared by edge and agent.
+//!
+//! Layers, bottom up: [`frame`] (muxado frame codec, no IO), [`session`]
+//! (muxado streams and flow control over any byte stream), [`heartbeat`],
+//! [`msg`] (RPC and proxy-header JSON shapes), [`codec`] (incremental JSON
+//! and ProxyHeader encoding) and [`rpc`] (one call per stream).
+//!
+//! Must not depend on pingora: the agent links this crate too.
+
+pub mod codec;
+pub mod frame;
+pub mod heartbeat;
+pub mod msg;
+pub mod rpc;
+pub mod session;
+
+pub use frame::ErrorCode;
+pub use session::{start, Acceptor, Role, Session, SessionConfig, SessionError, Stream};

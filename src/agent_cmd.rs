@@ -1,0 +1,151 @@
+//! Agent commands: `gangway http ...`. With no server flags they find the
+//! local `gangway server` through its `server.json` and trust its dev CA.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use gangway_agent::{AgentEvent, AgentOptions, TunnelSpec, Upstream};
+use gangway_config::server_info::SERVER_INFO_FILE;
+use gangway_config::ServerInfo;
+use gangway_proto::heartbeat::{DEFAULT_INTERVAL, DEFAULT_TOLERANCE};
+use tokio_util::sync::CancellationToken;
+
+use crate::data_dir::default_data_dir;
+
+/// After Ctrl-C, give unbinding this long.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Args)]
+pub struct HttpArgs {
+    /// What to forward to: a port (`8080`), `host:port`, or an http(s):// URL.
+    addr: String,
+    /// The edge's agent address `host:port` [default: the local server's].
+    #[arg(long, env = "GANGWAY_SERVER_ADDR")]
+    server_addr: Option<String>,
+    /// Authtoken [default: the local server's].
+    #[arg(long, env = "GANGWAY_AUTHTOKEN")]
+    authtoken: Option<String>,
+    /// PEM CA certificate to trust for the edge [default: the local server's dev CA, else system roots].
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+    /// Hostname to serve on instead of a random subdomain.
+    #[arg(long, alias = "hostname", alias = "url")]
+    domain: Option<String>,
+    /// Data dir of the local server to take defaults from.
+    #[arg(long, env = "GANGWAY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentCmdError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Agent(#[from] gangway_agent::AgentError),
+    #[error("starting runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+fn local_server(data_dir: Option<PathBuf>) -> Option<ServerInfo> {
+    let dir = data_dir.or_else(|| default_data_dir().ok())?;
+    let bytes = std::fs::read(dir.join(SERVER_INFO_FILE)).ok()?;
+    ServerInfo::from_json(&bytes).ok()
+}
+
+fn options(args: &HttpArgs) -> Result<AgentOptions, AgentCmdError> {
+    let upstream = Upstream::parse(&args.addr).map_err(|e| AgentCmdError::Usage(e.to_string()))?;
+    let local = local_server(args.data_dir.clone());
+    let server_addr = args
+        .server_addr
+        .clone()
+        .or_else(|| local.as_ref().map(|i| i.agent_addr.clone()))
+        .ok_or_else(|| {
+            AgentCmdError::Usage(
+                "no --server-addr given and no local `gangway server` found (start one, or pass --server-addr and --authtoken)".into(),
+            )
+        })?;
+    let authtoken = args
+        .authtoken
+        .clone()
+        .or_else(|| local.as_ref().map(|i| i.authtoken.clone()))
+        .ok_or_else(|| {
+            AgentCmdError::Usage("no --authtoken given (or GANGWAY_AUTHTOKEN)".into())
+        })?;
+    let ca_path = args
+        .ca_cert
+        .clone()
+        .or_else(|| local.as_ref().map(|i| PathBuf::from(&i.ca_cert)));
+    let ca_pem = match ca_path {
+        Some(path) => {
+            Some(std::fs::read(&path).map_err(|source| AgentCmdError::Read { path, source })?)
+        }
+        None => None,
+    };
+    Ok(AgentOptions {
+        server_addr,
+        authtoken,
+        ca_pem,
+        tunnels: vec![TunnelSpec {
+            proto: "https".into(),
+            upstream,
+            domain: args.domain.clone(),
+        }],
+        heartbeat_interval: DEFAULT_INTERVAL,
+        heartbeat_tolerance: DEFAULT_TOLERANCE,
+    })
+}
+
+pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
+    let opts = options(&args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(AgentCmdError::Runtime)?;
+    rt.block_on(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let agent = tokio::spawn(gangway_agent::run(opts, tx, shutdown.clone()));
+        let printer = tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                let mut out = std::io::stdout().lock();
+                let _ = match ev {
+                    AgentEvent::Bound {
+                        url,
+                        upstream,
+                        rebound: false,
+                    } => writeln!(out, "Forwarding {url} -> {upstream}"),
+                    AgentEvent::Bound {
+                        url, rebound: true, ..
+                    } => writeln!(out, "Reconnected: {url}"),
+                    AgentEvent::Reconnecting { delay, reason } => {
+                        writeln!(out, "Session lost ({reason}); reconnecting in {delay:?}")
+                    }
+                };
+                let _ = out.flush();
+            }
+        });
+        let mut agent = agent;
+        let result = tokio::select! {
+            r = &mut agent => r,
+            _ = tokio::signal::ctrl_c() => {
+                shutdown.cancel();
+                match tokio::time::timeout(SHUTDOWN_GRACE, &mut agent).await {
+                    Ok(r) => r,
+                    Err(_) => Ok(Ok(())),
+                }
+            }
+        };
+        printer.abort();
+        match result {
+            Ok(r) => r.map_err(AgentCmdError::from),
+            Err(e) => Err(AgentCmdError::Usage(format!("agent task failed: {e}"))),
+        }
+    })
+}

@@ -1,0 +1,53 @@
+//! `gangway`: one binary for every process shape — `server` (edge and,
+//! later, API in one process) and the agent commands (`http`, ...).
+
+mod agent_cmd;
+mod data_dir;
+mod server_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "gangway",
+    version,
+    about = "Self-hostable, ngrok-compatible ingress"
+)]
+struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `gangway_edge=debug`.
+    #[arg(long, global = true, env = "GANGWAY_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an edge on this machine with a dev CA and certificate (the embedded default).
+    Server(server_cmd::ServerArgs),
+    /// Expose a local HTTP service: `gangway http 8080`.
+    Http(agent_cmd::HttpArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Server(args) => server_cmd::run(args).map_err(|e| e.to_string()),
+        Command::Http(args) => agent_cmd::run_http(args).map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gangway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

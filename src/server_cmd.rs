@@ -1,0 +1,180 @@
+//! `gangway server`: prepares the data dir, starts the edge, and publishes
+//! `server.json` once every listener accepts connections.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use gangway_config::edge::{
+    DEFAULT_AGENT_PORT, DEFAULT_BASE_DOMAIN, DEFAULT_HTTPS_PORT, DEFAULT_HTTP_PORT,
+};
+use gangway_config::hostname::normalize_hostname;
+use gangway_config::server_info::SERVER_INFO_FILE;
+use gangway_config::{EdgeConfig, ServerInfo};
+
+use crate::data_dir::{default_data_dir, write_private, DataDir};
+
+/// Listeners must accept within this long after start.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Where the CA, certificates, authtoken and server.json live
+    /// [default: ~/.local/share/gangway].
+    #[arg(long, env = "GANGWAY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Random tunnel names are allocated under this domain.
+    #[arg(long, default_value = DEFAULT_BASE_DOMAIN)]
+    base_domain: String,
+    /// Agent listener (TLS). Port 0 picks a free port.
+    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_AGENT_PORT)))]
+    agent_addr: SocketAddr,
+    /// Public HTTP listener. Port 0 picks a free port.
+    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)))]
+    http_addr: SocketAddr,
+    /// Public HTTPS listener. Port 0 picks a free port.
+    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTPS_PORT)))]
+    https_addr: SocketAddr,
+    /// Worker threads per listener.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    DataDir(#[from] crate::data_dir::DataDirError),
+    #[error("--base-domain: {0}")]
+    BaseDomain(gangway_config::HostnameError),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Edge(#[from] gangway_edge::EdgeError),
+}
+
+/// Port 0 means "any free port": find one now so the address can be
+/// published. Pingora binds it moments later.
+fn resolve_port(addr: SocketAddr) -> Result<SocketAddr, ServerError> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let l = TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+    l.local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// How clients should dial a listen address: a wildcard bind is reached
+/// over loopback; loopback is named `localhost` so certificates match.
+fn dial_addr(addr: SocketAddr, prefer_name: bool) -> String {
+    let ip = addr.ip();
+    if prefer_name && (ip.is_loopback() || ip.is_unspecified()) {
+        return format!("localhost:{}", addr.port());
+    }
+    if ip.is_unspecified() {
+        return format!("127.0.0.1:{}", addr.port());
+    }
+    addr.to_string()
+}
+
+pub fn run(args: ServerArgs) -> Result<(), ServerError> {
+    let base_domain =
+        normalize_hostname(&args.base_domain, false).map_err(ServerError::BaseDomain)?;
+    let root = match args.data_dir {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    let dir = DataDir::prepare(&root, &base_domain)?;
+    let cfg = EdgeConfig {
+        base_domain: base_domain.clone(),
+        agent_addr: resolve_port(args.agent_addr)?,
+        http_addr: resolve_port(args.http_addr)?,
+        https_addr: resolve_port(args.https_addr)?,
+        cert_path: dir.cert.clone(),
+        key_path: dir.key.clone(),
+        authtokens: vec![dir.authtoken.clone()],
+        threads: args.threads,
+    };
+    let info = ServerInfo {
+        agent_addr: dial_addr(cfg.agent_addr, true),
+        http_addr: dial_addr(cfg.http_addr, false),
+        https_addr: dial_addr(cfg.https_addr, false),
+        base_domain,
+        ca_cert: dir.ca_cert.display().to_string(),
+        authtoken: dir.authtoken.clone(),
+    };
+    let listeners = [
+        (cfg.agent_addr, true),
+        (cfg.http_addr, false),
+        (cfg.https_addr, true),
+    ];
+    let info_path = root.join(SERVER_INFO_FILE);
+    // A stale server.json from a previous run must not mislead agents.
+    let _ = std::fs::remove_file(&info_path);
+    let edge = gangway_edge::build_server(cfg)?;
+    std::thread::spawn(move || publish_when_ready(&listeners, &info, &info_path));
+    edge.server.run_forever()
+}
+
+/// True once `addr` accepts a connection (and, for TLS listeners, completes
+/// a handshake — a bare connect would be logged as a failed handshake).
+fn accepts(addr: SocketAddr, tls: bool) -> bool {
+    let Ok(tcp) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    if !tls {
+        return true;
+    }
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(2)));
+    let Ok(mut b) = boring::ssl::SslConnector::builder(boring::ssl::SslMethod::tls()) else {
+        return false;
+    };
+    b.set_verify(boring::ssl::SslVerifyMode::NONE);
+    match b.build().connect("localhost", tcp) {
+        Ok(mut s) => {
+            let _ = s.shutdown();
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+fn publish_when_ready(listeners: &[(SocketAddr, bool)], info: &ServerInfo, path: &std::path::Path) {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    for &(addr, tls) in listeners {
+        let target = if addr.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+        } else {
+            addr
+        };
+        while !accepts(target, tls) {
+            if Instant::now() > deadline {
+                tracing::error!(%addr, "listener did not come up; not writing server.json");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let json = match serde_json::to_vec_pretty(info) {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::error!(error = %e, "encoding server.json");
+            return;
+        }
+    };
+    if let Err(e) = write_private(path, &json) {
+        tracing::error!(error = %e, "writing server.json");
+        return;
+    }
+    tracing::info!(
+        agent = %info.agent_addr,
+        http = %info.http_addr,
+        https = %info.https_addr,
+        base_domain = %info.base_domain,
+        "gangway server ready; details in {}",
+        path.display()
+    );
+}
