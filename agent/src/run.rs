@@ -114,10 +114,8 @@ pub async fn run(
     };
     let mut backoff = INITIAL_BACKOFF;
     loop {
-        let attempt = tokio::select! {
-            r = session_once(&opts, &connector, &upstream_tls, &mut mem, &events, &shutdown) => r,
-            _ = shutdown.cancelled() => return Ok(()),
-        };
+        // session_once watches `shutdown` itself so that it can unbind.
+        let attempt = session_once(&opts, &connector, &upstream_tls, &mut mem, &events, &shutdown).await;
         let reason = match attempt {
             Ok(Ended::Shutdown) => return Ok(()),
             Ok(Ended::Lost(reason)) => {
@@ -161,8 +159,12 @@ async fn session_once(
     events: &mpsc::UnboundedSender<AgentEvent>,
     shutdown: &CancellationToken,
 ) -> Result<Ended, Attempt> {
-    let tls = dial::dial_edge(connector, &opts.server_addr)
-        .await
+    let dial = dial::dial_edge(connector, &opts.server_addr);
+    let tls = tokio::select! {
+        r = dial => r,
+        _ = shutdown.cancelled() => return Ok(Ended::Shutdown),
+    };
+    let tls = tls
         .map_err(|e| match e {
             // A CA or setup problem will not fix itself.
             DialError::BadCa(_) | DialError::Setup(_) => Attempt::Fatal(e.into()),
@@ -199,9 +201,10 @@ async fn session_once(
             ..Default::default()
         },
     };
-    let resp: AuthResp = rpc::call(&session, msg::AUTH, &auth)
-        .await
-        .map_err(|e| rpc_failure("auth", e))?;
+    let resp: AuthResp = tokio::select! {
+        r = rpc::call(&session, msg::AUTH, &auth) => r.map_err(|e| rpc_failure("auth", e))?,
+        _ = shutdown.cancelled() => return Ok(Ended::Shutdown),
+    };
     mem.client_id = resp.client_id;
 
     let routes: Routes = Arc::new(RwLock::new(HashMap::new()));

@@ -1,0 +1,219 @@
+//! Test harness: a real `gangway server` process on free ports with its
+//! own data dir, real `gangway http` agents, a local axum app, and clients
+//! that trust the server's dev CA. No fixed ports; readiness is polled
+//! with deadlines.
+#![allow(dead_code)]
+
+pub mod app;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gangway_config::ServerInfo;
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_gangway")
+}
+
+/// Polls `f` until it returns `Some` or the deadline passes.
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A running `gangway server`, killed on drop.
+pub struct Server {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub info: ServerInfo,
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let child = Command::new(bin())
+            .args(["server", "--threads", "1", "--data-dir"])
+            .arg(dir.path())
+            .args(["--agent-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0"])
+            .env("GANGWAY_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("server.log")).expect("log file"),
+            ))
+            .spawn()
+            .expect("spawn gangway server");
+        let info_path = dir.path().join("server.json");
+        let info = eventually("server.json", || {
+            let p = info_path.clone();
+            async move { std::fs::read(&p).ok().and_then(|b| ServerInfo::from_json(&b).ok()) }
+        })
+        .await;
+        Server { child, dir, info }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(&self.info.ca_cert).expect("ca.pem")
+    }
+
+    pub fn https_addr(&self) -> SocketAddr {
+        self.info.https_addr.parse().expect("https addr")
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.info.http_addr.parse().expect("http addr")
+    }
+
+    /// The agent listener as an IP address (server.json names it `localhost`).
+    pub fn agent_socket_addr(&self) -> SocketAddr {
+        let port: u16 = self.info.agent_addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// A client for public URLs: trusts the dev CA and resolves every name
+    /// to the server's loopback address.
+    pub fn client(&self) -> reqwest::Client {
+        self.client_builder().build().expect("client")
+    }
+
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        let ca = reqwest::Certificate::from_pem(&self.ca_pem()).expect("ca");
+        reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .dns_resolver(Arc::new(Loopback))
+            .no_proxy()
+            .timeout(Duration::from_secs(120))
+    }
+
+    /// A rustls client config trusting the dev CA, for raw TLS tests.
+    pub fn rustls_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut &self.ca_pem()[..]) {
+            roots.add(c.expect("pem")).expect("add root");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(cfg)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resolves any name to 127.0.0.1 (every listener in these tests is there).
+struct Loopback;
+
+impl reqwest::dns::Resolve for Loopback {
+    fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let addrs: reqwest::dns::Addrs = Box::new(std::iter::once(SocketAddr::from(([127, 0, 0, 1], 0))));
+        Box::pin(async move { Ok(addrs) })
+    }
+}
+
+/// A running `gangway http` agent, killed (SIGKILL) on drop.
+pub struct Agent {
+    child: Child,
+    pub url: String,
+    pub stdout: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Agent {
+    /// Starts `gangway http <upstream> [extra...]` against `server` and
+    /// waits for its `Forwarding` line.
+    pub async fn http(server: &Server, upstream: &str, extra: &[&str]) -> Agent {
+        Self::spawn(server.data_dir(), upstream, extra).await
+    }
+
+    pub async fn spawn(data_dir: &Path, upstream: &str, extra: &[&str]) -> Agent {
+        let mut child = Command::new(bin())
+            .arg("http")
+            .arg(upstream)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("GANGWAY_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn gangway http");
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().expect("lines").push(line);
+            }
+        });
+        let url = eventually("Forwarding line", || {
+            let lines = lines.clone();
+            async move {
+                lines.lock().expect("lines").iter().find_map(|l| {
+                    l.strip_prefix("Forwarding ")
+                        .and_then(|rest| rest.split(" -> ").next())
+                        .map(str::to_string)
+                })
+            }
+        })
+        .await;
+        Agent { child, url, stdout: lines }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for the process to exit.
+    pub fn interrupt(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status();
+        self.child.wait().expect("wait")
+    }
+
+    pub fn host(&self) -> String {
+        let rest = self.url.split("://").nth(1).unwrap_or_default();
+        rest.split(':').next().unwrap_or_default().to_string()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Path of a fresh file in `dir`.
+pub fn path_in(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
