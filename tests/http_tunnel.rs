@@ -17,12 +17,24 @@ async fn get_post_keepalive_and_forwarded_headers() {
     let app = app::start().await;
     let agent = Agent::http(&server, &app.to_string(), &[]).await;
     assert!(agent.url.starts_with("https://"), "{}", agent.url);
-    assert!(agent.host().ends_with(".gangway.localhost"), "{}", agent.url);
+    assert!(
+        agent.host().ends_with(".gangway.localhost"),
+        "{}",
+        agent.url
+    );
 
     // One HTTP/1.1 client: several requests reuse its connection.
-    let client = server.client_builder().http1_only().build().expect("client");
+    let client = server
+        .client_builder()
+        .http1_only()
+        .build()
+        .expect("client");
     for _ in 0..3 {
-        let r = client.get(format!("{}/hello", agent.url)).send().await.expect("get");
+        let r = client
+            .get(format!("{}/hello", agent.url))
+            .send()
+            .await
+            .expect("get");
         assert_eq!(r.status(), 200);
         assert_eq!(r.version(), http::Version::HTTP_11);
         assert_eq!(r.text().await.expect("body"), "hello from the local app");
@@ -68,7 +80,12 @@ async fn http2_client_and_plain_http_listener() {
     let app = app::start().await;
     let agent = Agent::http(&server, &app.to_string(), &[]).await;
 
-    let r = server.client().get(format!("{}/hello", agent.url)).send().await.expect("h2 get");
+    let r = server
+        .client()
+        .get(format!("{}/hello", agent.url))
+        .send()
+        .await
+        .expect("h2 get");
     assert_eq!(r.version(), http::Version::HTTP_2);
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.expect("body"), "hello from the local app");
@@ -83,29 +100,48 @@ async fn http2_client_and_plain_http_listener() {
     assert_eq!(r.bytes().await.expect("body").len(), 300_000);
 
     // The same endpoint on the public HTTP listener.
-    let url = format!("http://{}:{}/hello", agent.host(), server.http_addr().port());
+    let url = format!(
+        "http://{}:{}/hello",
+        agent.host(),
+        server.http_addr().port()
+    );
     let r = server.client().get(url).send().await.expect("http get");
     assert_eq!(r.status(), 200);
     let headers = server
         .client()
-        .get(format!("http://{}:{}/headers", agent.host(), server.http_addr().port()))
+        .get(format!(
+            "http://{}:{}/headers",
+            agent.host(),
+            server.http_addr().port()
+        ))
         .send()
         .await
         .expect("headers")
         .text()
         .await
         .expect("body");
-    assert!(headers.contains("x-forwarded-proto: http\n") || headers.ends_with("x-forwarded-proto: http"), "{headers}");
+    assert!(
+        headers.contains("x-forwarded-proto: http\n")
+            || headers.ends_with("x-forwarded-proto: http"),
+        "{headers}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_host_is_404_with_code() {
     let server = Server::start().await;
-    let url = format!("https://nobody.gangway.localhost:{}/", server.https_addr().port());
+    let url = format!(
+        "https://nobody.gangway.localhost:{}/",
+        server.https_addr().port()
+    );
     let r = server.client().get(url).send().await.expect("get");
     assert_eq!(r.status(), 404);
     assert_eq!(r.headers()["ngrok-error-code"], "ERR_NGROK_3200");
-    assert!(r.text().await.expect("body").contains("nobody.gangway.localhost"));
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains("nobody.gangway.localhost"));
 }
 
 const HUNDRED_MB: u64 = 100 * 1024 * 1024;
@@ -115,7 +151,11 @@ async fn hundred_megabytes_each_way_streamed() {
     let server = Server::start().await;
     let app = app::start().await;
     let agent = Agent::http(&server, &app.to_string(), &[]).await;
-    let client = server.client_builder().http1_only().build().expect("client");
+    let client = server
+        .client_builder()
+        .http1_only()
+        .build()
+        .expect("client");
 
     // Download: check every byte against the pattern as it arrives.
     let r = client
@@ -137,9 +177,10 @@ async fn hundred_megabytes_each_way_streamed() {
 
     // Upload: generated on the fly, verified by the app as it streams.
     const CHUNK: u64 = 256 * 1024;
-    let chunks = futures::stream::iter((0..HUNDRED_MB / CHUNK).map(|i| {
-        Ok::<_, std::io::Error>(app::pattern_chunk(i * CHUNK, CHUNK as usize))
-    }));
+    let chunks = futures::stream::iter(
+        (0..HUNDRED_MB / CHUNK)
+            .map(|i| Ok::<_, std::io::Error>(app::pattern_chunk(i * CHUNK, CHUNK as usize))),
+    );
     let r = client
         .post(format!("{}/upload", agent.url))
         .body(reqwest::Body::wrap_stream(chunks))
@@ -157,25 +198,35 @@ async fn websocket_echo_over_wss_and_ws() {
 
     // wss: TLS to the public HTTPS listener, then the upgrade.
     let tls = tokio_rustls::TlsConnector::from(server.rustls_config(&[b"http/1.1"]));
-    let tcp = tokio::net::TcpStream::connect(server.https_addr()).await.expect("tcp");
+    let tcp = tokio::net::TcpStream::connect(server.https_addr())
+        .await
+        .expect("tcp");
     let name = rustls::pki_types::ServerName::try_from(agent.host()).expect("name");
     let stream = tls.connect(name, tcp).await.expect("tls");
     let url = format!("wss://{}:{}/ws", agent.host(), server.https_addr().port());
-    let (mut ws, resp) = tokio_tungstenite::client_async(url, stream).await.expect("wss upgrade");
+    let (mut ws, resp) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .expect("wss upgrade");
     assert_eq!(resp.status(), 101);
     ws.send(Message::Text("hi".into())).await.expect("send");
     let reply = ws.next().await.expect("reply").expect("frame");
     assert_eq!(reply.into_text().expect("text").as_str(), "echo: hi");
     let big = vec![42u8; 1 << 20];
-    ws.send(Message::Binary(big.clone().into())).await.expect("send binary");
+    ws.send(Message::Binary(big.clone().into()))
+        .await
+        .expect("send binary");
     let reply = ws.next().await.expect("reply").expect("frame");
     assert_eq!(reply.into_data().len(), big.len());
     ws.close(None).await.expect("close");
 
     // ws on the plain HTTP listener.
-    let tcp = tokio::net::TcpStream::connect(server.http_addr()).await.expect("tcp");
+    let tcp = tokio::net::TcpStream::connect(server.http_addr())
+        .await
+        .expect("tcp");
     let url = format!("ws://{}:{}/ws", agent.host(), server.http_addr().port());
-    let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.expect("ws upgrade");
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tcp)
+        .await
+        .expect("ws upgrade");
     ws.send(Message::Text("plain".into())).await.expect("send");
     let reply = ws.next().await.expect("reply").expect("frame");
     assert_eq!(reply.into_text().expect("text").as_str(), "echo: plain");
@@ -188,7 +239,10 @@ async fn killed_agent_gives_502_and_restarted_agent_serves_same_url() {
     let domain = "stable.gangway.localhost";
     let mut agent = Agent::http(&server, &app.to_string(), &["--domain", domain]).await;
     let url = agent.url.clone();
-    assert_eq!(url, format!("https://{domain}:{}", server.https_addr().port()));
+    assert_eq!(
+        url,
+        format!("https://{domain}:{}", server.https_addr().port())
+    );
     let client = server.client();
     assert_eq!(client.get(&url).send().await.expect("get").status(), 200);
 
@@ -201,7 +255,8 @@ async fn killed_agent_gives_502_and_restarted_agent_serves_same_url() {
         let url = url.clone();
         async move {
             let r = client.get(&url).send().await.ok()?;
-            let offline = r.status() == 502 && r.headers().get("ngrok-error-code")? == "ERR_NGROK_3200";
+            let offline =
+                r.status() == 502 && r.headers().get("ngrok-error-code")? == "ERR_NGROK_3200";
             offline.then_some(r)
         }
     })
@@ -210,7 +265,11 @@ async fn killed_agent_gives_502_and_restarted_agent_serves_same_url() {
 
     let agent = Agent::http(&server, &app.to_string(), &["--domain", domain]).await;
     assert_eq!(agent.url, url);
-    let r = client.get(format!("{url}/hello")).send().await.expect("get");
+    let r = client
+        .get(format!("{url}/hello"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), 200);
 }
 
@@ -218,7 +277,11 @@ async fn killed_agent_gives_502_and_restarted_agent_serves_same_url() {
 async fn upstream_down_gives_502_from_agent() {
     let server = Server::start().await;
     // A port nobody listens on: bind, learn it, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let agent = Agent::http(&server, &port.to_string(), &[]).await;
     let r = server.client().get(&agent.url).send().await.expect("get");
     assert_eq!(r.status(), 502);
@@ -231,7 +294,16 @@ async fn ctrl_c_unbinds_the_tunnel() {
     let app = app::start().await;
     let mut agent = Agent::http(&server, &app.to_string(), &[]).await;
     let url = agent.url.clone();
-    assert_eq!(server.client().get(&url).send().await.expect("get").status(), 200);
+    assert_eq!(
+        server
+            .client()
+            .get(&url)
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        200
+    );
     let status = agent.interrupt();
     assert!(status.success(), "agent exit: {status:?}");
     // Unbound on purpose: the name is gone (404), not offline (502).
@@ -242,8 +314,12 @@ async fn ctrl_c_unbinds_the_tunnel() {
 
 /// A TCP relay between agent and edge that the test can cut, to lose the
 /// session without killing either process.
-async fn cuttable_relay(target: std::net::SocketAddr) -> (std::net::SocketAddr, tokio::sync::watch::Sender<u32>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+async fn cuttable_relay(
+    target: std::net::SocketAddr,
+) -> (std::net::SocketAddr, tokio::sync::watch::Sender<u32>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind relay");
     let addr = listener.local_addr().expect("addr");
     let (cut_tx, cut_rx) = tokio::sync::watch::channel(0u32);
     tokio::spawn(async move {
@@ -280,7 +356,14 @@ async fn lost_session_reconnects_and_rebinds_same_url() {
     cut.send_modify(|g| *g += 1);
     eventually("agent to report the reconnect", || {
         let lines = agent.stdout.clone();
-        async move { lines.lock().expect("lines").iter().any(|l| l.starts_with("Reconnected: ")).then_some(()) }
+        async move {
+            lines
+                .lock()
+                .expect("lines")
+                .iter()
+                .any(|l| l.starts_with("Reconnected: "))
+                .then_some(())
+        }
     })
     .await;
     let lines = agent.stdout.lock().expect("lines").clone();

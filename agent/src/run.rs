@@ -115,7 +115,15 @@ pub async fn run(
     let mut backoff = INITIAL_BACKOFF;
     loop {
         // session_once watches `shutdown` itself so that it can unbind.
-        let attempt = session_once(&opts, &connector, &upstream_tls, &mut mem, &events, &shutdown).await;
+        let attempt = session_once(
+            &opts,
+            &connector,
+            &upstream_tls,
+            &mut mem,
+            &events,
+            &shutdown,
+        )
+        .await;
         let reason = match attempt {
             Ok(Ended::Shutdown) => return Ok(()),
             Ok(Ended::Lost(reason)) => {
@@ -164,12 +172,11 @@ async fn session_once(
         r = dial => r,
         _ = shutdown.cancelled() => return Ok(Ended::Shutdown),
     };
-    let tls = tls
-        .map_err(|e| match e {
-            // A CA or setup problem will not fix itself.
-            DialError::BadCa(_) | DialError::Setup(_) => Attempt::Fatal(e.into()),
-            other => Attempt::Retry(other.to_string()),
-        })?;
+    let tls = tls.map_err(|e| match e {
+        // A CA or setup problem will not fix itself.
+        DialError::BadCa(_) | DialError::Setup(_) => Attempt::Fatal(e.into()),
+        other => Attempt::Retry(other.to_string()),
+    })?;
     let (session, mut acceptor) = gangway_proto::start(tls, SessionConfig::new(Role::Client));
     let _close_on_exit = CloseGuard(session.clone());
 

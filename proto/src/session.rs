@@ -744,3 +744,7 @@ fn open_remote(
     }
     Ok(Some(stream))
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

@@ -102,7 +102,9 @@ pub fn router() -> Router {
 
 /// Serves the app on a free loopback port until the test ends.
 pub async fn start() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind app");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, router()).await;

@@ -50,7 +50,14 @@ impl Server {
         let child = Command::new(bin())
             .args(["server", "--threads", "1", "--data-dir"])
             .arg(dir.path())
-            .args(["--agent-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0"])
+            .args([
+                "--agent-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--https-addr",
+                "127.0.0.1:0",
+            ])
             .env("GANGWAY_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::from(
@@ -61,7 +68,11 @@ impl Server {
         let info_path = dir.path().join("server.json");
         let info = eventually("server.json", || {
             let p = info_path.clone();
-            async move { std::fs::read(&p).ok().and_then(|b| ServerInfo::from_json(&b).ok()) }
+            async move {
+                std::fs::read(&p)
+                    .ok()
+                    .and_then(|b| ServerInfo::from_json(&b).ok())
+            }
         })
         .await;
         Server { child, dir, info }
@@ -85,7 +96,13 @@ impl Server {
 
     /// The agent listener as an IP address (server.json names it `localhost`).
     pub fn agent_socket_addr(&self) -> SocketAddr {
-        let port: u16 = self.info.agent_addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+        let port: u16 = self
+            .info
+            .agent_addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
@@ -137,7 +154,8 @@ struct Loopback;
 
 impl reqwest::dns::Resolve for Loopback {
     fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let addrs: reqwest::dns::Addrs = Box::new(std::iter::once(SocketAddr::from(([127, 0, 0, 1], 0))));
+        let addrs: reqwest::dns::Addrs =
+            Box::new(std::iter::once(SocketAddr::from(([127, 0, 0, 1], 0))));
         Box::pin(async move { Ok(addrs) })
     }
 }
@@ -187,7 +205,11 @@ impl Agent {
             }
         })
         .await;
-        Agent { child, url, stdout: lines }
+        Agent {
+            child,
+            url,
+            stdout: lines,
+        }
     }
 
     pub fn kill(&mut self) {
@@ -197,7 +219,10 @@ impl Agent {
 
     /// Sends SIGINT (Ctrl-C) and waits for the process to exit.
     pub fn interrupt(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(self.child.id().to_string())
+            .status();
         self.child.wait().expect("wait")
     }
 
