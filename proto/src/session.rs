@@ -10,6 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -128,11 +129,23 @@ impl StreamState {
 }
 
 struct StreamShared {
-    id: u32,
+    /// 0 until the stream's first frame is sent (see [`Stream::send_data`]).
+    id: AtomicU32,
     state: Mutex<StreamState>,
 }
 
 impl StreamShared {
+    fn new(id: u32, state: StreamState) -> Arc<Self> {
+        Arc::new(StreamShared {
+            id: AtomicU32::new(id),
+            state: Mutex::new(state),
+        })
+    }
+
+    fn id(&self) -> u32 {
+        self.id.load(Ordering::Acquire)
+    }
+
     fn lock(&self) -> MutexGuard<'_, StreamState> {
         // A poisoned lock only means another thread panicked mid-update;
         // the state is plain data, so keep going rather than cascade.
@@ -258,27 +271,20 @@ where
 impl Session {
     /// Opens a stream. Nothing is sent until the first write, which carries
     /// SYN, so a caller can put its type and header in the opening frame.
+    /// The stream id is assigned then too: peers (the Go agent among them)
+    /// expect new stream ids in increasing order on the wire.
     pub fn open(&self) -> Result<Stream, SessionError> {
         let shared = &self.shared;
-        let mut st = shared.lock();
+        let st = shared.lock();
         if let Some(why) = &st.closed {
             return Err(why.clone());
         }
-        if st.streams.len() >= shared.cfg.max_streams
-            || st.next_local_id > crate::frame::STREAM_ID_MASK - 2
-        {
+        if st.streams.len() >= shared.cfg.max_streams {
             return Err(SessionError::StreamsExhausted);
         }
-        let id = st.next_local_id;
-        st.next_local_id += 2;
-        let stream = Arc::new(StreamShared {
-            id,
-            state: Mutex::new(StreamState::new(shared.cfg.window_bytes, false)),
-        });
-        st.streams.insert(id, stream.clone());
         drop(st);
         Ok(Stream {
-            inner: stream,
+            inner: StreamShared::new(0, StreamState::new(shared.cfg.window_bytes, false)),
             session: shared.clone(),
         })
     }
@@ -326,8 +332,42 @@ impl std::fmt::Debug for Stream {
 }
 
 impl Stream {
+    /// The stream id; 0 for a locally opened stream before its first write.
     pub fn id(&self) -> u32 {
-        self.inner.id
+        self.inner.id()
+    }
+
+    /// Queues a DATA frame. The first one allocates the id and carries SYN,
+    /// under the session lock so ids reach the wire in order.
+    fn send_data(&self, ss: &mut StreamState, payload: Bytes, fin: bool) -> io::Result<()> {
+        if ss.syn_sent {
+            self.session.send(Frame::Data {
+                stream_id: self.inner.id(),
+                syn: false,
+                fin,
+                payload,
+            });
+            return Ok(());
+        }
+        let mut st = self.session.lock();
+        if let Some(why) = &st.closed {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, why.to_string()));
+        }
+        if st.next_local_id > crate::frame::STREAM_ID_MASK - 2 {
+            return Err(io::Error::other(SessionError::StreamsExhausted));
+        }
+        let id = st.next_local_id;
+        st.next_local_id += 2;
+        self.inner.id.store(id, Ordering::Release);
+        st.streams.insert(id, self.inner.clone());
+        ss.syn_sent = true;
+        self.session.send(Frame::Data {
+            stream_id: id,
+            syn: true,
+            fin,
+            payload,
+        });
+        Ok(())
     }
 
     /// Aborts the stream with RST.
@@ -340,7 +380,7 @@ impl Stream {
         ss.wake_all();
         if ss.syn_sent {
             self.session.send(Frame::Rst {
-                stream_id: self.inner.id,
+                stream_id: self.inner.id(),
                 code,
             });
         }
@@ -403,7 +443,7 @@ impl AsyncRead for Stream {
             ss.unacked = 0;
             ss.recv_window += increment;
             this.session.send(Frame::WndInc {
-                stream_id: this.inner.id,
+                stream_id: this.inner.id(),
                 increment,
             });
         }
@@ -439,15 +479,8 @@ impl AsyncWrite for Stream {
             .len()
             .min(ss.send_window as usize)
             .min(MAX_DATA_FRAME_BYTES);
+        this.send_data(&mut ss, Bytes::copy_from_slice(&buf[..n]), false)?;
         ss.send_window -= n as u32;
-        let syn = !ss.syn_sent;
-        ss.syn_sent = true;
-        this.session.send(Frame::Data {
-            stream_id: this.inner.id,
-            syn,
-            fin: false,
-            payload: Bytes::copy_from_slice(&buf[..n]),
-        });
         Poll::Ready(Ok(n))
     }
 
@@ -463,15 +496,8 @@ impl AsyncWrite for Stream {
             return Poll::Ready(Err(reset_error(code)));
         }
         if !ss.fin_sent {
+            this.send_data(&mut ss, Bytes::new(), true)?;
             ss.fin_sent = true;
-            let syn = !ss.syn_sent;
-            ss.syn_sent = true;
-            this.session.send(Frame::Data {
-                stream_id: this.inner.id,
-                syn,
-                fin: true,
-                payload: Bytes::new(),
-            });
         }
         Poll::Ready(Ok(()))
     }
@@ -479,7 +505,7 @@ impl AsyncWrite for Stream {
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        let id = self.inner.id;
+        let id = self.inner.id();
         {
             let mut ss = self.inner.lock();
             let finished = ss.fin_sent && ss.fin_recv;
@@ -494,7 +520,9 @@ impl Drop for Stream {
                 ss.reset = Some(ErrorCode::STREAM_CLOSED);
             }
         }
-        self.session.lock().streams.remove(&id);
+        if id != 0 {
+            self.session.lock().streams.remove(&id);
+        }
     }
 }
 
@@ -710,12 +738,10 @@ fn open_remote(
         )));
     }
     let mut st = shared.lock();
-    if stream_id <= st.last_remote_id {
-        return Err(SessionError::Protocol(format!(
-            "stream id {stream_id} reused or out of order"
-        )));
-    }
-    st.last_remote_id = stream_id;
+    // Ids normally rise, but a peer that assigns ids at open and sends SYN
+    // at first write can reorder them; only a live id may not be reused
+    // (checked by the caller).
+    st.last_remote_id = st.last_remote_id.max(stream_id);
     if st.streams.len() >= shared.cfg.max_streams {
         drop(st);
         shared.send(Frame::Rst {
@@ -724,10 +750,7 @@ fn open_remote(
         });
         return Ok(None);
     }
-    let stream = Arc::new(StreamShared {
-        id: stream_id,
-        state: Mutex::new(StreamState::new(shared.cfg.window_bytes, true)),
-    });
+    let stream = StreamShared::new(stream_id, StreamState::new(shared.cfg.window_bytes, true));
     st.streams.insert(stream_id, stream.clone());
     drop(st);
     let handle = Stream {

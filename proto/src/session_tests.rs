@@ -34,31 +34,36 @@ async fn open_accept_and_echo_with_role_parity() {
     let ((client, _ca), (_server, mut sa)) = pair();
     let mut c1 = client.open().unwrap();
     let mut c2 = client.open().unwrap();
-    assert_eq!((c1.id(), c2.id()), (3, 5));
-    c1.write_all(b"one").await.unwrap();
+    // Ids are assigned in the order streams first write.
     c2.write_all(b"two").await.unwrap();
+    c1.write_all(b"one").await.unwrap();
+    assert_eq!((c2.id(), c1.id()), (3, 5));
+    std::mem::swap(&mut c1, &mut c2);
     let mut s1 = sa.accept().await.unwrap();
     let mut s2 = sa.accept().await.unwrap();
     assert_eq!((s1.id(), s2.id()), (3, 5));
     let mut buf = [0u8; 3];
     s1.read_exact(&mut buf).await.unwrap();
-    assert_eq!(&buf, b"one");
-    s2.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"two");
-    s1.write_all(b"ONE").await.unwrap();
+    s2.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"one");
+    s1.write_all(b"TWO").await.unwrap();
     c1.read_exact(&mut buf).await.unwrap();
-    assert_eq!(&buf, b"ONE");
+    assert_eq!(&buf, b"TWO");
 }
 
 #[tokio::test]
 async fn server_opened_streams_use_even_ids() {
     let ((_client, mut ca), (server, _sa)) = pair();
     let mut s = server.open().unwrap();
-    assert_eq!(s.id(), 2);
+    assert_eq!(s.id(), 0, "no id before the first frame");
     s.write_all(b"x").await.unwrap();
+    assert_eq!(s.id(), 2);
     let c = ca.accept().await.unwrap();
     assert_eq!(c.id(), 2);
-    assert_eq!(server.open().unwrap().id(), 4);
+    let mut s2 = server.open().unwrap();
+    s2.write_all(b"y").await.unwrap();
+    assert_eq!(s2.id(), 4);
 }
 
 #[tokio::test]
@@ -362,4 +367,58 @@ async fn interop_with_the_muxado_crate_client() {
     let mut buf = [0u8; 5];
     theirs_in.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"proxy");
+}
+
+/// Regression: many tasks opening streams at once must put SYNs on the wire
+/// in id order (the edge under load broke Go-style peers before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_opens_reach_the_wire_in_id_order() {
+    let (ours, mut raw) = tokio::io::duplex(1 << 22);
+    let (server, _acceptor) = start(ours, SessionConfig::new(Role::Server));
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let server = server.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = server.open().unwrap();
+            tokio::task::yield_now().await;
+            s.write_all(b"x").await.unwrap();
+            s
+        }));
+    }
+    let mut streams = Vec::new();
+    for t in tasks {
+        streams.push(t.await.unwrap());
+    }
+    let mut buf = BytesMut::new();
+    let mut last = 0;
+    for _ in 0..200 {
+        match next_frame(&mut raw, &mut buf).await {
+            Some(Frame::Data {
+                stream_id,
+                syn: true,
+                ..
+            }) => {
+                assert!(stream_id > last, "{stream_id} after {last}");
+                last = stream_id;
+            }
+            other => panic!("expected SYN, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn out_of_order_remote_ids_are_accepted() {
+    let (ours, mut raw) = tokio::io::duplex(1 << 16);
+    let (_session, mut acceptor) = start(ours, SessionConfig::new(Role::Server));
+    for id in [5u32, 3] {
+        let f = Frame::Data {
+            stream_id: id,
+            syn: true,
+            fin: false,
+            payload: Bytes::from_static(b"x"),
+        };
+        raw.write_all(&f.to_bytes()).await.unwrap();
+    }
+    assert_eq!(acceptor.accept().await.unwrap().id(), 5);
+    assert_eq!(acceptor.accept().await.unwrap().id(), 3);
 }
