@@ -1,5 +1,6 @@
-//! Proxy streams from the edge: read the ProxyHeader, connect to the
-//! tunnel's upstream, and copy bytes both ways with half-close.
+//! Proxy streams from the edge: read the ProxyHeader, then hand HTTP
+//! tunnels to the pooled [`HttpForwarder`] and copy the bytes of other
+//! tunnels both ways, with half-close.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -11,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
+use crate::http_forward::HttpForwarder;
 use crate::upstream::Upstream;
 
 /// A bound tunnel as the forwarder needs it.
@@ -23,21 +25,8 @@ pub struct TunnelRoute {
 /// Tunnel id → where its traffic goes. Replaced on (re)bind.
 pub type Routes = Arc<RwLock<HashMap<String, TunnelRoute>>>;
 
-/// The agent's error page when the local service is down: the same code
-/// the ngrok agent uses, in the body (the edge strips the header).
-fn bad_gateway(upstream: &Upstream, err: &std::io::Error) -> Vec<u8> {
-    let body = format!(
-        "The agent could not connect to the upstream service at {upstream}: {err}\nERR_NGROK_8012\n"
-    );
-    format!(
-        "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
 /// Serves one proxy stream (its type already read).
-pub async fn proxy_stream(mut stream: Stream, routes: Routes, tls: Arc<SslConnector>) {
+pub async fn proxy_stream(mut stream: Stream, routes: Routes, tls: Arc<SslConnector>, http: Arc<HttpForwarder>) {
     let header = match read_proxy_header(&mut stream, MAX_PROXY_HEADER_BYTES).await {
         Ok(h) => h,
         Err(e) => {
@@ -56,14 +45,15 @@ pub async fn proxy_stream(mut stream: Stream, routes: Routes, tls: Arc<SslConnec
         let _ = stream.shutdown().await;
         return;
     };
+    if route.http {
+        http.serve(stream, route.upstream).await;
+        return;
+    }
     let up = &route.upstream;
     let tcp = match TcpStream::connect(up.authority()).await {
         Ok(t) => t,
         Err(e) => {
             info!(upstream = %up, error = %e, "upstream unreachable");
-            if route.http {
-                let _ = stream.write_all(&bad_gateway(up, &e)).await;
-            }
             let _ = stream.shutdown().await;
             return;
         }
@@ -80,11 +70,7 @@ pub async fn proxy_stream(mut stream: Stream, routes: Routes, tls: Arc<SslConnec
         match tokio_boring::connect(cfg, &up.host, tcp).await {
             Ok(tls) => pipe(stream, tls).await,
             Err(e) => {
-                let err = std::io::Error::other(e.to_string());
-                info!(upstream = %up, error = %err, "upstream TLS handshake failed");
-                if route.http {
-                    let _ = stream.write_all(&bad_gateway(up, &err)).await;
-                }
+                info!(upstream = %up, error = %e, "upstream TLS handshake failed");
                 let _ = stream.shutdown().await;
             }
         }

@@ -8,6 +8,7 @@
 
 pub mod dial;
 pub mod forward;
+pub mod http_forward;
 pub mod run;
 pub mod upstream;
 

@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 
 use crate::dial::{self, DialError};
 use crate::forward::{proxy_stream, Routes, TunnelRoute};
+use crate::http_forward::HttpForwarder;
 use crate::upstream::Upstream;
 
 /// First retry delay after a lost session.
@@ -107,6 +108,7 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     let connector = dial::edge_connector(opts.ca_pem.as_deref())?;
     let upstream_tls = Arc::new(dial::insecure_connector()?);
+    let http = Arc::new(HttpForwarder::new(upstream_tls.clone()));
     let mut mem = Memory {
         client_id: String::new(),
         tunnel_ids: vec![String::new(); opts.tunnels.len()],
@@ -119,6 +121,7 @@ pub async fn run(
             &opts,
             &connector,
             &upstream_tls,
+            &http,
             &mut mem,
             &events,
             &shutdown,
@@ -163,6 +166,7 @@ async fn session_once(
     opts: &AgentOptions,
     connector: &SslConnector,
     upstream_tls: &Arc<SslConnector>,
+    http: &Arc<HttpForwarder>,
     mem: &mut Memory,
     events: &mpsc::UnboundedSender<AgentEvent>,
     shutdown: &CancellationToken,
@@ -257,7 +261,7 @@ async fn session_once(
         tokio::select! {
             s = acceptor.accept() => match s {
                 Some(stream) => {
-                    tokio::spawn(serve_stream(stream, routes.clone(), upstream_tls.clone(), session.clone(), shutdown.clone()));
+                    tokio::spawn(serve_stream(stream, routes.clone(), upstream_tls.clone(), http.clone(), session.clone(), shutdown.clone()));
                 }
                 None => {
                     return Ok(Ended::Lost(
@@ -302,6 +306,7 @@ async fn serve_stream(
     mut stream: Stream,
     routes: Routes,
     tls: Arc<SslConnector>,
+    http: Arc<HttpForwarder>,
     session: Session,
     shutdown: CancellationToken,
 ) {
@@ -309,7 +314,7 @@ async fn serve_stream(
         return;
     };
     match typ {
-        msg::PROXY => proxy_stream(stream, routes, tls).await,
+        msg::PROXY => proxy_stream(stream, routes, tls, http).await,
         msg::HEARTBEAT => heartbeat::echo(stream, heartbeat::Liveness::new()).await,
         msg::STOP => {
             let _ = rpc::reply(&mut stream, &CommandResp::default()).await;
