@@ -26,7 +26,12 @@ pub struct TunnelRoute {
 pub type Routes = Arc<RwLock<HashMap<String, TunnelRoute>>>;
 
 /// Serves one proxy stream (its type already read).
-pub async fn proxy_stream(mut stream: Stream, routes: Routes, tls: Arc<SslConnector>, http: Arc<HttpForwarder>) {
+pub async fn proxy_stream(
+    mut stream: Stream,
+    routes: Routes,
+    tls: Arc<SslConnector>,
+    http: Arc<HttpForwarder>,
+) {
     let header = match read_proxy_header(&mut stream, MAX_PROXY_HEADER_BYTES).await {
         Ok(h) => h,
         Err(e) => {

@@ -77,7 +77,12 @@ impl HttpForwarder {
         let scheme = if up.tls { "https" } else { "http" };
         match format!("{scheme}://{}{path}", up.authority()).parse::<Uri>() {
             Ok(uri) => *req.uri_mut() = uri,
-            Err(e) => return error_response(StatusCode::BAD_REQUEST, &format!("bad request target: {e}\n")),
+            Err(e) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    &format!("bad request target: {e}\n"),
+                )
+            }
         }
         let mut resp = match self.client.request(req).await {
             Ok(r) => r,
@@ -98,7 +103,9 @@ impl HttpForwarder {
                     let (Ok(d), Ok(u)) = tokio::join!(downstream, upstream) else {
                         return;
                     };
-                    let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(d), &mut TokioIo::new(u)).await;
+                    let _ =
+                        tokio::io::copy_bidirectional(&mut TokioIo::new(d), &mut TokioIo::new(u))
+                            .await;
                 });
             }
         } else {
@@ -133,7 +140,10 @@ fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
         h.remove(n);
     }
     if keep_upgrade {
-        h.insert(header::CONNECTION, header::HeaderValue::from_static("upgrade"));
+        h.insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("upgrade"),
+        );
     } else {
         h.remove(header::CONNECTION);
         h.remove(header::UPGRADE);
@@ -162,7 +172,8 @@ struct UpstreamConnector {
 impl tower_service::Service<Uri> for UpstreamConnector {
     type Response = UpstreamIo;
     type Error = std::io::Error;
-    type Future = Pin<Box<dyn std::future::Future<Output = Result<UpstreamIo, std::io::Error>> + Send>>;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<UpstreamIo, std::io::Error>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -203,7 +214,11 @@ enum MaybeTls {
 }
 
 impl AsyncRead for MaybeTls {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -212,7 +227,11 @@ impl AsyncRead for MaybeTls {
 }
 
 impl AsyncWrite for MaybeTls {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -254,7 +273,11 @@ impl hyper::rt::Read for UpstreamIo {
 }
 
 impl hyper::rt::Write for UpstreamIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, std::io::Error>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<Result<usize, std::io::Error>> {
         Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
     }
 
@@ -262,7 +285,10 @@ impl hyper::rt::Write for UpstreamIo {
         Pin::new(&mut self.get_mut().0).poll_flush(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), std::io::Error>> {
         Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
     }
 }

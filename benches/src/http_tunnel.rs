@@ -5,7 +5,8 @@
 //!
 //! Run: `scripts/bench` (builds release binaries, then runs this).
 //! Options: `--duration SECS` (default 10), `--connections N` (default 32),
-//! `--rounds N` (default 3), `--out PATH`.
+//! `--rounds N` (default 3), `--edge-threads N` (per listener, default 1),
+//! `--out PATH`.
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -23,6 +24,7 @@ use hyper::{Request, Response};
 const BODY: &[u8] = b"hello, gangway\n";
 
 struct Opts {
+    edge_threads: u32,
     duration_secs: u64,
     connections: u32,
     rounds: u32,
@@ -31,6 +33,7 @@ struct Opts {
 
 fn parse_opts() -> Result<Opts, String> {
     let mut o = Opts {
+        edge_threads: 1,
         duration_secs: 10,
         connections: 32,
         rounds: 3,
@@ -45,6 +48,9 @@ fn parse_opts() -> Result<Opts, String> {
             }
             "--connections" => {
                 o.connections = val()?.parse().map_err(|e| format!("--connections: {e}"))?
+            }
+            "--edge-threads" => {
+                o.edge_threads = val()?.parse().map_err(|e| format!("--edge-threads: {e}"))?
             }
             "--rounds" => o.rounds = val()?.parse().map_err(|e| format!("--rounds: {e}"))?,
             "--out" => o.out = Some(PathBuf::from(val()?)),
@@ -120,9 +126,9 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> Result<T, String
     }
 }
 
-fn start_server(dir: &Path) -> Result<(Proc, gangway_config::ServerInfo), String> {
+fn start_server(dir: &Path, threads: u32) -> Result<(Proc, gangway_config::ServerInfo), String> {
     let child = Command::new(gangway_bin())
-        .args(["server", "--data-dir"])
+        .args(["server", "--threads", &threads.to_string(), "--data-dir"])
         .arg(dir)
         .args([
             "--agent-addr",
@@ -262,7 +268,7 @@ fn run() -> Result<(), String> {
     let o = parse_opts()?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let app = start_app()?;
-    let (_server, info) = start_server(dir.path())?;
+    let (_server, info) = start_server(dir.path(), o.edge_threads)?;
     let (_agent, url) = start_agent(dir.path(), app)?;
     let host = url
         .split("://")
@@ -313,8 +319,8 @@ fn run() -> Result<(), String> {
     md.push_str("# HTTP through the tunnel vs direct\n\n");
     md.push_str(&format!("- date: {}\n- machine: {}\n", today(), machine()));
     md.push_str(&format!(
-        "- command: `scripts/bench --duration {} --connections {} --rounds {}`\n",
-        o.duration_secs, o.connections, o.rounds
+        "- command: `scripts/bench --duration {} --connections {} --rounds {} --edge-threads {}`\n",
+        o.duration_secs, o.connections, o.rounds, o.edge_threads
     ));
     md.push_str(&format!(
         "- load: wrk, 1 thread, {} keep-alive connections, {} s per run, scenarios alternated {} times; medians shown\n",
