@@ -48,7 +48,7 @@ async fn get_post_keepalive_and_forwarded_headers() {
     assert_eq!(r.text().await.expect("body"), "ping-pong");
 
     // Chunked request body (a stream of unknown length).
-    let chunks = futures::stream::iter(["a", "bb", "ccc"].map(|s| Ok::<_, std::io::Error>(s)));
+    let chunks = futures::stream::iter(["a", "bb", "ccc"].map(Ok::<_, std::io::Error>));
     let r = client
         .post(format!("{}/echo", agent.url))
         .body(reqwest::Body::wrap_stream(chunks))

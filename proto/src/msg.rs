@@ -578,7 +578,7 @@ fn opts_from_value<T: DeserializeOwned + Default>(v: &Value) -> Result<T, MsgErr
 }
 
 /// First non-empty of the given optional strings (Domain before the legacy Hostname).
-fn first_non_empty<'a>(candidates: [&'a Option<String>; 2]) -> Option<&'a str> {
+fn first_non_empty(candidates: [&Option<String>; 2]) -> Option<&str> {
     candidates
         .into_iter()
         .filter_map(Option::as_deref)
