@@ -134,7 +134,7 @@ pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
         let mut agent = agent;
         let result = tokio::select! {
             r = &mut agent => r,
-            _ = tokio::signal::ctrl_c() => {
+            _ = stop_signal() => {
                 shutdown.cancel();
                 match tokio::time::timeout(SHUTDOWN_GRACE, &mut agent).await {
                     Ok(r) => r,
@@ -148,4 +148,20 @@ pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
             Err(e) => Err(AgentCmdError::Usage(format!("agent task failed: {e}"))),
         }
     })
+}
+
+/// Ctrl-C, or SIGTERM (systemd, `kill`): both mean "unbind and exit".
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -289,6 +289,18 @@ async fn upstream_down_gives_502_from_agent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_unbinds_the_tunnel_too() {
+    let server = Server::start().await;
+    let app = app::start().await;
+    let mut agent = Agent::http(&server, &app.to_string(), &[]).await;
+    let url = agent.url.clone();
+    let status = agent.terminate();
+    assert!(status.success(), "agent exit: {status:?}");
+    let r = server.client().get(&url).send().await.expect("get");
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_unbinds_the_tunnel() {
     let server = Server::start().await;
     let app = app::start().await;

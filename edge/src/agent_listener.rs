@@ -105,7 +105,11 @@ async fn serve(app: Arc<AgentApp>, io: L4Stream, peer: String) {
     if !session.is_closed() {
         session.close(ErrorCode::NONE, "");
     }
-    info!(peer = %conn.peer, session = key, reason = ?session.close_reason(), "agent session ended");
+    if conn.authed.load(Ordering::Acquire) {
+        info!(peer = %conn.peer, session = key, reason = ?session.close_reason(), "agent session ended");
+    } else {
+        debug!(peer = %conn.peer, session = key, reason = ?session.close_reason(), "unauthenticated connection ended");
+    }
 }
 
 /// Random lowercase alphanumerics for ids and cookies.

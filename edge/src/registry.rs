@@ -184,3 +184,71 @@ impl Registry {
         self.table.store(Arc::new(RouteTable::new(endpoints)));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gangway_proto::{Role, SessionConfig};
+
+    fn session() -> Session {
+        let (a, _b) = tokio::io::duplex(1024);
+        // Keep the far end alive for the test's duration by leaking it.
+        std::mem::forget(_b);
+        gangway_proto::start(a, SessionConfig::new(Role::Server)).0
+    }
+
+    fn targets(r: &Registry, host: &str) -> Option<usize> {
+        r.table().lookup(host).map(|e| e.targets.len())
+    }
+
+    #[tokio::test]
+    async fn bind_conflicts_unless_both_pool() {
+        let r = Registry::new();
+        let (a, b) = (r.add_session(session()), r.add_session(session()));
+        r.bind(a, "tn_a", "https", "x.example", false).unwrap();
+        assert_eq!(
+            r.bind(b, "tn_b", "https", "x.example", false),
+            Err(BindError::InUse("x.example".into()))
+        );
+        assert_eq!(targets(&r, "x.example"), Some(1));
+
+        r.bind(a, "tn_p1", "https", "p.example", true).unwrap();
+        r.bind(b, "tn_p2", "https", "p.example", true).unwrap();
+        assert_eq!(targets(&r, "p.example"), Some(2));
+    }
+
+    #[tokio::test]
+    async fn rebinding_a_tunnel_id_replaces_the_old_binding() {
+        let r = Registry::new();
+        let old = r.add_session(session());
+        r.bind(old, "tn_same", "https", "y.example", false).unwrap();
+        // The agent reconnected before the edge noticed the old session die.
+        let new = r.add_session(session());
+        r.bind(new, "tn_same", "https", "y.example", false).unwrap();
+        assert_eq!(targets(&r, "y.example"), Some(1));
+    }
+
+    #[tokio::test]
+    async fn closed_session_leaves_endpoint_offline_and_unbind_removes_it() {
+        let r = Registry::new();
+        let a = r.add_session(session());
+        r.bind(a, "tn_1", "https", "gone.example", false).unwrap();
+        r.bind(a, "tn_2", "https", "bye.example", false).unwrap();
+        assert!(r.unbind(a, "tn_2"));
+        assert!(!r.unbind(a, "tn_2"), "second unbind finds nothing");
+        assert_eq!(targets(&r, "bye.example"), None);
+
+        r.remove_session(a);
+        assert_eq!(targets(&r, "gone.example"), Some(0), "offline, not unknown");
+        assert_eq!(r.session_count(), 0);
+        assert_eq!(
+            r.bind(a, "tn_3", "https", "z.example", false),
+            Err(BindError::SessionGone)
+        );
+
+        // Another agent may take the offline name.
+        let b = r.add_session(session());
+        r.bind(b, "tn_9", "https", "gone.example", false).unwrap();
+        assert_eq!(targets(&r, "gone.example"), Some(1));
+    }
+}

@@ -226,6 +226,15 @@ impl Agent {
         self.child.wait().expect("wait")
     }
 
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().expect("wait")
+    }
+
     pub fn host(&self) -> String {
         let rest = self.url.split("://").nth(1).unwrap_or_default();
         rest.split(':').next().unwrap_or_default().to_string()
