@@ -21,6 +21,28 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 pub struct HttpArgs {
     /// What to forward to: a port (`8080`), `host:port`, or an http(s):// URL.
     addr: String,
+    /// Hostname to serve on instead of a random subdomain.
+    #[arg(long, alias = "hostname", alias = "url")]
+    domain: Option<String>,
+    #[command(flatten)]
+    conn: ConnectArgs,
+}
+
+#[derive(Args)]
+pub struct TcpArgs {
+    /// What to forward to: a port (`22`) or `host:port`.
+    addr: String,
+    /// Public `host:port` to bind (within the server's TCP port range)
+    /// instead of a free port.
+    #[arg(long)]
+    remote_addr: Option<String>,
+    #[command(flatten)]
+    conn: ConnectArgs,
+}
+
+/// How to reach the edge; shared by every tunnel command.
+#[derive(Args)]
+pub struct ConnectArgs {
     /// The edge's agent address `host:port` [default: the local server's].
     #[arg(long, env = "GANGWAY_SERVER_ADDR")]
     server_addr: Option<String>,
@@ -30,9 +52,6 @@ pub struct HttpArgs {
     /// PEM CA certificate to trust for the edge [default: the local server's dev CA, else system roots].
     #[arg(long)]
     ca_cert: Option<PathBuf>,
-    /// Hostname to serve on instead of a random subdomain.
-    #[arg(long, alias = "hostname", alias = "url")]
-    domain: Option<String>,
     /// Data dir of the local server to take defaults from.
     #[arg(long, env = "GANGWAY_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -59,8 +78,7 @@ fn local_server(data_dir: Option<PathBuf>) -> Option<ServerInfo> {
     ServerInfo::from_json(&bytes).ok()
 }
 
-fn options(args: &HttpArgs) -> Result<AgentOptions, AgentCmdError> {
-    let upstream = Upstream::parse(&args.addr).map_err(|e| AgentCmdError::Usage(e.to_string()))?;
+fn options(args: &ConnectArgs, tunnel: TunnelSpec) -> Result<AgentOptions, AgentCmdError> {
     let local = local_server(args.data_dir.clone());
     let server_addr = args
         .server_addr
@@ -92,18 +110,38 @@ fn options(args: &HttpArgs) -> Result<AgentOptions, AgentCmdError> {
         server_addr,
         authtoken,
         ca_pem,
-        tunnels: vec![TunnelSpec {
-            proto: "https".into(),
-            upstream,
-            domain: args.domain.clone(),
-        }],
+        tunnels: vec![tunnel],
         heartbeat_interval: DEFAULT_INTERVAL,
         heartbeat_tolerance: DEFAULT_TOLERANCE,
     })
 }
 
 pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
-    let opts = options(&args)?;
+    let upstream = Upstream::parse(&args.addr).map_err(|e| AgentCmdError::Usage(e.to_string()))?;
+    let tunnel = TunnelSpec {
+        proto: "https".into(),
+        upstream,
+        domain: args.domain.clone(),
+        remote_addr: None,
+    };
+    run_agent(options(&args.conn, tunnel)?)
+}
+
+pub fn run_tcp(args: TcpArgs) -> Result<(), AgentCmdError> {
+    let mut upstream =
+        Upstream::parse(&args.addr).map_err(|e| AgentCmdError::Usage(e.to_string()))?;
+    // Raw bytes: whatever the port, the agent does not speak TLS itself.
+    upstream.tls = false;
+    let tunnel = TunnelSpec {
+        proto: "tcp".into(),
+        upstream,
+        domain: None,
+        remote_addr: args.remote_addr.clone(),
+    };
+    run_agent(options(&args.conn, tunnel)?)
+}
+
+fn run_agent(opts: AgentOptions) -> Result<(), AgentCmdError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -34,6 +34,8 @@ enum Command {
     Server(server_cmd::ServerArgs),
     /// Expose a local HTTP service: `gangway http 8080`.
     Http(agent_cmd::HttpArgs),
+    /// Expose a local TCP service: `gangway tcp 22`.
+    Tcp(agent_cmd::TcpArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => server_cmd::run(args).map_err(|e| e.to_string()),
         Command::Http(args) => agent_cmd::run_http(args).map_err(|e| e.to_string()),
+        Command::Tcp(args) => agent_cmd::run_tcp(args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

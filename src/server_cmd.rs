@@ -39,6 +39,26 @@ pub struct ServerArgs {
     /// Worker threads per listener.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Address TCP endpoints listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    tcp_addr: std::net::IpAddr,
+    /// Host name shown in tcp:// URLs [default: localhost for a loopback
+    /// or wildcard --tcp-addr, else the address].
+    #[arg(long)]
+    tcp_host: Option<String>,
+    /// Ports TCP endpoints are allocated from, `FIRST-LAST`.
+    #[arg(long, default_value = "20000-20999", value_parser = parse_port_range)]
+    tcp_ports: std::ops::RangeInclusive<u16>,
+}
+
+fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let first: u16 = a.trim().parse().map_err(|e| format!("{a:?}: {e}"))?;
+    let last: u16 = b.trim().parse().map_err(|e| format!("{b:?}: {e}"))?;
+    if first == 0 || first > last {
+        return Err(format!("{s:?} is not a range FIRST-LAST of ports 1-65535"));
+    }
+    Ok(first..=last)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +117,15 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
         key_path: dir.key.clone(),
         authtokens: vec![dir.authtoken.clone()],
         threads: args.threads,
+        tcp_ip: args.tcp_addr,
+        tcp_host: args.tcp_host.clone().unwrap_or_else(|| {
+            if args.tcp_addr.is_loopback() || args.tcp_addr.is_unspecified() {
+                "localhost".to_string()
+            } else {
+                args.tcp_addr.to_string()
+            }
+        }),
+        tcp_ports: args.tcp_ports.clone(),
     };
     let info = ServerInfo {
         agent_addr: dial_addr(cfg.agent_addr, true),
@@ -105,6 +134,8 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
         base_domain,
         ca_cert: dir.ca_cert.display().to_string(),
         authtoken: dir.authtoken.clone(),
+        tcp_host: cfg.tcp_host.clone(),
+        tcp_ports: format!("{}-{}", cfg.tcp_ports.start(), cfg.tcp_ports.end()),
     };
     let listeners = [
         (cfg.agent_addr, true),

@@ -37,6 +37,43 @@ pub struct TunnelSpec {
     /// `Domain` to bind; a random subdomain of the server's base domain
     /// when empty.
     pub domain: Option<String>,
+    /// TCP only: the `host:port` to bind; a free port when empty.
+    pub remote_addr: Option<String>,
+}
+
+impl TunnelSpec {
+    fn is_http(&self) -> bool {
+        self.proto == "http" || self.proto == "https"
+    }
+
+    /// Where traffic goes, as users write it.
+    fn target(&self) -> String {
+        if self.is_http() {
+            self.upstream.to_string()
+        } else {
+            self.upstream.authority()
+        }
+    }
+
+    /// Bind `Opts` in the shape the SDKs send.
+    fn bind_opts(&self) -> serde_json::Value {
+        if self.is_http() {
+            serde_json::json!({
+                "Domain": self.domain.clone().unwrap_or_default(),
+                "Hostname": "",
+                "Subdomain": "",
+                "Auth": "",
+                "HostHeaderRewrite": false,
+                "LocalUrlScheme": if self.upstream.tls { "https" } else { "http" },
+                "ProxyProto": 0,
+            })
+        } else {
+            serde_json::json!({
+                "Addr": self.remote_addr.clone().unwrap_or_default(),
+                "ProxyProto": 0,
+            })
+        }
+    }
 }
 
 /// How to reach the edge and what to bind.
@@ -220,21 +257,12 @@ async fn session_once(
 
     let routes: Routes = Arc::new(RwLock::new(HashMap::new()));
     for (i, t) in opts.tunnels.iter().enumerate() {
-        let domain = t.domain.clone().unwrap_or_default();
         let bind = Bind {
             id: mem.tunnel_ids[i].clone(),
             proto: t.proto.clone(),
-            forwards_to: t.upstream.to_string(),
+            forwards_to: t.target(),
             forwards_proto: String::new(),
-            opts: serde_json::json!({
-                "Domain": domain,
-                "Hostname": "",
-                "Subdomain": "",
-                "Auth": "",
-                "HostHeaderRewrite": false,
-                "LocalUrlScheme": if t.upstream.tls { "https" } else { "http" },
-                "ProxyProto": 0,
-            }),
+            opts: t.bind_opts(),
             extra: BindExtra::default(),
         };
         let resp: BindResp = rpc::call(&session, msg::BIND, &bind)
@@ -247,12 +275,12 @@ async fn session_once(
             resp.id,
             TunnelRoute {
                 upstream: t.upstream.clone(),
-                http: true,
+                http: t.is_http(),
             },
         );
         let _ = events.send(AgentEvent::Bound {
             url: resp.url,
-            upstream: t.upstream.to_string(),
+            upstream: t.target(),
             rebound,
         });
     }

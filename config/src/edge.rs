@@ -1,6 +1,7 @@
 //! Settings of one edge node.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 /// Default base domain: every `*.localhost` name resolves to loopback, so a
@@ -12,6 +13,10 @@ pub const DEFAULT_AGENT_PORT: u16 = 4443;
 pub const DEFAULT_HTTP_PORT: u16 = 7080;
 /// Default public HTTPS listener.
 pub const DEFAULT_HTTPS_PORT: u16 = 7443;
+
+/// Default range TCP endpoints are allocated from (below Linux's
+/// ephemeral range, so outgoing connections never take them).
+pub const DEFAULT_TCP_PORTS: RangeInclusive<u16> = 20000..=20999;
 
 /// Everything an edge node needs to start. Addresses are already bound-able
 /// (port 0 has been resolved by the caller).
@@ -30,6 +35,12 @@ pub struct EdgeConfig {
     pub authtokens: Vec<String>,
     /// Worker threads per listener service.
     pub threads: usize,
+    /// Address TCP endpoints listen on.
+    pub tcp_ip: IpAddr,
+    /// Host name printed in `tcp://host:port` URLs.
+    pub tcp_host: String,
+    /// Ports TCP endpoints may use.
+    pub tcp_ports: RangeInclusive<u16>,
 }
 
 impl EdgeConfig {
@@ -37,6 +48,11 @@ impl EdgeConfig {
     /// port when it is the scheme default.
     pub fn https_url(&self, hostname: &str) -> String {
         url_for("https", hostname, self.https_addr.port(), 443)
+    }
+
+    /// The public URL of a TCP endpoint.
+    pub fn tcp_url(&self, port: u16) -> String {
+        format!("tcp://{}:{port}", self.tcp_host)
     }
 
     /// The public URL for `hostname` on the HTTP listener.

@@ -19,6 +19,12 @@ pub struct ServerInfo {
     pub ca_cert: String,
     /// An authtoken the server accepts.
     pub authtoken: String,
+    /// Host of `tcp://` endpoint URLs.
+    #[serde(default)]
+    pub tcp_host: String,
+    /// Port range of TCP endpoints, `FIRST-LAST`.
+    #[serde(default)]
+    pub tcp_ports: String,
 }
 
 impl ServerInfo {

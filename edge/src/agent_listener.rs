@@ -13,7 +13,7 @@ use gangway_config::EdgeConfig;
 use gangway_proto::codec::MAX_RPC_BYTES;
 use gangway_proto::heartbeat::{self, Liveness};
 use gangway_proto::msg::{
-    self, error_string, Auth, AuthResp, AuthRespExtra, Bind, BindResp, HttpOpts, MsgError,
+    self, error_string, Auth, AuthResp, AuthRespExtra, Bind, BindResp, HttpOpts, MsgError, TcpOpts,
 };
 use gangway_proto::rpc;
 use gangway_proto::{ErrorCode, Role, Session, SessionConfig, Stream};
@@ -24,8 +24,8 @@ use serde::Serialize;
 use tokio::io::AsyncReadExt;
 use tracing::{debug, info, warn};
 
-use crate::errors::rpc as codes;
-use crate::registry::{BindError, Registry, SessionKey};
+use crate::errors::{bind_error_code, rpc as codes};
+use crate::registry::{Registry, SessionKey, TcpPorts};
 
 /// An agent must authenticate this soon after connecting.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -313,6 +313,9 @@ impl Conn {
     fn try_bind(&self, req: &Bind) -> Result<BindResp, (String, &'static str)> {
         let cfg = &self.app.cfg;
         let proto = req.proto.as_str();
+        if proto == "tcp" {
+            return self.try_bind_tcp(req);
+        }
         if proto != "http" && proto != "https" {
             return Err((
                 format!("Tunnels of protocol {proto:?} are not served by this edge yet."),
@@ -321,13 +324,7 @@ impl Conn {
         }
         let opts = HttpOpts::from_value(&req.opts)
             .map_err(|e| (format!("Invalid tunnel options: {e}"), codes::BAD_HOSTNAME))?;
-        let tunnel_id = if req.id.is_empty() {
-            format!("tn_{}", random_id(26))
-        } else if valid_tunnel_id(&req.id) {
-            req.id.clone()
-        } else {
-            return Err(("Invalid tunnel id.".to_string(), codes::BAD_HOSTNAME));
-        };
+        let tunnel_id = self.tunnel_id(req)?;
         let bad = |e: gangway_config::HostnameError| {
             (format!("Invalid domain: {e}."), codes::BAD_HOSTNAME)
         };
@@ -352,10 +349,7 @@ impl Conn {
                 &hostname,
                 req.extra.pooling_enabled,
             )
-            .map_err(|e| match e {
-                BindError::InUse(_) => (e.to_string(), codes::ENDPOINT_IN_USE),
-                BindError::SessionGone => (e.to_string(), codes::UNKNOWN_TUNNEL),
-            })?;
+            .map_err(|e| (e.to_string(), bind_error_code(&e)))?;
         let url = if proto == "http" {
             cfg.http_url(&hostname)
         } else {
@@ -367,6 +361,85 @@ impl Conn {
             id: tunnel_id,
             url,
             proto: proto.to_string(),
+            opts,
+            extra: msg::BindRespExtra {
+                token: String::new(),
+            },
+            error: String::new(),
+        })
+    }
+
+    fn tunnel_id(&self, req: &Bind) -> Result<String, (String, &'static str)> {
+        if req.id.is_empty() {
+            Ok(format!("tn_{}", random_id(26)))
+        } else if valid_tunnel_id(&req.id) {
+            Ok(req.id.clone())
+        } else {
+            Err(("Invalid tunnel id.".to_string(), codes::BAD_HOSTNAME))
+        }
+    }
+
+    /// TCP: `Addr` empty (any free port), `host:port`, `:port` or `port`;
+    /// the host, if given, must be this server's TCP host or address.
+    fn try_bind_tcp(&self, req: &Bind) -> Result<BindResp, (String, &'static str)> {
+        let cfg = &self.app.cfg;
+        let opts = TcpOpts::from_value(&req.opts)
+            .map_err(|e| (format!("Invalid tunnel options: {e}"), codes::BAD_HOSTNAME))?;
+        let tunnel_id = self.tunnel_id(req)?;
+        let requested = match opts
+            .addr
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
+            None => None,
+            Some(addr) => {
+                let (host, port) = addr.rsplit_once(':').unwrap_or(("", addr));
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let ours = host.is_empty()
+                    || host.eq_ignore_ascii_case(&cfg.tcp_host)
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip == cfg.tcp_ip);
+                if !ours {
+                    return Err((
+                        format!(
+                            "The host {host} is not this server's TCP host ({}).",
+                            cfg.tcp_host
+                        ),
+                        codes::TCP_UNKNOWN_HOST,
+                    ));
+                }
+                let port = port.parse::<u16>().map_err(|_| {
+                    (
+                        format!("The TCP address {addr:?} has no valid port."),
+                        codes::TCP_PORT_OUT_OF_RANGE,
+                    )
+                })?;
+                Some(port)
+            }
+        };
+        let ports = TcpPorts {
+            ip: cfg.tcp_ip,
+            range: cfg.tcp_ports.clone(),
+        };
+        let port = self
+            .app
+            .registry
+            .bind_tcp(
+                self.key,
+                &tunnel_id,
+                requested,
+                &ports,
+                req.extra.pooling_enabled,
+            )
+            .map_err(|e| (e.to_string(), bind_error_code(&e)))?;
+        let mut opts = req.opts.clone();
+        msg::fill_required_opts("tcp", &mut opts);
+        Ok(BindResp {
+            id: tunnel_id,
+            url: cfg.tcp_url(port),
+            proto: "tcp".to_string(),
             opts,
             extra: msg::BindRespExtra {
                 token: String::new(),

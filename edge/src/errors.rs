@@ -65,4 +65,21 @@ pub mod rpc {
     pub const NOT_AUTHENTICATED: &str = "ERR_NGROK_4016";
     /// Unknown tunnel id in Unbind.
     pub const UNKNOWN_TUNNEL: &str = "ERR_NGROK_8001";
+    /// A TCP port outside the range this server allocates from.
+    pub const TCP_PORT_OUT_OF_RANGE: &str = "ERR_NGROK_4502";
+    /// A TCP address whose host is not this server's TCP host.
+    pub const TCP_UNKNOWN_HOST: &str = "ERR_NGROK_4504";
+    /// No free port left in the TCP range (ours: ngrok documents none).
+    pub const TCP_PORTS_EXHAUSTED: &str = "ERR_NGROK_4505";
+}
+
+/// The RPC error code for a refused bind.
+pub fn bind_error_code(e: &crate::registry::BindError) -> &'static str {
+    use crate::registry::BindError::*;
+    match e {
+        InUse(_) | PortInUse(_) => rpc::ENDPOINT_IN_USE,
+        SessionGone => rpc::UNKNOWN_TUNNEL,
+        PortOutOfRange { .. } => rpc::TCP_PORT_OUT_OF_RANGE,
+        PortsExhausted { .. } => rpc::TCP_PORTS_EXHAUSTED,
+    }
 }

@@ -19,6 +19,7 @@ pub mod proxy;
 pub mod registry;
 pub mod route_table;
 pub mod server;
+pub mod tcp_listener;
 pub mod tunnel_stream;
 
 pub use server::{build_server, Edge, EdgeError};

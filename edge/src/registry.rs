@@ -7,8 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+
 use arc_swap::ArcSwap;
 use gangway_proto::Session;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::route_table::{Endpoint, RouteTable, Target};
 
@@ -27,6 +31,21 @@ pub enum BindError {
     InUse(String),
     #[error("the session is closed")]
     SessionGone,
+    #[error(
+        "The TCP port {port} is not within the range {first}-{last} this server allocates from."
+    )]
+    PortOutOfRange { port: u16, first: u16, last: u16 },
+    #[error("The TCP address port {0} is in use.")]
+    PortInUse(u16),
+    #[error("No free TCP port is left in the range {first}-{last}.")]
+    PortsExhausted { first: u16, last: u16 },
+}
+
+/// Where TCP endpoints listen.
+#[derive(Debug, Clone)]
+pub struct TcpPorts {
+    pub ip: IpAddr,
+    pub range: RangeInclusive<u16>,
 }
 
 struct BoundTunnel {
@@ -42,16 +61,24 @@ struct EndpointState {
     offline_since: Option<Instant>,
 }
 
+/// A TCP endpoint: its tunnels plus the listener that lives as long as
+/// the endpoint does (dropping the guard stops it and frees the port).
+struct TcpEndpointState {
+    ep: EndpointState,
+    _listener: DropGuard,
+}
+
 #[derive(Default)]
 struct State {
     sessions: HashMap<SessionKey, Session>,
     endpoints: BTreeMap<String, EndpointState>,
+    tcp: BTreeMap<u16, TcpEndpointState>,
 }
 
 /// Sessions, endpoints and the current route table.
 pub struct Registry {
     state: Mutex<State>,
-    table: ArcSwap<RouteTable>,
+    table: Arc<ArcSwap<RouteTable>>,
     next_key: AtomicU64,
 }
 
@@ -65,7 +92,7 @@ impl Registry {
     pub fn new() -> Self {
         Registry {
             state: Mutex::new(State::default()),
-            table: ArcSwap::from_pointee(RouteTable::default()),
+            table: Arc::new(ArcSwap::from_pointee(RouteTable::default())),
             next_key: AtomicU64::new(1),
         }
     }
@@ -132,6 +159,13 @@ impl Registry {
             found |= ep.tunnels.len() != before;
             !(ep.tunnels.is_empty() && before != 0)
         });
+        st.tcp.retain(|_, t| {
+            let before = t.ep.tunnels.len();
+            t.ep.tunnels
+                .retain(|t| !(t.session == key && &*t.tunnel_id == tunnel_id));
+            found |= t.ep.tunnels.len() != before;
+            !(t.ep.tunnels.is_empty() && before != 0)
+        });
         if found {
             self.rebuild(&mut st);
         }
@@ -146,28 +180,141 @@ impl Registry {
             return;
         }
         let now = Instant::now();
-        for ep in st.endpoints.values_mut() {
+        let st = &mut *st;
+        let eps = st
+            .endpoints
+            .values_mut()
+            .chain(st.tcp.values_mut().map(|t| &mut t.ep));
+        for ep in eps {
             let before = ep.tunnels.len();
             ep.tunnels.retain(|t| t.session != key);
             if before != 0 && ep.tunnels.is_empty() {
                 ep.offline_since = Some(now);
             }
         }
-        self.rebuild(&mut st);
+        self.rebuild(st);
     }
 
     pub fn session_count(&self) -> usize {
         self.lock().sessions.len()
     }
 
+    /// Binds a TCP tunnel: on `requested` if given (it must be in the
+    /// range and free), else on a free port of the range. A rebind of a
+    /// known tunnel id gets its old port back. Returns the port.
+    pub fn bind_tcp(
+        &self,
+        key: SessionKey,
+        tunnel_id: &str,
+        requested: Option<u16>,
+        ports: &TcpPorts,
+        pooling: bool,
+    ) -> Result<u16, BindError> {
+        let (first, last) = (*ports.range.start(), *ports.range.end());
+        let mut st = self.lock();
+        if !st.sessions.contains_key(&key) {
+            return Err(BindError::SessionGone);
+        }
+        if let Some(p) = requested {
+            if !ports.range.contains(&p) {
+                return Err(BindError::PortOutOfRange {
+                    port: p,
+                    first,
+                    last,
+                });
+            }
+        }
+        let live: Vec<SessionKey> = st.sessions.keys().copied().collect();
+        let previous = st
+            .tcp
+            .iter()
+            .find(|(_, t)| t.ep.tunnels.iter().any(|b| &*b.tunnel_id == tunnel_id))
+            .map(|(p, _)| *p);
+        let port = match (requested, previous) {
+            (Some(p), _) => p,
+            (None, Some(p)) => p,
+            (None, None) => {
+                let port = self.listen_on_free_port(&mut st, ports)?;
+                self.attach(&mut st, port, key, tunnel_id, pooling);
+                return Ok(port);
+            }
+        };
+        match st.tcp.get_mut(&port) {
+            Some(t) => {
+                t.ep.tunnels
+                    .retain(|b| &*b.tunnel_id != tunnel_id && live.contains(&b.session));
+                if let Some(other) = t.ep.tunnels.first() {
+                    if !(pooling && other.pooling) {
+                        return Err(BindError::PortInUse(port));
+                    }
+                }
+            }
+            None => {
+                let listener = bind_port(ports.ip, port).ok_or(BindError::PortInUse(port))?;
+                self.start_listener(&mut st, port, listener);
+            }
+        }
+        self.attach(&mut st, port, key, tunnel_id, pooling);
+        Ok(port)
+    }
+
+    fn listen_on_free_port(&self, st: &mut State, ports: &TcpPorts) -> Result<u16, BindError> {
+        let (first, last) = (*ports.range.start(), *ports.range.end());
+        let span = u32::from(last - first) + 1;
+        let offset = rand::random::<u32>() % span;
+        for i in 0..span {
+            let port = first + ((offset + i) % span) as u16;
+            if st.tcp.contains_key(&port) {
+                continue;
+            }
+            if let Some(listener) = bind_port(ports.ip, port) {
+                self.start_listener(st, port, listener);
+                return Ok(port);
+            }
+        }
+        Err(BindError::PortsExhausted { first, last })
+    }
+
+    fn start_listener(&self, st: &mut State, port: u16, listener: std::net::TcpListener) {
+        let cancel = CancellationToken::new();
+        tokio::spawn(crate::tcp_listener::serve(
+            listener,
+            port,
+            self.table.clone(),
+            cancel.clone(),
+        ));
+        st.tcp.insert(
+            port,
+            TcpEndpointState {
+                ep: EndpointState::default(),
+                _listener: cancel.drop_guard(),
+            },
+        );
+    }
+
+    fn attach(&self, st: &mut State, port: u16, key: SessionKey, tunnel_id: &str, pooling: bool) {
+        if let Some(t) = st.tcp.get_mut(&port) {
+            t.ep.tunnels.push(BoundTunnel {
+                session: key,
+                tunnel_id: Arc::from(tunnel_id),
+                proto: Arc::from("tcp"),
+                pooling,
+            });
+            t.ep.offline_since = None;
+        }
+        self.rebuild(st);
+    }
+
     fn rebuild(&self, st: &mut State) {
         let now = Instant::now();
-        st.endpoints.retain(|_, ep| match ep.offline_since {
+        let fresh = |ep: &EndpointState| match ep.offline_since {
             Some(t) => now.duration_since(t) < OFFLINE_ENDPOINT_TTL,
             None => true,
-        });
+        };
+        st.endpoints.retain(|_, ep| fresh(ep));
+        st.tcp.retain(|_, t| fresh(&t.ep));
         let sessions = &st.sessions;
-        let endpoints = st.endpoints.iter().map(|(host, ep)| {
+        let compile = |name: String, ep: &EndpointState| {
             let targets = ep
                 .tunnels
                 .iter()
@@ -179,10 +326,26 @@ impl Registry {
                     })
                 })
                 .collect();
-            Endpoint::new(host.clone(), targets)
-        });
-        self.table.store(Arc::new(RouteTable::new(endpoints)));
+            Endpoint::new(name, targets)
+        };
+        let hosts = st
+            .endpoints
+            .iter()
+            .map(|(host, ep)| compile(host.clone(), ep));
+        let ports = st
+            .tcp
+            .iter()
+            .map(|(port, t)| (*port, compile(format!(":{port}"), &t.ep)));
+        self.table
+            .store(Arc::new(RouteTable::with_tcp(hosts, ports)));
     }
+}
+
+/// Binds `ip:port` now, so "in use" is known at bind time, not later.
+fn bind_port(ip: IpAddr, port: u16) -> Option<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(SocketAddr::new(ip, port)).ok()?;
+    l.set_nonblocking(true).ok()?;
+    Some(l)
 }
 
 #[cfg(test)]

@@ -47,20 +47,34 @@ impl Endpoint {
     }
 }
 
-/// Hostname → endpoint.
+/// Hostname → HTTP endpoint, and port → TCP endpoint.
 #[derive(Default)]
 pub struct RouteTable {
     hosts: HashMap<String, Arc<Endpoint>>,
+    ports: HashMap<u16, Arc<Endpoint>>,
 }
 
 impl RouteTable {
     pub fn new(endpoints: impl IntoIterator<Item = Endpoint>) -> Self {
+        Self::with_tcp(endpoints, std::iter::empty())
+    }
+
+    pub fn with_tcp(
+        hosts: impl IntoIterator<Item = Endpoint>,
+        ports: impl IntoIterator<Item = (u16, Endpoint)>,
+    ) -> Self {
         RouteTable {
-            hosts: endpoints
+            hosts: hosts
                 .into_iter()
                 .map(|e| (e.hostname.clone(), Arc::new(e)))
                 .collect(),
+            ports: ports.into_iter().map(|(p, e)| (p, Arc::new(e))).collect(),
         }
+    }
+
+    /// The TCP endpoint on `port`.
+    pub fn lookup_port(&self, port: u16) -> Option<&Arc<Endpoint>> {
+        self.ports.get(&port)
     }
 
     /// Looks up a request's host (any case, with or without port).

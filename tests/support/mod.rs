@@ -46,6 +46,11 @@ pub struct Server {
 
 impl Server {
     pub async fn start() -> Server {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts a server with extra `gangway server` flags.
+    pub async fn start_with(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let child = Command::new(bin())
             .args(["server", "--threads", "1", "--data-dir"])
@@ -58,6 +63,7 @@ impl Server {
                 "--https-addr",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .env("GANGWAY_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::from(
@@ -171,12 +177,17 @@ impl Agent {
     /// Starts `gangway http <upstream> [extra...]` against `server` and
     /// waits for its `Forwarding` line.
     pub async fn http(server: &Server, upstream: &str, extra: &[&str]) -> Agent {
-        Self::spawn(server.data_dir(), upstream, extra).await
+        Self::spawn("http", server.data_dir(), upstream, extra).await
     }
 
-    pub async fn spawn(data_dir: &Path, upstream: &str, extra: &[&str]) -> Agent {
+    /// Starts `gangway tcp <upstream> [extra...]`.
+    pub async fn tcp(server: &Server, upstream: &str, extra: &[&str]) -> Agent {
+        Self::spawn("tcp", server.data_dir(), upstream, extra).await
+    }
+
+    pub async fn spawn(command: &str, data_dir: &Path, upstream: &str, extra: &[&str]) -> Agent {
         let mut child = Command::new(bin())
-            .arg("http")
+            .arg(command)
             .arg(upstream)
             .arg("--data-dir")
             .arg(data_dir)
@@ -250,4 +261,23 @@ impl Drop for Agent {
 /// Path of a fresh file in `dir`.
 pub fn path_in(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
+}
+
+/// Runs an agent command that is expected to fail; returns its stderr.
+pub async fn agent_fails(server: &Server, args: &[&str]) -> String {
+    let out = tokio::time::timeout(
+        DEADLINE,
+        tokio::process::Command::new(bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(server.data_dir())
+            .env_remove("GANGWAY_AUTHTOKEN")
+            .env_remove("GANGWAY_SERVER_ADDR")
+            .output(),
+    )
+    .await
+    .expect("agent exits in time")
+    .expect("run agent");
+    assert!(!out.status.success(), "agent should have failed: {args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
