@@ -21,9 +21,18 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 pub struct HttpArgs {
     /// What to forward to: a port (`8080`), `host:port`, or an http(s):// URL.
     addr: String,
-    /// Hostname to serve on instead of a random subdomain.
-    #[arg(long, alias = "hostname", alias = "url")]
+    /// Hostname to serve on instead of a random subdomain; `*.example.com`
+    /// binds a wildcard.
+    #[arg(long, alias = "hostname", alias = "url", conflicts_with = "subdomain")]
     domain: Option<String>,
+    /// A subdomain of the server's base domain (`--subdomain demo` →
+    /// demo.gangway.localhost).
+    #[arg(long)]
+    subdomain: Option<String>,
+    /// Let other agents bind the same endpoint with pooling on and share
+    /// its traffic (round robin).
+    #[arg(long)]
+    pooling_enabled: bool,
     #[command(flatten)]
     conn: ConnectArgs,
 }
@@ -36,6 +45,9 @@ pub struct TcpArgs {
     /// instead of a free port.
     #[arg(long)]
     remote_addr: Option<String>,
+    /// Let other agents bind the same address with pooling on.
+    #[arg(long)]
+    pooling_enabled: bool,
     #[command(flatten)]
     conn: ConnectArgs,
 }
@@ -122,7 +134,9 @@ pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
         proto: "https".into(),
         upstream,
         domain: args.domain.clone(),
+        subdomain: args.subdomain.clone(),
         remote_addr: None,
+        pooling: args.pooling_enabled,
     };
     run_agent(options(&args.conn, tunnel)?)
 }
@@ -136,7 +150,9 @@ pub fn run_tcp(args: TcpArgs) -> Result<(), AgentCmdError> {
         proto: "tcp".into(),
         upstream,
         domain: None,
+        subdomain: None,
         remote_addr: args.remote_addr.clone(),
+        pooling: args.pooling_enabled,
     };
     run_agent(options(&args.conn, tunnel)?)
 }

@@ -37,8 +37,12 @@ pub struct TunnelSpec {
     /// `Domain` to bind; a random subdomain of the server's base domain
     /// when empty.
     pub domain: Option<String>,
+    /// HTTP only: a subdomain of the server's base domain.
+    pub subdomain: Option<String>,
     /// TCP only: the `host:port` to bind; a free port when empty.
     pub remote_addr: Option<String>,
+    /// Share the endpoint with other agents binding it with pooling on.
+    pub pooling: bool,
 }
 
 impl TunnelSpec {
@@ -61,7 +65,7 @@ impl TunnelSpec {
             serde_json::json!({
                 "Domain": self.domain.clone().unwrap_or_default(),
                 "Hostname": "",
-                "Subdomain": "",
+                "Subdomain": self.subdomain.clone().unwrap_or_default(),
                 "Auth": "",
                 "HostHeaderRewrite": false,
                 "LocalUrlScheme": if self.upstream.tls { "https" } else { "http" },
@@ -263,7 +267,10 @@ async fn session_once(
             forwards_to: t.target(),
             forwards_proto: String::new(),
             opts: t.bind_opts(),
-            extra: BindExtra::default(),
+            extra: BindExtra {
+                pooling_enabled: t.pooling,
+                ..BindExtra::default()
+            },
         };
         let resp: BindResp = rpc::call(&session, msg::BIND, &bind)
             .await

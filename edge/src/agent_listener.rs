@@ -332,7 +332,7 @@ impl Conn {
             opts.requested_domain(),
             opts.subdomain.as_deref().filter(|s| !s.is_empty()),
         ) {
-            (Some(domain), _) => normalize_hostname(domain, false).map_err(bad)?,
+            (Some(domain), _) => normalize_hostname(domain, true).map_err(bad)?,
             (None, Some(sub)) => {
                 let sub = sub.to_ascii_lowercase();
                 validate_label(&sub).map_err(bad)?;

@@ -77,15 +77,31 @@ impl RouteTable {
         self.ports.get(&port)
     }
 
-    /// Looks up a request's host (any case, with or without port).
+    /// Looks up a request's host (any case, with or without port). An
+    /// exact binding wins; otherwise the most specific wildcard: for
+    /// `a.b.example.com`, `*.b.example.com` before `*.example.com`
+    /// (a wildcard matches subdomains at any depth).
     pub fn lookup(&self, host: &str) -> Option<&Arc<Endpoint>> {
         let host = strip_port(host);
         if let Some(e) = self.hosts.get(host) {
             return Some(e);
         }
-        if host.bytes().any(|b| b.is_ascii_uppercase()) || host.ends_with('.') {
-            let norm = host.trim_end_matches('.').to_ascii_lowercase();
-            return self.hosts.get(&norm);
+        let norm;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) || host.ends_with('.') {
+            norm = host.trim_end_matches('.').to_ascii_lowercase();
+            if let Some(e) = self.hosts.get(&norm) {
+                return Some(e);
+            }
+            norm.as_str()
+        } else {
+            host
+        };
+        let mut rest = host;
+        while let Some((_, parent)) = rest.split_once('.') {
+            if let Some(e) = self.hosts.get(&format!("*.{parent}")) {
+                return Some(e);
+            }
+            rest = parent;
         }
         None
     }
@@ -119,6 +135,23 @@ mod tests {
         assert_eq!(strip_port("a.example:8443"), "a.example");
         assert_eq!(strip_port("a.example"), "a.example");
         assert_eq!(strip_port("[::1]:80"), "::1");
+    }
+
+    #[test]
+    fn exact_beats_wildcard_and_specific_wildcard_beats_general() {
+        let t = RouteTable::new([
+            Endpoint::new("*.example.com".into(), vec![]),
+            Endpoint::new("*.deep.example.com".into(), vec![]),
+            Endpoint::new("exact.deep.example.com".into(), vec![]),
+        ]);
+        let name = |h: &str| t.lookup(h).map(|e| e.hostname.clone());
+        assert_eq!(name("exact.deep.example.com").as_deref(), Some("exact.deep.example.com"));
+        assert_eq!(name("x.deep.example.com").as_deref(), Some("*.deep.example.com"));
+        assert_eq!(name("a.b.deep.example.com").as_deref(), Some("*.deep.example.com"));
+        assert_eq!(name("x.example.com").as_deref(), Some("*.example.com"));
+        assert_eq!(name("y.other.example.com").as_deref(), Some("*.example.com"));
+        assert_eq!(name("example.com"), None, "a wildcard does not match its own apex");
+        assert_eq!(name("X.Example.COM").as_deref(), Some("*.example.com"));
     }
 
     #[test]

@@ -1,0 +1,101 @@
+//! HTTP tunnel options: `--subdomain`, wildcard domains (most specific
+//! binding wins), and pooling several agents on one endpoint.
+
+mod support;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use support::{agent_fails, eventually, Agent, Server};
+
+/// An app that answers every request with its own name.
+async fn named_app(name: &'static str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let router = axum::Router::new().fallback(move || async move { name });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    addr
+}
+
+/// GET over the public HTTP listener with `host`, returning the body.
+async fn get_via_http(server: &Server, host: &str) -> (u16, String) {
+    let url = format!("http://{host}:{}/", server.http_addr().port());
+    let r = server.client().get(url).send().await.expect("get");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subdomain_flag_binds_under_the_base_domain() {
+    let server = Server::start().await;
+    let app = named_app("sub").await;
+    let agent = Agent::http(&server, &app.to_string(), &["--subdomain", "demo"]).await;
+    assert_eq!(
+        agent.url,
+        format!("https://demo.gangway.localhost:{}", server.https_addr().port())
+    );
+    let r = server.client().get(&agent.url).send().await.expect("get");
+    assert_eq!(r.text().await.expect("body"), "sub");
+
+    let err = agent_fails(&server, &["http", &app.to_string(), "--subdomain", "no_underscores"]).await;
+    assert!(err.contains("ERR_NGROK_322"), "{err}");
+    let err = agent_fails(&server, &["http", &app.to_string(), "--subdomain", "demo"]).await;
+    assert!(err.contains("ERR_NGROK_334"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_domains_most_specific_binding_wins() {
+    let server = Server::start().await;
+    let (general, specific, exact) = (named_app("general").await, named_app("specific").await, named_app("exact").await);
+    let _a = Agent::http(&server, &general.to_string(), &["--domain", "*.wild.test"]).await;
+    let _b = Agent::http(&server, &specific.to_string(), &["--domain", "*.deep.wild.test"]).await;
+    let _c = Agent::http(&server, &exact.to_string(), &["--domain", "exact.deep.wild.test"]).await;
+
+    assert_eq!(get_via_http(&server, "x.wild.test").await, (200, "general".into()));
+    assert_eq!(get_via_http(&server, "a.b.c.wild.test").await, (200, "general".into()));
+    assert_eq!(get_via_http(&server, "x.deep.wild.test").await, (200, "specific".into()));
+    assert_eq!(get_via_http(&server, "a.b.deep.wild.test").await, (200, "specific".into()));
+    assert_eq!(get_via_http(&server, "exact.deep.wild.test").await, (200, "exact".into()));
+    let (status, _) = get_via_http(&server, "wild.test").await;
+    assert_eq!(status, 404, "a wildcard does not cover its apex");
+
+    let err = agent_fails(&server, &["http", "8080", "--domain", "a.*.wild.test"]).await;
+    assert!(err.contains("ERR_NGROK_322"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_agents_share_an_endpoint() {
+    let server = Server::start().await;
+    let (one, two) = (named_app("one").await, named_app("two").await);
+    let domain = "pool.gangway.localhost";
+    let mut first = Agent::http(&server, &one.to_string(), &["--domain", domain, "--pooling-enabled"]).await;
+    let _second = Agent::http(&server, &two.to_string(), &["--domain", domain, "--pooling-enabled"]).await;
+
+    let mut seen = HashSet::new();
+    for _ in 0..20 {
+        let (status, body) = get_via_http(&server, domain).await;
+        assert_eq!(status, 200);
+        seen.insert(body);
+    }
+    assert_eq!(seen, HashSet::from(["one".to_string(), "two".to_string()]));
+
+    // A third agent without pooling is refused while the pool is up.
+    let err = agent_fails(&server, &["http", &one.to_string(), "--domain", domain]).await;
+    assert!(err.contains("ERR_NGROK_334"), "{err}");
+
+    // One member leaves: the other takes all the traffic.
+    first.kill();
+    eventually("traffic to settle on the remaining agent", || {
+        let server = &server;
+        async move {
+            for _ in 0..10 {
+                if get_via_http(server, domain).await != (200, "two".to_string()) {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+}
