@@ -33,6 +33,10 @@ pub struct HttpArgs {
     /// its traffic (round robin).
     #[arg(long)]
     pooling_enabled: bool,
+    /// Require HTTP basic auth, `user:password` (password 8-128 bytes);
+    /// repeat for several users.
+    #[arg(long = "basic-auth", value_name = "USER:PASSWORD")]
+    basic_auth: Vec<String>,
     #[command(flatten)]
     conn: ConnectArgs,
 }
@@ -137,6 +141,16 @@ pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
         subdomain: args.subdomain.clone(),
         remote_addr: None,
         pooling: args.pooling_enabled,
+        basic_auth: args
+            .basic_auth
+            .iter()
+            .map(|pair| match pair.split_once(':') {
+                Some((u, p)) => Ok((u.to_string(), p.to_string())),
+                None => Err(AgentCmdError::Usage(format!(
+                    "--basic-auth {pair:?}: expected USER:PASSWORD"
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
     };
     run_agent(options(&args.conn, tunnel)?)
 }
@@ -153,6 +167,7 @@ pub fn run_tcp(args: TcpArgs) -> Result<(), AgentCmdError> {
         subdomain: None,
         remote_addr: args.remote_addr.clone(),
         pooling: args.pooling_enabled,
+        basic_auth: Vec::new(),
     };
     run_agent(options(&args.conn, tunnel)?)
 }

@@ -10,7 +10,9 @@ use support::{agent_fails, eventually, Agent, Server};
 
 /// An app that answers every request with its own name.
 async fn named_app(name: &'static str) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let router = axum::Router::new().fallback(move || async move { name });
     tokio::spawn(async move {
@@ -33,12 +35,19 @@ async fn subdomain_flag_binds_under_the_base_domain() {
     let agent = Agent::http(&server, &app.to_string(), &["--subdomain", "demo"]).await;
     assert_eq!(
         agent.url,
-        format!("https://demo.gangway.localhost:{}", server.https_addr().port())
+        format!(
+            "https://demo.gangway.localhost:{}",
+            server.https_addr().port()
+        )
     );
     let r = server.client().get(&agent.url).send().await.expect("get");
     assert_eq!(r.text().await.expect("body"), "sub");
 
-    let err = agent_fails(&server, &["http", &app.to_string(), "--subdomain", "no_underscores"]).await;
+    let err = agent_fails(
+        &server,
+        &["http", &app.to_string(), "--subdomain", "no_underscores"],
+    )
+    .await;
     assert!(err.contains("ERR_NGROK_322"), "{err}");
     let err = agent_fails(&server, &["http", &app.to_string(), "--subdomain", "demo"]).await;
     assert!(err.contains("ERR_NGROK_334"), "{err}");
@@ -47,16 +56,45 @@ async fn subdomain_flag_binds_under_the_base_domain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wildcard_domains_most_specific_binding_wins() {
     let server = Server::start().await;
-    let (general, specific, exact) = (named_app("general").await, named_app("specific").await, named_app("exact").await);
+    let (general, specific, exact) = (
+        named_app("general").await,
+        named_app("specific").await,
+        named_app("exact").await,
+    );
     let _a = Agent::http(&server, &general.to_string(), &["--domain", "*.wild.test"]).await;
-    let _b = Agent::http(&server, &specific.to_string(), &["--domain", "*.deep.wild.test"]).await;
-    let _c = Agent::http(&server, &exact.to_string(), &["--domain", "exact.deep.wild.test"]).await;
+    let _b = Agent::http(
+        &server,
+        &specific.to_string(),
+        &["--domain", "*.deep.wild.test"],
+    )
+    .await;
+    let _c = Agent::http(
+        &server,
+        &exact.to_string(),
+        &["--domain", "exact.deep.wild.test"],
+    )
+    .await;
 
-    assert_eq!(get_via_http(&server, "x.wild.test").await, (200, "general".into()));
-    assert_eq!(get_via_http(&server, "a.b.c.wild.test").await, (200, "general".into()));
-    assert_eq!(get_via_http(&server, "x.deep.wild.test").await, (200, "specific".into()));
-    assert_eq!(get_via_http(&server, "a.b.deep.wild.test").await, (200, "specific".into()));
-    assert_eq!(get_via_http(&server, "exact.deep.wild.test").await, (200, "exact".into()));
+    assert_eq!(
+        get_via_http(&server, "x.wild.test").await,
+        (200, "general".into())
+    );
+    assert_eq!(
+        get_via_http(&server, "a.b.c.wild.test").await,
+        (200, "general".into())
+    );
+    assert_eq!(
+        get_via_http(&server, "x.deep.wild.test").await,
+        (200, "specific".into())
+    );
+    assert_eq!(
+        get_via_http(&server, "a.b.deep.wild.test").await,
+        (200, "specific".into())
+    );
+    assert_eq!(
+        get_via_http(&server, "exact.deep.wild.test").await,
+        (200, "exact".into())
+    );
     let (status, _) = get_via_http(&server, "wild.test").await;
     assert_eq!(status, 404, "a wildcard does not cover its apex");
 
@@ -69,8 +107,18 @@ async fn pooled_agents_share_an_endpoint() {
     let server = Server::start().await;
     let (one, two) = (named_app("one").await, named_app("two").await);
     let domain = "pool.gangway.localhost";
-    let mut first = Agent::http(&server, &one.to_string(), &["--domain", domain, "--pooling-enabled"]).await;
-    let _second = Agent::http(&server, &two.to_string(), &["--domain", domain, "--pooling-enabled"]).await;
+    let mut first = Agent::http(
+        &server,
+        &one.to_string(),
+        &["--domain", domain, "--pooling-enabled"],
+    )
+    .await;
+    let _second = Agent::http(
+        &server,
+        &two.to_string(),
+        &["--domain", domain, "--pooling-enabled"],
+    )
+    .await;
 
     let mut seen = HashSet::new();
     for _ in 0..20 {
@@ -98,4 +146,86 @@ async fn pooled_agents_share_an_endpoint() {
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_from_the_agent_flag() {
+    let server = Server::start().await;
+    let app = support::app::start().await;
+    let agent = Agent::http(
+        &server,
+        &app.to_string(),
+        &[
+            "--basic-auth",
+            "alice:correct horse",
+            "--basic-auth",
+            "bob:battery staple",
+        ],
+    )
+    .await;
+    let client = server.client();
+    let r = client
+        .get(format!("{}/hello", agent.url))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"ngrok\"");
+    let r = client
+        .get(format!("{}/hello", agent.url))
+        .basic_auth("alice", Some("wrong password"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 401);
+    for (user, pass) in [("alice", "correct horse"), ("bob", "battery staple")] {
+        let r = client
+            .get(format!("{}/headers", agent.url))
+            .basic_auth(user, Some(pass))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 200);
+        let headers = r.text().await.expect("body");
+        assert!(
+            !headers.contains("authorization"),
+            "the edge's credential must not reach the app: {headers}"
+        );
+    }
+    let err = agent_fails(&server, &["http", "8080", "--basic-auth", "carol:short"]).await;
+    assert!(err.contains("basic_auth.credentials[0].password"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_from_the_ngrok_sdk() {
+    use ngrok::config::ForwarderBuilder;
+    use ngrok::tunnel::EndpointInfo;
+
+    let server = Server::start().await;
+    let app = support::app::start().await;
+    let session = ngrok::Session::builder()
+        .authtoken(server.info.authtoken.clone())
+        .server_addr(server.info.agent_addr.clone())
+        .expect("server addr")
+        .ca_cert(bytes::Bytes::from(server.ca_pem()))
+        .connect()
+        .await
+        .expect("sdk connect");
+    let fwd = session
+        .http_endpoint()
+        .basic_auth("sdkuser", "sdk password")
+        .listen_and_forward(reqwest::Url::parse(&format!("http://{app}")).expect("url"))
+        .await
+        .expect("bind");
+    let url = fwd.url().to_string();
+    let client = server.client();
+    assert_eq!(client.get(&url).send().await.expect("get").status(), 401);
+    let r = client
+        .get(format!("{url}/hello"))
+        .basic_auth("sdkuser", Some("sdk password"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.expect("body"), "hello from the local app");
 }

@@ -43,6 +43,8 @@ pub struct TunnelSpec {
     pub remote_addr: Option<String>,
     /// Share the endpoint with other agents binding it with pooling on.
     pub pooling: bool,
+    /// HTTP only: `(user, password)` pairs the edge demands.
+    pub basic_auth: Vec<(String, String)>,
 }
 
 impl TunnelSpec {
@@ -70,6 +72,16 @@ impl TunnelSpec {
                 "HostHeaderRewrite": false,
                 "LocalUrlScheme": if self.upstream.tls { "https" } else { "http" },
                 "ProxyProto": 0,
+                "BasicAuth": if self.basic_auth.is_empty() {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::json!({
+                        "credentials": self.basic_auth.iter().map(|(u, p)| serde_json::json!({
+                            "username": u,
+                            "cleartext_password": p,
+                        })).collect::<Vec<_>>(),
+                    })
+                },
             })
         } else {
             serde_json::json!({

@@ -26,6 +26,8 @@ use tracing::{debug, info, warn};
 
 use crate::errors::{bind_error_code, rpc as codes};
 use crate::registry::{Registry, SessionKey, TcpPorts};
+use crate::route_table::TunnelOptions;
+use gangway_modules::basic_auth::BasicAuthConfig;
 
 /// An agent must authenticate this soon after connecting.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -132,6 +134,42 @@ fn subdomain_for(tunnel_id: &str) -> String {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{:012x}", h & 0xFFFF_FFFF_FFFF)
+}
+
+/// Compiles what an HTTP Bind asks the edge to enforce: `BasicAuth`
+/// credentials and the legacy `Auth` "user:pass".
+fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, (String, &'static str)> {
+    let mut creds = Vec::new();
+    if let Some(ba) = &opts.basic_auth {
+        for (i, c) in ba.credentials.iter().enumerate() {
+            if c.cleartext_password.is_empty() && !c.hashed_password.is_empty() {
+                return Err((
+                    format!("basic_auth.credentials[{i}]: hashed passwords are not supported; send cleartext_password"),
+                    codes::INVALID_OPTIONS,
+                ));
+            }
+            creds.push((c.username.clone(), c.cleartext_password.clone()));
+        }
+    }
+    if let Some(auth) = opts.auth.as_deref().filter(|a| !a.is_empty()) {
+        let pair = BasicAuthConfig::parse_pair(auth).ok_or_else(|| {
+            (
+                "Auth must be \"user:password\".".to_string(),
+                codes::INVALID_OPTIONS,
+            )
+        })?;
+        creds.push(pair);
+    }
+    let basic_auth = if creds.is_empty() {
+        None
+    } else {
+        let cfg = BasicAuthConfig { credentials: creds };
+        Some(
+            cfg.compile()
+                .map_err(|e| (format!("Invalid {e}."), codes::INVALID_OPTIONS))?,
+        )
+    };
+    Ok(TunnelOptions { basic_auth })
 }
 
 fn valid_tunnel_id(id: &str) -> bool {
@@ -340,6 +378,7 @@ impl Conn {
             }
             (None, None) => format!("{}.{}", subdomain_for(&tunnel_id), cfg.base_domain),
         };
+        let options = Arc::new(compile_http_options(&opts)?);
         self.app
             .registry
             .bind(
@@ -348,6 +387,7 @@ impl Conn {
                 proto,
                 &hostname,
                 req.extra.pooling_enabled,
+                options,
             )
             .map_err(|e| (e.to_string(), bind_error_code(&e)))?;
         let url = if proto == "http" {

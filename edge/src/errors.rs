@@ -69,6 +69,9 @@ pub mod rpc {
     pub const TCP_PORT_OUT_OF_RANGE: &str = "ERR_NGROK_4502";
     /// A TCP address whose host is not this server's TCP host.
     pub const TCP_UNKNOWN_HOST: &str = "ERR_NGROK_4504";
+    /// Tunnel options the edge cannot accept (ours: ngrok documents none
+    /// general code); the message names the field.
+    pub const INVALID_OPTIONS: &str = "ERR_NGROK_9034";
     /// No free port left in the TCP range (ours: ngrok documents none).
     pub const TCP_PORTS_EXHAUSTED: &str = "ERR_NGROK_4505";
 }

@@ -16,6 +16,7 @@ use crate::errors::{EdgeFailure, ERROR_CODE_HEADER};
 use crate::registry::Registry;
 use crate::route_table::{strip_port, Target};
 use crate::tunnel_stream::{TunnelConnector, AGENT_UNAVAILABLE};
+use gangway_modules::basic_auth::AuthDecision;
 
 /// Placeholder address for virtual peers: Pingora wants one for logging
 /// and pooling keys; no socket is ever opened to it.
@@ -38,6 +39,8 @@ impl EdgeProxy {
 pub struct RequestCtx {
     host: String,
     target: Option<Target>,
+    /// Basic auth passed at the edge: the credential is not the app's.
+    strip_authorization: bool,
 }
 
 fn request_host(req: &RequestHeader) -> Option<String> {
@@ -71,6 +74,17 @@ async fn respond(session: &mut Session, failure: EdgeFailure, host: &str) -> Res
     session.write_response_body(Some(body), true).await
 }
 
+/// 401 with a basic-auth challenge.
+async fn challenge(session: &mut Session, www_authenticate: &str) -> Result<()> {
+    let body = Bytes::from_static(b"Authentication required.\n");
+    let mut resp = ResponseHeader::build(401, Some(4))?;
+    resp.insert_header(http::header::WWW_AUTHENTICATE, www_authenticate)?;
+    resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
 fn is_upgrade(req: &RequestHeader) -> bool {
     req.headers.contains_key(http::header::UPGRADE)
 }
@@ -93,6 +107,19 @@ impl ProxyHttp for EdgeProxy {
             None => EdgeFailure::UnknownHost,
             Some(ep) => match ep.pick() {
                 Some(t) => {
+                    if let Some(auth) = &t.options.basic_auth {
+                        let header = session
+                            .req_header()
+                            .headers
+                            .get(http::header::AUTHORIZATION);
+                        match auth.check(header.map(|h| h.as_bytes())) {
+                            AuthDecision::Allow { .. } => ctx.strip_authorization = true,
+                            AuthDecision::Deny => {
+                                challenge(session, &auth.challenge()).await?;
+                                return Ok(true);
+                            }
+                        }
+                    }
                     ctx.target = Some(t.clone());
                     ctx.host = host;
                     return Ok(false);
@@ -159,6 +186,9 @@ impl ProxyHttp for EdgeProxy {
             _ => proto.to_string(),
         };
         upstream.insert_header("x-forwarded-proto", xfp)?;
+        if ctx.strip_authorization {
+            upstream.remove_header(&http::header::AUTHORIZATION);
+        }
         let forwarded_host = session
             .req_header()
             .headers

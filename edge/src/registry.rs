@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use gangway_proto::Session;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::route_table::{Endpoint, RouteTable, Target};
+use crate::route_table::{Endpoint, RouteTable, Target, TunnelOptions};
 
 /// How long an endpoint whose agent vanished (without Unbind) keeps
 /// answering 502 "offline" instead of 404, so a restarting agent's users
@@ -53,6 +53,7 @@ struct BoundTunnel {
     tunnel_id: Arc<str>,
     proto: Arc<str>,
     pooling: bool,
+    options: Arc<TunnelOptions>,
 }
 
 #[derive(Default)]
@@ -122,6 +123,7 @@ impl Registry {
         proto: &str,
         hostname: &str,
         pooling: bool,
+        options: Arc<TunnelOptions>,
     ) -> Result<(), BindError> {
         let mut st = self.lock();
         if !st.sessions.contains_key(&key) {
@@ -141,6 +143,7 @@ impl Registry {
             tunnel_id: Arc::from(tunnel_id),
             proto: Arc::from(proto),
             pooling,
+            options,
         });
         ep.offline_since = None;
         self.rebuild(&mut st);
@@ -299,6 +302,7 @@ impl Registry {
                 tunnel_id: Arc::from(tunnel_id),
                 proto: Arc::from("tcp"),
                 pooling,
+                options: Arc::default(),
             });
             t.ep.offline_since = None;
         }
@@ -323,6 +327,7 @@ impl Registry {
                         session: s.clone(),
                         tunnel_id: t.tunnel_id.clone(),
                         proto: t.proto.clone(),
+                        options: t.options.clone(),
                     })
                 })
                 .collect();
@@ -368,15 +373,18 @@ mod tests {
     async fn bind_conflicts_unless_both_pool() {
         let r = Registry::new();
         let (a, b) = (r.add_session(session()), r.add_session(session()));
-        r.bind(a, "tn_a", "https", "x.example", false).unwrap();
+        r.bind(a, "tn_a", "https", "x.example", false, Arc::default())
+            .unwrap();
         assert_eq!(
-            r.bind(b, "tn_b", "https", "x.example", false),
+            r.bind(b, "tn_b", "https", "x.example", false, Arc::default()),
             Err(BindError::InUse("x.example".into()))
         );
         assert_eq!(targets(&r, "x.example"), Some(1));
 
-        r.bind(a, "tn_p1", "https", "p.example", true).unwrap();
-        r.bind(b, "tn_p2", "https", "p.example", true).unwrap();
+        r.bind(a, "tn_p1", "https", "p.example", true, Arc::default())
+            .unwrap();
+        r.bind(b, "tn_p2", "https", "p.example", true, Arc::default())
+            .unwrap();
         assert_eq!(targets(&r, "p.example"), Some(2));
     }
 
@@ -384,10 +392,12 @@ mod tests {
     async fn rebinding_a_tunnel_id_replaces_the_old_binding() {
         let r = Registry::new();
         let old = r.add_session(session());
-        r.bind(old, "tn_same", "https", "y.example", false).unwrap();
+        r.bind(old, "tn_same", "https", "y.example", false, Arc::default())
+            .unwrap();
         // The agent reconnected before the edge noticed the old session die.
         let new = r.add_session(session());
-        r.bind(new, "tn_same", "https", "y.example", false).unwrap();
+        r.bind(new, "tn_same", "https", "y.example", false, Arc::default())
+            .unwrap();
         assert_eq!(targets(&r, "y.example"), Some(1));
     }
 
@@ -395,8 +405,10 @@ mod tests {
     async fn closed_session_leaves_endpoint_offline_and_unbind_removes_it() {
         let r = Registry::new();
         let a = r.add_session(session());
-        r.bind(a, "tn_1", "https", "gone.example", false).unwrap();
-        r.bind(a, "tn_2", "https", "bye.example", false).unwrap();
+        r.bind(a, "tn_1", "https", "gone.example", false, Arc::default())
+            .unwrap();
+        r.bind(a, "tn_2", "https", "bye.example", false, Arc::default())
+            .unwrap();
         assert!(r.unbind(a, "tn_2"));
         assert!(!r.unbind(a, "tn_2"), "second unbind finds nothing");
         assert_eq!(targets(&r, "bye.example"), None);
@@ -405,13 +417,14 @@ mod tests {
         assert_eq!(targets(&r, "gone.example"), Some(0), "offline, not unknown");
         assert_eq!(r.session_count(), 0);
         assert_eq!(
-            r.bind(a, "tn_3", "https", "z.example", false),
+            r.bind(a, "tn_3", "https", "z.example", false, Arc::default()),
             Err(BindError::SessionGone)
         );
 
         // Another agent may take the offline name.
         let b = r.add_session(session());
-        r.bind(b, "tn_9", "https", "gone.example", false).unwrap();
+        r.bind(b, "tn_9", "https", "gone.example", false, Arc::default())
+            .unwrap();
         assert_eq!(targets(&r, "gone.example"), Some(1));
     }
 }

@@ -6,7 +6,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use gangway_modules::basic_auth::BasicAuth;
 use gangway_proto::Session;
+
+/// What a tunnel's Bind options ask the edge to enforce, compiled once.
+#[derive(Debug, Default)]
+pub struct TunnelOptions {
+    pub basic_auth: Option<BasicAuth>,
+}
 
 /// One agent tunnel able to serve an endpoint.
 #[derive(Clone)]
@@ -15,6 +22,7 @@ pub struct Target {
     pub tunnel_id: Arc<str>,
     /// Bind `Proto` (`http`/`https`), echoed in the ProxyHeader.
     pub proto: Arc<str>,
+    pub options: Arc<TunnelOptions>,
 }
 
 /// A bound hostname and the tunnels serving it (several when pooled; none
@@ -145,12 +153,28 @@ mod tests {
             Endpoint::new("exact.deep.example.com".into(), vec![]),
         ]);
         let name = |h: &str| t.lookup(h).map(|e| e.hostname.clone());
-        assert_eq!(name("exact.deep.example.com").as_deref(), Some("exact.deep.example.com"));
-        assert_eq!(name("x.deep.example.com").as_deref(), Some("*.deep.example.com"));
-        assert_eq!(name("a.b.deep.example.com").as_deref(), Some("*.deep.example.com"));
+        assert_eq!(
+            name("exact.deep.example.com").as_deref(),
+            Some("exact.deep.example.com")
+        );
+        assert_eq!(
+            name("x.deep.example.com").as_deref(),
+            Some("*.deep.example.com")
+        );
+        assert_eq!(
+            name("a.b.deep.example.com").as_deref(),
+            Some("*.deep.example.com")
+        );
         assert_eq!(name("x.example.com").as_deref(), Some("*.example.com"));
-        assert_eq!(name("y.other.example.com").as_deref(), Some("*.example.com"));
-        assert_eq!(name("example.com"), None, "a wildcard does not match its own apex");
+        assert_eq!(
+            name("y.other.example.com").as_deref(),
+            Some("*.example.com")
+        );
+        assert_eq!(
+            name("example.com"),
+            None,
+            "a wildcard does not match its own apex"
+        );
         assert_eq!(name("X.Example.COM").as_deref(), Some("*.example.com"));
     }
 
