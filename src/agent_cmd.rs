@@ -37,6 +37,10 @@ pub struct HttpArgs {
     /// repeat for several users.
     #[arg(long = "basic-auth", value_name = "USER:PASSWORD")]
     basic_auth: Vec<String>,
+    /// Host header sent to the app: `rewrite` (the upstream's host:port),
+    /// a literal value, or `preserve` (the default: the public hostname).
+    #[arg(long)]
+    host_header: Option<String>,
     #[command(flatten)]
     conn: ConnectArgs,
 }
@@ -151,6 +155,7 @@ pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
                 ))),
             })
             .collect::<Result<_, _>>()?,
+        host_header: args.host_header.clone(),
     };
     run_agent(options(&args.conn, tunnel)?)
 }
@@ -168,6 +173,7 @@ pub fn run_tcp(args: TcpArgs) -> Result<(), AgentCmdError> {
         remote_addr: args.remote_addr.clone(),
         pooling: args.pooling_enabled,
         basic_auth: Vec::new(),
+        host_header: None,
     };
     run_agent(options(&args.conn, tunnel)?)
 }

@@ -229,3 +229,40 @@ async fn basic_auth_from_the_ngrok_sdk() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.expect("body"), "hello from the local app");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_header_preserve_rewrite_and_literal() {
+    let server = Server::start().await;
+    let app = support::app::start().await;
+    let host_seen = |agent: &Agent| {
+        let client = server.client();
+        let url = format!("{}/headers", agent.url);
+        async move {
+            let body = client
+                .get(url)
+                .send()
+                .await
+                .expect("get")
+                .text()
+                .await
+                .expect("body");
+            body.lines()
+                .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+                .expect("host header")
+        }
+    };
+    let preserve = Agent::http(&server, &app.to_string(), &[]).await;
+    assert_eq!(
+        host_seen(&preserve).await,
+        format!("{}:{}", preserve.host(), server.https_addr().port())
+    );
+    let rewrite = Agent::http(&server, &app.to_string(), &["--host-header", "rewrite"]).await;
+    assert_eq!(host_seen(&rewrite).await, app.to_string());
+    let literal = Agent::http(
+        &server,
+        &app.to_string(),
+        &["--host-header", "internal.example"],
+    )
+    .await;
+    assert_eq!(host_seen(&literal).await, "internal.example");
+}

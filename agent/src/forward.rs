@@ -20,6 +20,8 @@ use crate::upstream::Upstream;
 pub struct TunnelRoute {
     pub upstream: Upstream,
     pub http: bool,
+    /// HTTP only: replace the request's Host with this.
+    pub host_header: Option<String>,
 }
 
 /// Tunnel id → where its traffic goes. Replaced on (re)bind.
@@ -51,7 +53,7 @@ pub async fn proxy_stream(
         return;
     };
     if route.http {
-        http.serve(stream, route.upstream).await;
+        http.serve(stream, route.upstream, route.host_header).await;
         return;
     }
     let up = &route.upstream;

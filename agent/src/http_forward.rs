@@ -46,14 +46,22 @@ impl HttpForwarder {
     }
 
     /// Serves the HTTP/1.1 exchange(s) on one proxy stream.
-    pub async fn serve<S>(self: Arc<Self>, stream: S, upstream: Upstream)
-    where
+    pub async fn serve<S>(
+        self: Arc<Self>,
+        stream: S,
+        upstream: Upstream,
+        host_header: Option<String>,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let upstream = Arc::new(upstream);
-        let svc = hyper::service::service_fn(move |req| {
+        let host = host_header.and_then(|h| header::HeaderValue::from_str(&h).ok());
+        let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let fwd = self.clone();
             let upstream = upstream.clone();
+            if let Some(h) = &host {
+                req.headers_mut().insert(header::HOST, h.clone());
+            }
             async move { Ok::<_, Infallible>(fwd.forward(req, &upstream).await) }
         });
         let conn = hyper::server::conn::http1::Builder::new()

@@ -45,11 +45,23 @@ pub struct TunnelSpec {
     pub pooling: bool,
     /// HTTP only: `(user, password)` pairs the edge demands.
     pub basic_auth: Vec<(String, String)>,
+    /// HTTP only: `rewrite` (Host becomes the upstream's `host:port`) or a
+    /// literal Host value; unchanged when `None`.
+    pub host_header: Option<String>,
 }
 
 impl TunnelSpec {
     fn is_http(&self) -> bool {
         self.proto == "http" || self.proto == "https"
+    }
+
+    /// The Host the agent sends upstream, if it replaces the client's.
+    fn host_override(&self) -> Option<String> {
+        match self.host_header.as_deref() {
+            None | Some("") | Some("preserve") => None,
+            Some("rewrite") => Some(self.upstream.authority()),
+            Some(value) => Some(value.to_string()),
+        }
     }
 
     /// Where traffic goes, as users write it.
@@ -69,7 +81,7 @@ impl TunnelSpec {
                 "Hostname": "",
                 "Subdomain": self.subdomain.clone().unwrap_or_default(),
                 "Auth": "",
-                "HostHeaderRewrite": false,
+                "HostHeaderRewrite": self.host_header.as_deref() == Some("rewrite"),
                 "LocalUrlScheme": if self.upstream.tls { "https" } else { "http" },
                 "ProxyProto": 0,
                 "BasicAuth": if self.basic_auth.is_empty() {
@@ -295,6 +307,7 @@ async fn session_once(
             TunnelRoute {
                 upstream: t.upstream.clone(),
                 http: t.is_http(),
+                host_header: t.host_override(),
             },
         );
         let _ = events.send(AgentEvent::Bound {
