@@ -37,6 +37,10 @@ pub struct HttpArgs {
     /// repeat for several users.
     #[arg(long = "basic-auth", value_name = "USER:PASSWORD")]
     basic_auth: Vec<String>,
+    /// Which public schemes serve the endpoint: `https` (default), `http`,
+    /// or both (`--scheme http,https`).
+    #[arg(long, value_delimiter = ',', default_value = "https")]
+    scheme: Vec<String>,
     /// Host header sent to the app: `rewrite` (the upstream's host:port),
     /// a literal value, or `preserve` (the default: the public hostname).
     #[arg(long)]
@@ -138,10 +142,26 @@ fn options(args: &ConnectArgs, tunnel: TunnelSpec) -> Result<AgentOptions, Agent
 
 pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
     let upstream = Upstream::parse(&args.addr).map_err(|e| AgentCmdError::Usage(e.to_string()))?;
-    let tunnel = TunnelSpec {
-        proto: "https".into(),
+    let mut schemes: Vec<String> = Vec::new();
+    for s in &args.scheme {
+        let s = s.trim().to_ascii_lowercase();
+        if s != "http" && s != "https" {
+            return Err(AgentCmdError::Usage(format!(
+                "--scheme {s:?}: expected http, https or http,https"
+            )));
+        }
+        if !schemes.contains(&s) {
+            schemes.push(s);
+        }
+    }
+    // HTTPS first: its URL is the one people copy, and the HTTP tunnel
+    // takes the same name.
+    schemes.sort_by_key(|s| s != "https");
+    let first = TunnelSpec {
+        proto: schemes.first().cloned().unwrap_or_else(|| "https".into()),
         upstream,
         domain: args.domain.clone(),
+        same_host_as: None,
         subdomain: args.subdomain.clone(),
         remote_addr: None,
         pooling: args.pooling_enabled,
@@ -157,7 +177,19 @@ pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
             .collect::<Result<_, _>>()?,
         host_header: args.host_header.clone(),
     };
-    run_agent(options(&args.conn, tunnel)?)
+    let mut tunnels = vec![first.clone()];
+    if let Some(second) = schemes.get(1) {
+        tunnels.push(TunnelSpec {
+            proto: second.clone(),
+            domain: None,
+            subdomain: None,
+            same_host_as: Some(0),
+            ..first
+        });
+    }
+    let mut opts = options(&args.conn, tunnels.remove(0))?;
+    opts.tunnels.extend(tunnels);
+    run_agent(opts)
 }
 
 pub fn run_tcp(args: TcpArgs) -> Result<(), AgentCmdError> {
@@ -169,6 +201,7 @@ pub fn run_tcp(args: TcpArgs) -> Result<(), AgentCmdError> {
         proto: "tcp".into(),
         upstream,
         domain: None,
+        same_host_as: None,
         subdomain: None,
         remote_addr: args.remote_addr.clone(),
         pooling: args.pooling_enabled,

@@ -61,17 +61,22 @@ async fn wildcard_domains_most_specific_binding_wins() {
         named_app("specific").await,
         named_app("exact").await,
     );
-    let _a = Agent::http(&server, &general.to_string(), &["--domain", "*.wild.test"]).await;
+    let _a = Agent::http(
+        &server,
+        &general.to_string(),
+        &["--domain", "*.wild.test", "--scheme", "http,https"],
+    )
+    .await;
     let _b = Agent::http(
         &server,
         &specific.to_string(),
-        &["--domain", "*.deep.wild.test"],
+        &["--domain", "*.deep.wild.test", "--scheme", "http,https"],
     )
     .await;
     let _c = Agent::http(
         &server,
         &exact.to_string(),
-        &["--domain", "exact.deep.wild.test"],
+        &["--domain", "exact.deep.wild.test", "--scheme", "http,https"],
     )
     .await;
 
@@ -110,13 +115,25 @@ async fn pooled_agents_share_an_endpoint() {
     let mut first = Agent::http(
         &server,
         &one.to_string(),
-        &["--domain", domain, "--pooling-enabled"],
+        &[
+            "--domain",
+            domain,
+            "--pooling-enabled",
+            "--scheme",
+            "http,https",
+        ],
     )
     .await;
     let _second = Agent::http(
         &server,
         &two.to_string(),
-        &["--domain", domain, "--pooling-enabled"],
+        &[
+            "--domain",
+            domain,
+            "--pooling-enabled",
+            "--scheme",
+            "http,https",
+        ],
     )
     .await;
 
@@ -265,4 +282,68 @@ async fn host_header_preserve_rewrite_and_literal() {
     )
     .await;
     assert_eq!(host_seen(&literal).await, "internal.example");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheme_selects_the_listeners() {
+    let server = Server::start().await;
+    let app = named_app("scheme").await;
+    let https_only = Agent::http(
+        &server,
+        &app.to_string(),
+        &["--domain", "s1.gangway.localhost"],
+    )
+    .await;
+    assert!(https_only.url.starts_with("https://"));
+    assert_eq!(get_via_http(&server, "s1.gangway.localhost").await.0, 404);
+    let r = server
+        .client()
+        .get(&https_only.url)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.text().await.expect("body"), "scheme");
+
+    let http_only = Agent::http(
+        &server,
+        &app.to_string(),
+        &["--domain", "s2.gangway.localhost", "--scheme", "http"],
+    )
+    .await;
+    assert_eq!(
+        http_only.url,
+        format!("http://s2.gangway.localhost:{}", server.http_addr().port())
+    );
+    assert_eq!(
+        get_via_http(&server, "s2.gangway.localhost").await,
+        (200, "scheme".to_string())
+    );
+    let url = format!(
+        "https://s2.gangway.localhost:{}/",
+        server.https_addr().port()
+    );
+    assert_eq!(
+        server.client().get(url).send().await.expect("get").status(),
+        404
+    );
+
+    // Both: one random name on both listeners.
+    let both = Agent::http(&server, &app.to_string(), &["--scheme", "http,https"]).await;
+    let host = both.host();
+    assert_eq!(
+        get_via_http(&server, &host).await,
+        (200, "scheme".to_string())
+    );
+    let r = server.client().get(&both.url).send().await.expect("get");
+    assert_eq!(r.status(), 200);
+    let lines = both.stdout.lock().expect("lines").clone();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("Forwarding http://{host}:"))),
+        "{lines:?}"
+    );
+
+    let err = agent_fails(&server, &["http", "8080", "--scheme", "gopher"]).await;
+    assert!(err.contains("--scheme"), "{err}");
 }

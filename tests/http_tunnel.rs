@@ -78,7 +78,7 @@ async fn get_post_keepalive_and_forwarded_headers() {
 async fn http2_client_and_plain_http_listener() {
     let server = Server::start().await;
     let app = app::start().await;
-    let agent = Agent::http(&server, &app.to_string(), &[]).await;
+    let agent = Agent::http(&server, &app.to_string(), &["--scheme", "http,https"]).await;
 
     let r = server
         .client()
@@ -194,7 +194,7 @@ async fn hundred_megabytes_each_way_streamed() {
 async fn websocket_echo_over_wss_and_ws() {
     let server = Server::start().await;
     let app = app::start().await;
-    let agent = Agent::http(&server, &app.to_string(), &[]).await;
+    let agent = Agent::http(&server, &app.to_string(), &["--scheme", "http,https"]).await;
 
     // wss: TLS to the public HTTPS listener, then the upgrade.
     let tls = tokio_rustls::TlsConnector::from(server.rustls_config(&[b"http/1.1"]));

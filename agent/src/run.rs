@@ -37,6 +37,9 @@ pub struct TunnelSpec {
     /// `Domain` to bind; a random subdomain of the server's base domain
     /// when empty.
     pub domain: Option<String>,
+    /// Bind the hostname that tunnel `n` of this agent got (an HTTP
+    /// tunnel next to an HTTPS one: one name, two schemes).
+    pub same_host_as: Option<usize>,
     /// HTTP only: a subdomain of the server's base domain.
     pub subdomain: Option<String>,
     /// TCP only: the `host:port` to bind; a free port when empty.
@@ -284,13 +287,22 @@ async fn session_once(
     mem.client_id = resp.client_id;
 
     let routes: Routes = Arc::new(RwLock::new(HashMap::new()));
+    let mut bound = Vec::with_capacity(opts.tunnels.len());
     for (i, t) in opts.tunnels.iter().enumerate() {
+        let mut spec = t.clone();
+        if let Some(host) = t
+            .same_host_as
+            .and_then(|j| mem.urls.get(j))
+            .and_then(|u| url_host(u))
+        {
+            spec.domain = Some(host);
+        }
         let bind = Bind {
             id: mem.tunnel_ids[i].clone(),
             proto: t.proto.clone(),
             forwards_to: t.target(),
             forwards_proto: String::new(),
-            opts: t.bind_opts(),
+            opts: spec.bind_opts(),
             extra: BindExtra {
                 pooling_enabled: t.pooling,
                 ..BindExtra::default()
@@ -310,11 +322,15 @@ async fn session_once(
                 host_header: t.host_override(),
             },
         );
-        let _ = events.send(AgentEvent::Bound {
+        bound.push(AgentEvent::Bound {
             url: resp.url,
             upstream: t.target(),
             rebound,
         });
+    }
+    // Report only once every tunnel is bound: a printed URL must work.
+    for ev in bound {
+        let _ = events.send(ev);
     }
 
     loop {
@@ -336,6 +352,17 @@ async fn session_once(
             }
         }
     }
+}
+
+/// `https://name:7443/...` → `name`.
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split("://").nth(1)?;
+    let authority = rest.split('/').next()?;
+    let host = authority
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(authority);
+    (!host.is_empty()).then(|| host.to_string())
 }
 
 /// Closes the session when a session attempt ends for any reason.

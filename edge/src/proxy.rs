@@ -14,7 +14,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::errors::{EdgeFailure, ERROR_CODE_HEADER};
 use crate::registry::Registry;
-use crate::route_table::{strip_port, Target};
+use crate::route_table::{strip_port, Scheme as PublicScheme, Target};
 use crate::tunnel_stream::{TunnelConnector, AGENT_UNAVAILABLE};
 use gangway_modules::basic_auth::AuthDecision;
 
@@ -103,7 +103,12 @@ impl ProxyHttp for EdgeProxy {
             return Ok(true);
         };
         let table = self.registry.table();
-        let failure = match table.lookup(&host) {
+        let scheme = if self.tls {
+            PublicScheme::Https
+        } else {
+            PublicScheme::Http
+        };
+        let failure = match table.lookup(&host, scheme) {
             None => EdgeFailure::UnknownHost,
             Some(ep) => match ep.pick() {
                 Some(t) => {

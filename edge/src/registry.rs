@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use gangway_proto::Session;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::route_table::{Endpoint, RouteTable, Target, TunnelOptions};
+use crate::route_table::{Endpoint, RouteTable, Scheme, Target, TunnelOptions};
 
 /// How long an endpoint whose agent vanished (without Unbind) keeps
 /// answering 502 "offline" instead of 404, so a restarting agent's users
@@ -72,7 +72,7 @@ struct TcpEndpointState {
 #[derive(Default)]
 struct State {
     sessions: HashMap<SessionKey, Session>,
-    endpoints: BTreeMap<String, EndpointState>,
+    endpoints: BTreeMap<(Scheme, String), EndpointState>,
     tcp: BTreeMap<u16, TcpEndpointState>,
 }
 
@@ -130,7 +130,11 @@ impl Registry {
             return Err(BindError::SessionGone);
         }
         let live: Vec<SessionKey> = st.sessions.keys().copied().collect();
-        let ep = st.endpoints.entry(hostname.to_string()).or_default();
+        let scheme = Scheme::from_proto(proto);
+        let ep = st
+            .endpoints
+            .entry((scheme, hostname.to_string()))
+            .or_default();
         ep.tunnels
             .retain(|t| &*t.tunnel_id != tunnel_id && live.contains(&t.session));
         if let Some(other) = ep.tunnels.first() {
@@ -336,7 +340,7 @@ impl Registry {
         let hosts = st
             .endpoints
             .iter()
-            .map(|(host, ep)| compile(host.clone(), ep));
+            .map(|((scheme, host), ep)| (*scheme, compile(host.clone(), ep)));
         let ports = st
             .tcp
             .iter()
@@ -366,7 +370,9 @@ mod tests {
     }
 
     fn targets(r: &Registry, host: &str) -> Option<usize> {
-        r.table().lookup(host).map(|e| e.targets.len())
+        r.table()
+            .lookup(host, Scheme::Https)
+            .map(|e| e.targets.len())
     }
 
     #[tokio::test]

@@ -55,29 +55,58 @@ impl Endpoint {
     }
 }
 
-/// Hostname → HTTP endpoint, and port → TCP endpoint.
+/// Which public listener an HTTP endpoint answers on: an endpoint bound
+/// with `Proto: "https"` is served over TLS only, `"http"` over plain
+/// HTTP only; an agent wanting both binds twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn from_proto(proto: &str) -> Self {
+        if proto == "http" {
+            Scheme::Http
+        } else {
+            Scheme::Https
+        }
+    }
+}
+
+/// (scheme, hostname) → HTTP endpoint, and port → TCP endpoint.
 #[derive(Default)]
 pub struct RouteTable {
-    hosts: HashMap<String, Arc<Endpoint>>,
+    https: HashMap<String, Arc<Endpoint>>,
+    http: HashMap<String, Arc<Endpoint>>,
     ports: HashMap<u16, Arc<Endpoint>>,
 }
 
 impl RouteTable {
+    /// A table of HTTPS endpoints only (tests and simple callers).
     pub fn new(endpoints: impl IntoIterator<Item = Endpoint>) -> Self {
-        Self::with_tcp(endpoints, std::iter::empty())
+        Self::with_tcp(
+            endpoints.into_iter().map(|e| (Scheme::Https, e)),
+            std::iter::empty(),
+        )
     }
 
     pub fn with_tcp(
-        hosts: impl IntoIterator<Item = Endpoint>,
+        hosts: impl IntoIterator<Item = (Scheme, Endpoint)>,
         ports: impl IntoIterator<Item = (u16, Endpoint)>,
     ) -> Self {
-        RouteTable {
-            hosts: hosts
-                .into_iter()
-                .map(|e| (e.hostname.clone(), Arc::new(e)))
-                .collect(),
+        let mut t = RouteTable {
             ports: ports.into_iter().map(|(p, e)| (p, Arc::new(e))).collect(),
+            ..RouteTable::default()
+        };
+        for (scheme, e) in hosts {
+            let map = match scheme {
+                Scheme::Https => &mut t.https,
+                Scheme::Http => &mut t.http,
+            };
+            map.insert(e.hostname.clone(), Arc::new(e));
         }
+        t
     }
 
     /// The TCP endpoint on `port`.
@@ -89,15 +118,19 @@ impl RouteTable {
     /// exact binding wins; otherwise the most specific wildcard: for
     /// `a.b.example.com`, `*.b.example.com` before `*.example.com`
     /// (a wildcard matches subdomains at any depth).
-    pub fn lookup(&self, host: &str) -> Option<&Arc<Endpoint>> {
+    pub fn lookup(&self, host: &str, scheme: Scheme) -> Option<&Arc<Endpoint>> {
+        let hosts = match scheme {
+            Scheme::Https => &self.https,
+            Scheme::Http => &self.http,
+        };
         let host = strip_port(host);
-        if let Some(e) = self.hosts.get(host) {
+        if let Some(e) = hosts.get(host) {
             return Some(e);
         }
         let norm;
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) || host.ends_with('.') {
             norm = host.trim_end_matches('.').to_ascii_lowercase();
-            if let Some(e) = self.hosts.get(&norm) {
+            if let Some(e) = hosts.get(&norm) {
                 return Some(e);
             }
             norm.as_str()
@@ -106,7 +139,7 @@ impl RouteTable {
         };
         let mut rest = host;
         while let Some((_, parent)) = rest.split_once('.') {
-            if let Some(e) = self.hosts.get(&format!("*.{parent}")) {
+            if let Some(e) = hosts.get(&format!("*.{parent}")) {
                 return Some(e);
             }
             rest = parent;
@@ -114,12 +147,13 @@ impl RouteTable {
         None
     }
 
+    /// Endpoints of every kind.
     pub fn len(&self) -> usize {
-        self.hosts.len()
+        self.https.len() + self.http.len() + self.ports.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty()
+        self.len() == 0
     }
 }
 
@@ -152,7 +186,7 @@ mod tests {
             Endpoint::new("*.deep.example.com".into(), vec![]),
             Endpoint::new("exact.deep.example.com".into(), vec![]),
         ]);
-        let name = |h: &str| t.lookup(h).map(|e| e.hostname.clone());
+        let name = |h: &str| t.lookup(h, Scheme::Https).map(|e| e.hostname.clone());
         assert_eq!(
             name("exact.deep.example.com").as_deref(),
             Some("exact.deep.example.com")
@@ -181,8 +215,12 @@ mod tests {
     #[test]
     fn lookup_is_case_insensitive() {
         let t = RouteTable::new([Endpoint::new("a.example".into(), vec![])]);
-        assert!(t.lookup("A.Example:443").is_some());
-        assert!(t.lookup("a.example.").is_some());
-        assert!(t.lookup("b.example").is_none());
+        assert!(t.lookup("A.Example:443", Scheme::Https).is_some());
+        assert!(t.lookup("a.example.", Scheme::Https).is_some());
+        assert!(t.lookup("b.example", Scheme::Https).is_none());
+        assert!(
+            t.lookup("a.example", Scheme::Http).is_none(),
+            "https-only endpoint"
+        );
     }
 }
