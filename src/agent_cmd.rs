@@ -102,7 +102,7 @@ fn local_server(data_dir: Option<PathBuf>) -> Option<ServerInfo> {
     ServerInfo::from_json(&bytes).ok()
 }
 
-fn options(args: &ConnectArgs, tunnel: TunnelSpec) -> Result<AgentOptions, AgentCmdError> {
+fn options(args: &ConnectArgs, tunnels: Vec<TunnelSpec>) -> Result<AgentOptions, AgentCmdError> {
     let local = local_server(args.data_dir.clone());
     let server_addr = args
         .server_addr
@@ -134,7 +134,7 @@ fn options(args: &ConnectArgs, tunnel: TunnelSpec) -> Result<AgentOptions, Agent
         server_addr,
         authtoken,
         ca_pem,
-        tunnels: vec![tunnel],
+        tunnels,
         heartbeat_interval: DEFAULT_INTERVAL,
         heartbeat_tolerance: DEFAULT_TOLERANCE,
     })
@@ -187,9 +187,7 @@ pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
             ..first
         });
     }
-    let mut opts = options(&args.conn, tunnels.remove(0))?;
-    opts.tunnels.extend(tunnels);
-    run_agent(opts)
+    run_agent(options(&args.conn, tunnels)?)
 }
 
 pub fn run_tcp(args: TcpArgs) -> Result<(), AgentCmdError> {
@@ -208,7 +206,7 @@ pub fn run_tcp(args: TcpArgs) -> Result<(), AgentCmdError> {
         basic_auth: Vec::new(),
         host_header: None,
     };
-    run_agent(options(&args.conn, tunnel)?)
+    run_agent(options(&args.conn, vec![tunnel])?)
 }
 
 fn run_agent(opts: AgentOptions) -> Result<(), AgentCmdError> {

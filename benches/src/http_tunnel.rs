@@ -154,7 +154,13 @@ fn start_server(dir: &Path, threads: u32) -> Result<(Proc, gangway_config::Serve
 
 fn start_agent(dir: &Path, app: SocketAddr) -> Result<(Proc, String), String> {
     let mut child = Command::new(gangway_bin())
-        .args(["http", &app.to_string(), "--scheme", "http,https", "--data-dir"])
+        .args([
+            "http",
+            &app.to_string(),
+            "--scheme",
+            "http,https",
+            "--data-dir",
+        ])
         .arg(dir)
         .env("GANGWAY_LOG", "warn")
         .stdout(Stdio::piped())
