@@ -19,7 +19,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Args)]
 pub struct HttpArgs {
-    /// What to forward to: a port (`8080`), `host:port`, or an http(s):// URL.
+    /// What to forward to: a port (`8080`), `host:port`, an http(s):// URL,
+    /// or `file:///abs/dir` to serve a directory.
     addr: String,
     /// Hostname to serve on instead of a random subdomain; `*.example.com`
     /// binds a wildcard.
@@ -140,8 +141,31 @@ fn options(args: &ConnectArgs, tunnels: Vec<TunnelSpec>) -> Result<AgentOptions,
     })
 }
 
+/// `file:///abs/path` → the directory, which must exist.
+fn file_root(addr: &str) -> Result<Option<PathBuf>, AgentCmdError> {
+    let Some(path) = addr.strip_prefix("file://") else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(path);
+    if !path.is_absolute() || !path.is_dir() {
+        return Err(AgentCmdError::Usage(format!(
+            "{addr}: file:// needs the absolute path of an existing directory"
+        )));
+    }
+    Ok(Some(path))
+}
+
 pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
-    let upstream = Upstream::parse(&args.addr).map_err(|e| AgentCmdError::Usage(e.to_string()))?;
+    let serve_dir = file_root(&args.addr)?;
+    let upstream = match serve_dir {
+        // The file server answers itself; nothing is dialed.
+        Some(_) => Upstream {
+            host: "localhost".into(),
+            port: 80,
+            tls: false,
+        },
+        None => Upstream::parse(&args.addr).map_err(|e| AgentCmdError::Usage(e.to_string()))?,
+    };
     let mut schemes: Vec<String> = Vec::new();
     for s in &args.scheme {
         let s = s.trim().to_ascii_lowercase();
@@ -176,6 +200,7 @@ pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
             })
             .collect::<Result<_, _>>()?,
         host_header: args.host_header.clone(),
+        serve_dir,
     };
     let mut tunnels = vec![first.clone()];
     if let Some(second) = schemes.get(1) {
@@ -205,6 +230,7 @@ pub fn run_tcp(args: TcpArgs) -> Result<(), AgentCmdError> {
         pooling: args.pooling_enabled,
         basic_auth: Vec::new(),
         host_header: None,
+        serve_dir: None,
     };
     run_agent(options(&args.conn, vec![tunnel])?)
 }

@@ -22,6 +22,8 @@ pub struct TunnelRoute {
     pub http: bool,
     /// HTTP only: replace the request's Host with this.
     pub host_header: Option<String>,
+    /// HTTP only: serve this directory instead of forwarding.
+    pub serve_dir: Option<std::path::PathBuf>,
 }
 
 /// Tunnel id → where its traffic goes. Replaced on (re)bind.
@@ -52,6 +54,10 @@ pub async fn proxy_stream(
         let _ = stream.shutdown().await;
         return;
     };
+    if let Some(dir) = route.serve_dir {
+        crate::file_server::serve(stream, dir).await;
+        return;
+    }
     if route.http {
         http.serve(stream, route.upstream, route.host_header).await;
         return;

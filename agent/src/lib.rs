@@ -7,6 +7,7 @@
 //! protocol in gangway-proto.
 
 pub mod dial;
+pub mod file_server;
 pub mod forward;
 pub mod http_forward;
 pub mod run;

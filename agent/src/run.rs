@@ -51,6 +51,8 @@ pub struct TunnelSpec {
     /// HTTP only: `rewrite` (Host becomes the upstream's `host:port`) or a
     /// literal Host value; unchanged when `None`.
     pub host_header: Option<String>,
+    /// HTTP only: serve this directory with the built-in file server.
+    pub serve_dir: Option<std::path::PathBuf>,
 }
 
 impl TunnelSpec {
@@ -69,6 +71,9 @@ impl TunnelSpec {
 
     /// Where traffic goes, as users write it.
     fn target(&self) -> String {
+        if let Some(dir) = &self.serve_dir {
+            return format!("file://{}", dir.display());
+        }
         if self.is_http() {
             self.upstream.to_string()
         } else {
@@ -320,6 +325,7 @@ async fn session_once(
                 upstream: t.upstream.clone(),
                 http: t.is_http(),
                 host_header: t.host_override(),
+                serve_dir: t.serve_dir.clone(),
             },
         );
         bound.push(AgentEvent::Bound {
