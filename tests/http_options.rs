@@ -220,14 +220,7 @@ async fn basic_auth_from_the_ngrok_sdk() {
 
     let server = Server::start().await;
     let app = support::app::start().await;
-    let session = ngrok::Session::builder()
-        .authtoken(server.info.authtoken.clone())
-        .server_addr(server.info.agent_addr.clone())
-        .expect("server addr")
-        .ca_cert(bytes::Bytes::from(server.ca_pem()))
-        .connect()
-        .await
-        .expect("sdk connect");
+    let session = server.sdk_session().await;
     let fwd = session
         .http_endpoint()
         .basic_auth("sdkuser", "sdk password")

@@ -177,14 +177,7 @@ async fn ngrok_sdk_tcp_endpoint_serves_through_edge() {
 
     let server = Server::start().await;
     let local = reverse_after_eof_server().await;
-    let session = ngrok::Session::builder()
-        .authtoken(server.info.authtoken.clone())
-        .server_addr(server.info.agent_addr.clone())
-        .expect("server addr")
-        .ca_cert(bytes::Bytes::from(server.ca_pem()))
-        .connect()
-        .await
-        .expect("sdk connect");
+    let session = server.sdk_session().await;
     let to = reqwest::Url::parse(&format!("tcp://{local}")).expect("url");
     let fwd = session
         .tcp_endpoint()

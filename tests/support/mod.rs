@@ -116,6 +116,23 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// An official ngrok SDK session against this server, configured the
+    /// way a self-hosting user would: server address, CA, authtoken.
+    pub async fn sdk_session(&self) -> ngrok::Session {
+        tokio::time::timeout(
+            DEADLINE,
+            ngrok::Session::builder()
+                .authtoken(self.info.authtoken.clone())
+                .server_addr(self.info.agent_addr.clone())
+                .expect("server addr")
+                .ca_cert(bytes::Bytes::from(self.ca_pem()))
+                .connect(),
+        )
+        .await
+        .expect("SDK connect timed out")
+        .unwrap_or_else(|e| panic!("SDK connect: {e}"))
+    }
+
     /// A client for public URLs: trusts the dev CA and resolves every name
     /// to the server's loopback address.
     pub fn client(&self) -> reqwest::Client {
