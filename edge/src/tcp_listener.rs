@@ -6,14 +6,13 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use gangway_proto::codec::encode_proxy_header;
-use gangway_proto::msg::ProxyHeader;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::route_table::RouteTable;
+use crate::tunnel_stream::proxy_header_bytes;
 
 /// Accepts on `listener` until `cancel` fires (the endpoint is gone).
 pub async fn serve(
@@ -67,15 +66,8 @@ async fn proxy(
     let Ok(mut stream) = target.session.open() else {
         return;
     };
-    let header = ProxyHeader {
-        id: target.tunnel_id.to_string(),
-        client_addr,
-        proto: "tcp".to_string(),
-        edge_type: String::new(),
-        passthrough_tls: false,
-    };
-    let mut first = Vec::with_capacity(192);
-    encode_proxy_header(&header, &mut first);
+    // The registry binds TCP tunnels with proto "tcp".
+    let first = proxy_header_bytes(&target, client_addr);
     if stream.write_all(&first).await.is_err() {
         return;
     }

@@ -46,15 +46,7 @@ impl TunnelConnector {
             .session
             .open()
             .or_err(AGENT_UNAVAILABLE, "agent session cannot open a stream")?;
-        let header = ProxyHeader {
-            id: self.target.tunnel_id.to_string(),
-            client_addr: self.client_addr.clone(),
-            proto: self.target.proto.to_string(),
-            edge_type: String::new(),
-            passthrough_tls: false,
-        };
-        let mut first = Vec::with_capacity(192);
-        encode_proxy_header(&header, &mut first);
+        let first = proxy_header_bytes(&self.target, self.client_addr.clone());
         Ok(TunnelSocket {
             stream,
             pending_header: first,
@@ -68,6 +60,21 @@ impl L4Connect for TunnelConnector {
         let socket = self.open()?;
         Ok(L4Stream::from(VirtualSocketStream::new(Box::new(socket))))
     }
+}
+
+/// The first bytes of every proxy stream to `target`: stream type 3 and
+/// the ProxyHeader naming the tunnel and the public client.
+pub fn proxy_header_bytes(target: &Target, client_addr: String) -> Vec<u8> {
+    let header = ProxyHeader {
+        id: target.tunnel_id.to_string(),
+        client_addr,
+        proto: target.proto.to_string(),
+        edge_type: String::new(),
+        passthrough_tls: false,
+    };
+    let mut out = Vec::with_capacity(192);
+    encode_proxy_header(&header, &mut out);
+    out
 }
 
 /// A muxado stream dressed as a Pingora virtual socket.
