@@ -55,6 +55,12 @@ impl EdgeConfig {
         format!("tcp://{}:{port}", self.tcp_host)
     }
 
+    /// The public URL of a TLS endpoint: the TLS port, always spelled out
+    /// since `tls://` has no default port.
+    pub fn tls_url(&self, hostname: &str) -> String {
+        format!("tls://{hostname}:{}", self.https_addr.port())
+    }
+
     /// The public URL for `hostname` on the HTTP listener.
     pub fn http_url(&self, hostname: &str) -> String {
         url_for("http", hostname, self.http_addr.port(), 80)

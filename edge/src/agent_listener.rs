@@ -14,6 +14,7 @@ use gangway_proto::codec::MAX_RPC_BYTES;
 use gangway_proto::heartbeat::{self, Liveness};
 use gangway_proto::msg::{
     self, error_string, Auth, AuthResp, AuthRespExtra, Bind, BindResp, HttpOpts, MsgError, TcpOpts,
+    TlsOpts,
 };
 use gangway_proto::rpc;
 use gangway_proto::{ErrorCode, Role, Session, SessionConfig, Stream};
@@ -24,6 +25,7 @@ use serde::Serialize;
 use tokio::io::AsyncReadExt;
 use tracing::{debug, info, warn};
 
+use crate::certs::CertKey;
 use crate::errors::{bind_error_code, rpc as codes};
 use crate::registry::{Registry, SessionKey, TcpPorts};
 use crate::route_table::TunnelOptions;
@@ -169,7 +171,55 @@ fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, (String, &'sta
                 .map_err(|e| (format!("Invalid {e}."), codes::INVALID_OPTIONS))?,
         )
     };
-    Ok(TunnelOptions { basic_auth })
+    Ok(TunnelOptions {
+        basic_auth,
+        ..TunnelOptions::default()
+    })
+}
+
+/// Compiles what a TLS Bind asks the edge to do: terminate with the
+/// tunnel's own certificate, or (by default) pass the bytes through.
+fn compile_tls_options(opts: &TlsOpts) -> Result<TunnelOptions, (String, &'static str)> {
+    let invalid = |text: String| (text, codes::INVALID_OPTIONS);
+    if opts
+        .mutual_tls_at_edge
+        .as_ref()
+        .is_some_and(|m| !m.mutual_tls_ca.is_empty())
+    {
+        return Err(invalid(
+            "MutualTLSAtEdge is not supported by this edge yet; terminate mutual TLS at the agent instead.".into(),
+        ));
+    }
+    let Some(term) = opts
+        .tls_termination
+        .as_ref()
+        .filter(|t| !t.cert.is_empty() || !t.key.is_empty() || !t.sealed_key.is_empty())
+    else {
+        return Ok(TunnelOptions::default());
+    };
+    if term.key.is_empty() {
+        return Err(invalid(
+            "TLSTermination needs cert and key (sealed keys are not supported).".into(),
+        ));
+    }
+    let decode = |field: &str, v: &str| {
+        msg::decode_base64(v)
+            .map_err(|e| invalid(format!("TLSTermination.{field} is not valid base64: {e}")))
+    };
+    let (cert, key) = (decode("cert", &term.cert)?, decode("key", &term.key)?);
+    let pair = CertKey::from_pem(&cert, &key, "TLSTermination.cert")
+        .map_err(|e| invalid(format!("Invalid TLSTermination: {e}.")))?;
+    let acceptor = pair
+        .acceptor()
+        .map_err(|e| invalid(format!("Invalid TLSTermination: {e}.")))?;
+    Ok(TunnelOptions {
+        tls_termination: Some(acceptor),
+        ..TunnelOptions::default()
+    })
+}
+
+fn bad_opts(e: MsgError) -> (String, &'static str) {
+    (format!("Invalid tunnel options: {e}"), codes::INVALID_OPTIONS)
 }
 
 fn valid_tunnel_id(id: &str) -> bool {
@@ -354,31 +404,28 @@ impl Conn {
         if proto == "tcp" {
             return self.try_bind_tcp(req);
         }
-        if proto != "http" && proto != "https" {
-            return Err((
-                format!("Tunnels of protocol {proto:?} are not served by this edge yet."),
-                codes::UNSUPPORTED_PROTO,
-            ));
-        }
-        let opts = HttpOpts::from_value(&req.opts)
-            .map_err(|e| (format!("Invalid tunnel options: {e}"), codes::BAD_HOSTNAME))?;
-        let tunnel_id = self.tunnel_id(req)?;
-        let bad = |e: gangway_config::HostnameError| {
-            (format!("Invalid domain: {e}."), codes::BAD_HOSTNAME)
-        };
-        let hostname = match (
-            opts.requested_domain(),
-            opts.subdomain.as_deref().filter(|s| !s.is_empty()),
-        ) {
-            (Some(domain), _) => normalize_hostname(domain, true).map_err(bad)?,
-            (None, Some(sub)) => {
-                let sub = sub.to_ascii_lowercase();
-                validate_label(&sub).map_err(bad)?;
-                format!("{sub}.{}", cfg.base_domain)
+        let (requested, subdomain, options) = match proto {
+            "http" | "https" => {
+                let opts = HttpOpts::from_value(&req.opts).map_err(bad_opts)?;
+                let options = compile_http_options(&opts)?;
+                let domain = opts.requested_domain().map(str::to_string);
+                (domain, opts.subdomain, options)
             }
-            (None, None) => format!("{}.{}", subdomain_for(&tunnel_id), cfg.base_domain),
+            "tls" => {
+                let opts = TlsOpts::from_value(&req.opts).map_err(bad_opts)?;
+                let options = compile_tls_options(&opts)?;
+                let domain = opts.requested_domain().map(str::to_string);
+                (domain, opts.subdomain, options)
+            }
+            _ => {
+                return Err((
+                    format!("Tunnels of protocol {proto:?} are not served by this edge."),
+                    codes::UNSUPPORTED_PROTO,
+                ))
+            }
         };
-        let options = Arc::new(compile_http_options(&opts)?);
+        let tunnel_id = self.tunnel_id(req)?;
+        let hostname = self.endpoint_hostname(requested.as_deref(), subdomain.as_deref(), &tunnel_id)?;
         self.app
             .registry
             .bind(
@@ -387,13 +434,13 @@ impl Conn {
                 proto,
                 &hostname,
                 req.extra.pooling_enabled,
-                options,
+                Arc::new(options),
             )
             .map_err(|e| (e.to_string(), bind_error_code(&e)))?;
-        let url = if proto == "http" {
-            cfg.http_url(&hostname)
-        } else {
-            cfg.https_url(&hostname)
+        let url = match proto {
+            "http" => cfg.http_url(&hostname),
+            "tls" => cfg.tls_url(&hostname),
+            _ => cfg.https_url(&hostname),
         };
         let mut opts = req.opts.clone();
         msg::fill_required_opts(proto, &mut opts);
@@ -407,6 +454,29 @@ impl Conn {
             },
             error: String::new(),
         })
+    }
+
+    /// The name a Bind gets: its Domain (wildcards allowed), else its
+    /// Subdomain under the base domain, else one derived from the tunnel id.
+    fn endpoint_hostname(
+        &self,
+        domain: Option<&str>,
+        subdomain: Option<&str>,
+        tunnel_id: &str,
+    ) -> Result<String, (String, &'static str)> {
+        let base = &self.app.cfg.base_domain;
+        let bad = |e: gangway_config::HostnameError| {
+            (format!("Invalid domain: {e}."), codes::BAD_HOSTNAME)
+        };
+        match (domain, subdomain.filter(|s| !s.is_empty())) {
+            (Some(domain), _) => normalize_hostname(domain, true).map_err(bad),
+            (None, Some(sub)) => {
+                let sub = sub.to_ascii_lowercase();
+                validate_label(&sub).map_err(bad)?;
+                Ok(format!("{sub}.{base}"))
+            }
+            (None, None) => Ok(format!("{}.{base}", subdomain_for(tunnel_id))),
+        }
     }
 
     fn tunnel_id(&self, req: &Bind) -> Result<String, (String, &'static str)> {
@@ -423,8 +493,7 @@ impl Conn {
     /// the host, if given, must be this server's TCP host or address.
     fn try_bind_tcp(&self, req: &Bind) -> Result<BindResp, (String, &'static str)> {
         let cfg = &self.app.cfg;
-        let opts = TcpOpts::from_value(&req.opts)
-            .map_err(|e| (format!("Invalid tunnel options: {e}"), codes::BAD_HOSTNAME))?;
+        let opts = TcpOpts::from_value(&req.opts).map_err(bad_opts)?;
         let tunnel_id = self.tunnel_id(req)?;
         let requested = match opts
             .addr

@@ -11,7 +11,7 @@ use pingora_core::listeners::TlsAccept;
 use pingora_core::protocols::tls::TlsRef;
 use pingora_core::tls::ext;
 use pingora_core::tls::pkey::{PKey, Private};
-use pingora_core::tls::ssl::NameType;
+use pingora_core::tls::ssl::{NameType, SslAcceptor, SslMethod};
 use pingora_core::tls::x509::X509;
 
 /// Why a certificate could not be loaded.
@@ -64,6 +64,21 @@ impl CertKey {
             })
         };
         Self::from_pem(&read(cert)?, &read(key)?, &cert.display().to_string())
+    }
+
+    /// A server acceptor that always presents this certificate.
+    pub fn acceptor(&self) -> Result<SslAcceptor, String> {
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())
+            .map_err(|e| e.to_string())?;
+        b.set_certificate(&self.leaf).map_err(|e| e.to_string())?;
+        for c in &self.chain {
+            b.add_extra_chain_cert(c.clone())
+                .map_err(|e| e.to_string())?;
+        }
+        b.set_private_key(&self.key).map_err(|e| e.to_string())?;
+        b.check_private_key()
+            .map_err(|_| "the key does not match the certificate".to_string())?;
+        Ok(b.build())
     }
 
     /// DNS names in the certificate's subjectAltName.

@@ -7,6 +7,9 @@
 //!   a new immutable [`route_table::RouteTable`] and swaps it in.
 //! - [`proxy`]: the `ProxyHttp` whose upstream is a muxado stream to the
 //!   agent ([`tunnel_stream`]).
+//! - [`public_tls`]: the TLS port; peeks the SNI ([`client_hello`]) and
+//!   passes TLS endpoints through or terminates for HTTPS.
+//! - [`tcp_listener`]: per-port listeners of TCP endpoints.
 //! - [`certs`]: certificates chosen by SNI in the TLS handshake.
 //! - [`server`]: wires the listeners into one Pingora `Server`.
 //!
@@ -14,8 +17,10 @@
 
 pub mod agent_listener;
 pub mod certs;
+pub mod client_hello;
 pub mod errors;
 pub mod proxy;
+pub mod public_tls;
 pub mod registry;
 pub mod route_table;
 pub mod server;

@@ -131,6 +131,16 @@ impl Registry {
         }
         let live: Vec<SessionKey> = st.sessions.keys().copied().collect();
         let scheme = Scheme::from_proto(proto);
+        // HTTPS and TLS endpoints answer on one port: a name is one or the other.
+        if let Some(sibling) = scheme.port_sibling() {
+            let taken = st
+                .endpoints
+                .get(&(sibling, hostname.to_string()))
+                .is_some_and(|ep| ep.tunnels.iter().any(|t| live.contains(&t.session)));
+            if taken {
+                return Err(BindError::InUse(hostname.to_string()));
+            }
+        }
         let ep = st
             .endpoints
             .entry((scheme, hostname.to_string()))
@@ -392,6 +402,27 @@ mod tests {
         r.bind(b, "tn_p2", "https", "p.example", true, Arc::default())
             .unwrap();
         assert_eq!(targets(&r, "p.example"), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_name_is_either_https_or_tls() {
+        let r = Registry::new();
+        let (a, b) = (r.add_session(session()), r.add_session(session()));
+        r.bind(a, "tn_h", "https", "both.example", false, Arc::default())
+            .unwrap();
+        assert_eq!(
+            r.bind(b, "tn_t", "tls", "both.example", true, Arc::default()),
+            Err(BindError::InUse("both.example".into()))
+        );
+        // Plain HTTP has its own port: no conflict.
+        r.bind(b, "tn_p", "http", "both.example", false, Arc::default())
+            .unwrap();
+        r.bind(b, "tn_t2", "tls", "raw.example", false, Arc::default())
+            .unwrap();
+        assert!(matches!(
+            r.table().route_tls("raw.example"),
+            crate::route_table::TlsRoute::Tunnel(_)
+        ));
     }
 
     #[tokio::test]

@@ -8,11 +8,24 @@ use std::sync::Arc;
 
 use gangway_modules::basic_auth::BasicAuth;
 use gangway_proto::Session;
+use pingora_core::tls::ssl::SslAcceptor;
 
 /// What a tunnel's Bind options ask the edge to enforce, compiled once.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct TunnelOptions {
     pub basic_auth: Option<BasicAuth>,
+    /// TLS endpoints: terminate at the edge with the tunnel's own
+    /// certificate (SDK `TLSTermination`) instead of passing bytes through.
+    pub tls_termination: Option<SslAcceptor>,
+}
+
+impl std::fmt::Debug for TunnelOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelOptions")
+            .field("basic_auth", &self.basic_auth.is_some())
+            .field("tls_termination", &self.tls_termination.is_some())
+            .finish()
+    }
 }
 
 /// One agent tunnel able to serve an endpoint.
@@ -55,30 +68,52 @@ impl Endpoint {
     }
 }
 
-/// Which public listener an HTTP endpoint answers on: an endpoint bound
+/// Which public listener a named endpoint answers on: an endpoint bound
 /// with `Proto: "https"` is served over TLS only, `"http"` over plain
-/// HTTP only; an agent wanting both binds twice.
+/// HTTP only; an agent wanting both binds twice. `"tls"` endpoints share
+/// the TLS port with HTTPS and get the raw TLS bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Scheme {
     Http,
     Https,
+    Tls,
 }
 
 impl Scheme {
     pub fn from_proto(proto: &str) -> Self {
-        if proto == "http" {
-            Scheme::Http
-        } else {
-            Scheme::Https
+        match proto {
+            "http" => Scheme::Http,
+            "tls" => Scheme::Tls,
+            _ => Scheme::Https,
+        }
+    }
+
+    /// The scheme whose names share this one's port (HTTPS and TLS both
+    /// answer on the TLS port, so one name cannot be bound as both).
+    pub fn port_sibling(self) -> Option<Scheme> {
+        match self {
+            Scheme::Https => Some(Scheme::Tls),
+            Scheme::Tls => Some(Scheme::Https),
+            Scheme::Http => None,
         }
     }
 }
 
-/// (scheme, hostname) → HTTP endpoint, and port → TCP endpoint.
+/// Where a connection on the TLS port goes, decided from its SNI.
+pub enum TlsRoute<'a> {
+    /// A TLS endpoint: bytes go to the agent (after terminating, when the
+    /// tunnel brought its own certificate).
+    Tunnel(&'a Arc<Endpoint>),
+    /// Anything else: terminate with the edge's certificates and serve HTTP.
+    Https,
+}
+
+/// (scheme, hostname) → named endpoint, and port → TCP endpoint.
 #[derive(Default)]
 pub struct RouteTable {
     https: HashMap<String, Arc<Endpoint>>,
     http: HashMap<String, Arc<Endpoint>>,
+    tls: HashMap<String, Arc<Endpoint>>,
     ports: HashMap<u16, Arc<Endpoint>>,
 }
 
@@ -100,13 +135,25 @@ impl RouteTable {
             ..RouteTable::default()
         };
         for (scheme, e) in hosts {
-            let map = match scheme {
-                Scheme::Https => &mut t.https,
-                Scheme::Http => &mut t.http,
-            };
-            map.insert(e.hostname.clone(), Arc::new(e));
+            t.hosts_mut(scheme).insert(e.hostname.clone(), Arc::new(e));
         }
         t
+    }
+
+    fn hosts(&self, scheme: Scheme) -> &HashMap<String, Arc<Endpoint>> {
+        match scheme {
+            Scheme::Https => &self.https,
+            Scheme::Http => &self.http,
+            Scheme::Tls => &self.tls,
+        }
+    }
+
+    fn hosts_mut(&mut self, scheme: Scheme) -> &mut HashMap<String, Arc<Endpoint>> {
+        match scheme {
+            Scheme::Https => &mut self.https,
+            Scheme::Http => &mut self.http,
+            Scheme::Tls => &mut self.tls,
+        }
     }
 
     /// The TCP endpoint on `port`.
@@ -119,42 +166,63 @@ impl RouteTable {
     /// `a.b.example.com`, `*.b.example.com` before `*.example.com`
     /// (a wildcard matches subdomains at any depth).
     pub fn lookup(&self, host: &str, scheme: Scheme) -> Option<&Arc<Endpoint>> {
-        let hosts = match scheme {
-            Scheme::Https => &self.https,
-            Scheme::Http => &self.http,
+        lookup_ranked(self.hosts(scheme), host).map(|(_, e)| e)
+    }
+
+    /// Routes a connection on the TLS port by its SNI: to a TLS endpoint
+    /// when one matches more specifically than any HTTPS endpoint (so a
+    /// wildcard TLS binding never hides an exact HTTPS one, or the reverse).
+    pub fn route_tls(&self, sni: &str) -> TlsRoute<'_> {
+        let Some((tls_rank, tls)) = lookup_ranked(&self.tls, sni) else {
+            return TlsRoute::Https;
         };
-        let host = strip_port(host);
-        if let Some(e) = hosts.get(host) {
-            return Some(e);
+        match lookup_ranked(&self.https, sni) {
+            Some((https_rank, _)) if https_rank >= tls_rank => TlsRoute::Https,
+            _ => TlsRoute::Tunnel(tls),
         }
-        let norm;
-        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) || host.ends_with('.') {
-            norm = host.trim_end_matches('.').to_ascii_lowercase();
-            if let Some(e) = hosts.get(&norm) {
-                return Some(e);
-            }
-            norm.as_str()
-        } else {
-            host
-        };
-        let mut rest = host;
-        while let Some((_, parent)) = rest.split_once('.') {
-            if let Some(e) = hosts.get(&format!("*.{parent}")) {
-                return Some(e);
-            }
-            rest = parent;
-        }
-        None
     }
 
     /// Endpoints of every kind.
     pub fn len(&self) -> usize {
-        self.https.len() + self.http.len() + self.ports.len()
+        self.https.len() + self.http.len() + self.tls.len() + self.ports.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The endpoint for `host` and how specifically it matched: `usize::MAX`
+/// for an exact name, else the number of labels the wildcard's suffix has.
+fn lookup_ranked<'a>(
+    hosts: &'a HashMap<String, Arc<Endpoint>>,
+    host: &str,
+) -> Option<(usize, &'a Arc<Endpoint>)> {
+    if hosts.is_empty() {
+        return None;
+    }
+    let host = strip_port(host);
+    if let Some(e) = hosts.get(host) {
+        return Some((usize::MAX, e));
+    }
+    let norm;
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) || host.ends_with('.') {
+        norm = host.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(e) = hosts.get(&norm) {
+            return Some((usize::MAX, e));
+        }
+        norm.as_str()
+    } else {
+        host
+    };
+    let mut rest = host;
+    while let Some((_, parent)) = rest.split_once('.') {
+        if let Some(e) = hosts.get(&format!("*.{parent}")) {
+            return Some((parent.split('.').count(), e));
+        }
+        rest = parent;
+    }
+    None
 }
 
 /// `host:port` → `host`; `[v6]:port` → `v6`.
@@ -210,6 +278,31 @@ mod tests {
             "a wildcard does not match its own apex"
         );
         assert_eq!(name("X.Example.COM").as_deref(), Some("*.example.com"));
+    }
+
+    #[test]
+    fn tls_port_routes_to_the_more_specific_binding() {
+        let t = RouteTable::with_tcp(
+            [
+                (Scheme::Tls, Endpoint::new("*.example.com".into(), vec![])),
+                (Scheme::Https, Endpoint::new("web.example.com".into(), vec![])),
+                (Scheme::Https, Endpoint::new("*.sub.example.com".into(), vec![])),
+                (Scheme::Tls, Endpoint::new("db.sub.example.com".into(), vec![])),
+            ],
+            [],
+        );
+        let to_tunnel = |sni: &str| match t.route_tls(sni) {
+            TlsRoute::Tunnel(e) => Some(e.hostname.clone()),
+            TlsRoute::Https => None,
+        };
+        assert_eq!(to_tunnel("raw.example.com").as_deref(), Some("*.example.com"));
+        assert_eq!(to_tunnel("web.example.com"), None, "exact HTTPS beats TLS wildcard");
+        assert_eq!(to_tunnel("x.sub.example.com"), None, "deeper HTTPS wildcard wins");
+        assert_eq!(
+            to_tunnel("db.sub.example.com").as_deref(),
+            Some("db.sub.example.com")
+        );
+        assert_eq!(to_tunnel("other.test"), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Assembles one Pingora `Server`: the agent listener and the public HTTP
-//! and HTTPS listeners, sharing one registry.
+//! Assembles one Pingora `Server`: the agent listener, the public TLS
+//! listener (HTTPS and TLS endpoints) and the public HTTP listener, sharing
+//! one registry.
 
 use std::sync::Arc;
 
@@ -9,11 +10,12 @@ use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Server;
 use pingora_core::services::listening::Service;
-use pingora_proxy::http_proxy_service_with_name;
+use pingora_proxy::{http_proxy, http_proxy_service_with_name};
 
 use crate::agent_listener::AgentApp;
 use crate::certs::{CertError, CertKey, CertSet, SniResolver};
 use crate::proxy::EdgeProxy;
+use crate::public_tls::PublicTlsApp;
 use crate::registry::Registry;
 
 /// Why the edge could not be assembled.
@@ -65,18 +67,18 @@ pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
         })?;
     agents.add_tls_with_settings(&cfg.agent_addr.to_string(), None, agent_tls);
 
-    let mut https = http_proxy_service_with_name(
-        &server.configuration,
-        EdgeProxy::new(registry.clone(), true),
-        "public https",
-    );
-    let mut https_tls = TlsSettings::with_callbacks(Box::new(SniResolver::new(certs.clone())))
-        .map_err(|e| EdgeError::Tls {
-            listener: "https",
-            detail: e.to_string(),
-        })?;
-    https_tls.enable_h2();
-    https.add_tls_with_settings(&cfg.https_addr.to_string(), None, https_tls);
+    // HTTPS and TLS endpoints share the TLS port; see `public_tls`.
+    let tls_app = PublicTlsApp::new(
+        registry.clone(),
+        http_proxy(&server.configuration, EdgeProxy::new(registry.clone(), true)),
+        SniResolver::new(certs.clone()),
+    )
+    .map_err(|detail| EdgeError::Tls {
+        listener: "https",
+        detail,
+    })?;
+    let mut https = Service::new("public tls".to_string(), tls_app);
+    https.add_tcp(&cfg.https_addr.to_string());
 
     let mut http = http_proxy_service_with_name(
         &server.configuration,

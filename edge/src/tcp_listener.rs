@@ -6,12 +6,12 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::route_table::RouteTable;
+use crate::route_table::{RouteTable, Target};
 use crate::tunnel_stream::proxy_header_bytes;
 
 /// Accepts on `listener` until `cancel` fires (the endpoint is gone).
@@ -48,12 +48,7 @@ pub async fn serve(
     debug!(port, "tcp endpoint closed");
 }
 
-async fn proxy(
-    mut tcp: TcpStream,
-    client_addr: String,
-    port: u16,
-    table: Arc<ArcSwap<RouteTable>>,
-) {
+async fn proxy(tcp: TcpStream, client_addr: String, port: u16, table: Arc<ArcSwap<RouteTable>>) {
     let target = {
         let table = table.load();
         table.lookup_port(port).and_then(|ep| ep.pick().cloned())
@@ -63,21 +58,31 @@ async fn proxy(
         return;
     };
     let _ = tcp.set_nodelay(true);
+    pipe_to_agent(tcp, &target, client_addr, &[]).await;
+}
+
+/// Opens a proxy stream on `target` and copies bytes both ways until both
+/// sides are done; the ProxyHeader and `preface` (bytes already read from
+/// the client) go out in the stream's first frame.
+pub async fn pipe_to_agent<C>(mut client: C, target: &Target, client_addr: String, preface: &[u8])
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
     let Ok(mut stream) = target.session.open() else {
         return;
     };
-    // The registry binds TCP tunnels with proto "tcp".
-    let first = proxy_header_bytes(&target, client_addr);
+    let mut first = proxy_header_bytes(target, client_addr);
+    first.extend_from_slice(preface);
     if stream.write_all(&first).await.is_err() {
         return;
     }
-    match tokio::io::copy_bidirectional(&mut tcp, &mut stream).await {
+    match tokio::io::copy_bidirectional(&mut client, &mut stream).await {
         Ok((up, down)) => debug!(
-            port,
-            bytes_to_agent = up,
+            tunnel = %target.tunnel_id,
+            bytes_to_agent = up + preface.len() as u64,
             bytes_to_client = down,
-            "tcp connection done"
+            "connection done"
         ),
-        Err(e) => debug!(port, error = %e, "tcp connection ended with error"),
+        Err(e) => debug!(tunnel = %target.tunnel_id, error = %e, "connection ended with error"),
     }
 }

@@ -70,7 +70,9 @@ pub fn proxy_header_bytes(target: &Target, client_addr: String) -> Vec<u8> {
         client_addr,
         proto: target.proto.to_string(),
         edge_type: String::new(),
-        passthrough_tls: false,
+        // TLS endpoints get the client's raw TLS unless the edge holds
+        // the tunnel's certificate.
+        passthrough_tls: &*target.proto == "tls" && target.options.tls_termination.is_none(),
     };
     let mut out = Vec::with_capacity(192);
     encode_proxy_header(&header, &mut out);

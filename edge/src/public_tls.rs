@@ -1,0 +1,199 @@
+//! The public TLS port, shared by HTTPS and TLS endpoints as on ngrok. The
+//! ClientHello is peeked (not consumed) for its SNI: a TLS endpoint gets
+//! the raw bytes, or is terminated with the tunnel's own certificate;
+//! everything else is terminated with the edge's certificates (chosen by
+//! SNI) and served by the HTTP proxy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::protocols::tls::server::{handshake, handshake_with_callback};
+use pingora_core::protocols::{GetSocketDigest, Peek, Stream};
+use pingora_core::server::ShutdownWatch;
+use pingora_core::tls::ssl::{self, AlpnError, SslAcceptor, SslMethod};
+use pingora_proxy::HttpProxy;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::{debug, warn};
+
+use crate::certs::SniResolver;
+use crate::client_hello::{self, Hello};
+use crate::proxy::EdgeProxy;
+use crate::registry::Registry;
+use crate::route_table::{Target, TlsRoute};
+use crate::tcp_listener::pipe_to_agent;
+
+/// A client must have sent its whole ClientHello this soon.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// And finished the handshake this soon.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS alerts we send when we cannot serve a connection (RFC 8446 §6).
+const ALERT_INTERNAL_ERROR: u8 = 80;
+const ALERT_UNRECOGNIZED_NAME: u8 = 112;
+
+/// Answer to a plain HTTP request on the TLS port, as nginx does.
+const PLAIN_HTTP_ON_TLS_PORT: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+Content-Type: text/plain\r\nConnection: close\r\nContent-Length: 51\r\n\r\n\
+This port speaks TLS: use an https:// URL instead.\n";
+
+pub struct PublicTlsApp {
+    registry: Arc<Registry>,
+    http: Arc<HttpProxy<EdgeProxy>>,
+    /// For HTTPS: edge certificates by SNI, h2 and http/1.1 by ALPN.
+    acceptor: SslAcceptor,
+    certs: SniResolver,
+}
+
+impl PublicTlsApp {
+    pub fn new(
+        registry: Arc<Registry>,
+        http: HttpProxy<EdgeProxy>,
+        certs: SniResolver,
+    ) -> Result<Self, String> {
+        let mut b =
+            SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).map_err(|e| e.to_string())?;
+        b.set_alpn_select_callback(|_, client| {
+            ssl::select_next_proto(b"\x02h2\x08http/1.1", client).ok_or(AlpnError::NOACK)
+        });
+        Ok(PublicTlsApp {
+            registry,
+            http: Arc::new(http),
+            acceptor: b.build(),
+            certs,
+        })
+    }
+
+    /// Serves a connection routed to a TLS endpoint.
+    async fn serve_tunnel(&self, mut l4: L4Stream, target: Target, peer: String, hello_len: usize) {
+        if let Some(acceptor) = &target.options.tls_termination {
+            let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(acceptor, l4)).await;
+            match tls {
+                Ok(Ok(tls)) => pipe_to_agent(tls, &target, peer, &[]).await,
+                Ok(Err(e)) => debug!(%peer, error = %e, "TLS endpoint handshake failed"),
+                Err(_) => debug!(%peer, "TLS endpoint handshake timed out"),
+            }
+            return;
+        }
+        // Passthrough: take the peeked ClientHello back out so it rides in
+        // the stream's first frame with the ProxyHeader.
+        let mut hello = vec![0; hello_len];
+        if l4.read_exact(&mut hello).await.is_ok() {
+            pipe_to_agent(l4, &target, peer, &hello).await;
+        }
+    }
+
+    /// Terminates TLS with the edge's certificates and runs the HTTP proxy
+    /// on the connection, keep-alive requests included.
+    async fn serve_https(self: &Arc<Self>, l4: L4Stream, shutdown: &ShutdownWatch) {
+        let tls = tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            handshake_with_callback(&self.acceptor, l4, &self.certs),
+        )
+        .await;
+        let mut stream: Stream = match tls {
+            Ok(Ok(tls)) => Box::new(tls),
+            Ok(Err(e)) => return debug!(error = %e, "TLS handshake failed"),
+            Err(_) => return debug!("TLS handshake timed out"),
+        };
+        while let Some(reused) = self.http.process_new(stream, shutdown).await {
+            stream = reused;
+        }
+    }
+}
+
+#[async_trait]
+impl ServerApp for PublicTlsApp {
+    async fn process_new(self: &Arc<Self>, io: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let Ok(l4) = io.into_any().downcast::<L4Stream>() else {
+            warn!("TLS port: listener handed over a non-TCP stream");
+            return None;
+        };
+        let mut l4 = *l4;
+        let peer = l4
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let (hello, peeked) =
+            match tokio::time::timeout(HELLO_TIMEOUT, peek_hello(&mut l4)).await {
+                Ok(Ok(h)) => h,
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "connection closed before a ClientHello");
+                    return None;
+                }
+                Err(_) => {
+                    debug!(%peer, "no ClientHello in time");
+                    return None;
+                }
+            };
+        let sni = match hello {
+            Hello::Complete { sni: Some(sni) } => sni,
+            Hello::Complete { sni: None } => {
+                // Without a name there is no endpoint to choose.
+                debug!(%peer, "ClientHello without SNI");
+                send_alert(&mut l4, ALERT_UNRECOGNIZED_NAME).await;
+                return None;
+            }
+            Hello::NotTls(why) => {
+                debug!(%peer, why, "not TLS");
+                if looks_like_http(&peeked) {
+                    let _ = l4.write_all(PLAIN_HTTP_ON_TLS_PORT).await;
+                    let _ = l4.flush().await;
+                }
+                return None;
+            }
+            Hello::NeedBytes(_) => return None,
+        };
+        let route = {
+            let table = self.registry.table();
+            match table.route_tls(&sni) {
+                TlsRoute::Tunnel(ep) => Some(ep.pick().cloned()),
+                TlsRoute::Https => None,
+            }
+        };
+        match route {
+            Some(Some(target)) => self.serve_tunnel(l4, target, peer, peeked.len()).await,
+            Some(None) => {
+                debug!(%peer, %sni, "TLS endpoint offline");
+                send_alert(&mut l4, ALERT_INTERNAL_ERROR).await;
+            }
+            None => self.serve_https(l4, shutdown).await,
+        }
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.http.cleanup().await;
+    }
+}
+
+/// Peeks until the ClientHello is complete or shown not to be one. Returns
+/// the verdict and the bytes it rests on (still unread on `l4`).
+async fn peek_hello(l4: &mut L4Stream) -> std::io::Result<(Hello, Vec<u8>)> {
+    let mut want = 5;
+    loop {
+        let mut buf = vec![0; want];
+        l4.try_peek(&mut buf).await?;
+        match client_hello::parse(&buf) {
+            Hello::NeedBytes(n) if n > want => want = n,
+            Hello::NeedBytes(_) => return Ok((Hello::NotTls("ClientHello parse stalled"), buf)),
+            verdict => return Ok((verdict, buf)),
+        }
+    }
+}
+
+fn looks_like_http(bytes: &[u8]) -> bool {
+    const METHODS: [&[u8]; 9] = [
+        b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN", b"TRAC",
+    ];
+    bytes.len() >= 4 && METHODS.iter().any(|m| bytes[..4] == m[..])
+}
+
+async fn send_alert(l4: &mut L4Stream, description: u8) {
+    // A fatal alert record in TLS 1.2 framing, which every client reads.
+    let alert = [21, 3, 3, 0, 2, 2, description];
+    let _ = l4.write_all(&alert).await;
+    let _ = l4.flush().await;
+}
