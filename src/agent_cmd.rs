@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use gangway_agent::{AgentEvent, AgentOptions, TunnelSpec, Upstream};
+use gangway_agent::{AgentEvent, AgentOptions, TlsTerminator, TunnelSpec, Upstream};
 use gangway_config::server_info::SERVER_INFO_FILE;
 use gangway_config::ServerInfo;
 use gangway_proto::heartbeat::{DEFAULT_INTERVAL, DEFAULT_TOLERANCE};
@@ -59,6 +59,31 @@ pub struct TcpArgs {
     #[arg(long)]
     remote_addr: Option<String>,
     /// Let other agents bind the same address with pooling on.
+    #[arg(long)]
+    pooling_enabled: bool,
+    #[command(flatten)]
+    conn: ConnectArgs,
+}
+
+#[derive(Args)]
+pub struct TlsArgs {
+    /// What to forward to: a port (`443`) or `host:port`; with --crt/--key,
+    /// an `https://` address re-encrypts to the upstream.
+    addr: String,
+    /// Hostname to serve on instead of a random subdomain; `*.example.com`
+    /// binds a wildcard.
+    #[arg(long, alias = "hostname", alias = "url", conflicts_with = "subdomain")]
+    domain: Option<String>,
+    /// A subdomain of the server's base domain.
+    #[arg(long)]
+    subdomain: Option<String>,
+    /// Terminate TLS in the agent with this PEM certificate (chain)...
+    #[arg(long, requires = "key")]
+    crt: Option<PathBuf>,
+    /// ...and this PEM private key.
+    #[arg(long, requires = "crt")]
+    key: Option<PathBuf>,
+    /// Let other agents bind the same name with pooling on.
     #[arg(long)]
     pooling_enabled: bool,
     #[command(flatten)]
@@ -201,6 +226,7 @@ pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
             .collect::<Result<_, _>>()?,
         host_header: args.host_header.clone(),
         serve_dir,
+        terminate_tls: None,
     };
     let mut tunnels = vec![first.clone()];
     if let Some(second) = schemes.get(1) {
@@ -231,6 +257,44 @@ pub fn run_tcp(args: TcpArgs) -> Result<(), AgentCmdError> {
         basic_auth: Vec::new(),
         host_header: None,
         serve_dir: None,
+        terminate_tls: None,
+    };
+    run_agent(options(&args.conn, vec![tunnel])?)
+}
+
+pub fn run_tls(args: TlsArgs) -> Result<(), AgentCmdError> {
+    let mut upstream =
+        Upstream::parse(&args.addr).map_err(|e| AgentCmdError::Usage(e.to_string()))?;
+    let terminate_tls = match (&args.crt, &args.key) {
+        (Some(crt), Some(key)) => {
+            let read = |path: &PathBuf| {
+                std::fs::read(path).map_err(|source| AgentCmdError::Read {
+                    path: path.clone(),
+                    source,
+                })
+            };
+            let t = TlsTerminator::from_pem(&read(crt)?, &read(key)?)
+                .map_err(|e| AgentCmdError::Usage(format!("--crt/--key: {e}")))?;
+            Some(t)
+        }
+        (None, None) => None,
+        _ => return Err(AgentCmdError::Usage("--crt and --key go together".into())),
+    };
+    // Passthrough hands the client's TLS to the upstream as is; after
+    // terminating, plaintext goes on unless the address says https://.
+    upstream.tls = terminate_tls.is_some() && args.addr.trim().starts_with("https://");
+    let tunnel = TunnelSpec {
+        proto: "tls".into(),
+        upstream,
+        domain: args.domain.clone(),
+        same_host_as: None,
+        subdomain: args.subdomain.clone(),
+        remote_addr: None,
+        pooling: args.pooling_enabled,
+        basic_auth: Vec::new(),
+        host_header: None,
+        serve_dir: None,
+        terminate_tls,
     };
     run_agent(options(&args.conn, vec![tunnel])?)
 }

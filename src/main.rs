@@ -36,6 +36,9 @@ enum Command {
     Http(agent_cmd::HttpArgs),
     /// Expose a local TCP service: `gangway tcp 22`.
     Tcp(agent_cmd::TcpArgs),
+    /// Expose a local TLS service, bytes untouched (or terminated with
+    /// --crt/--key): `gangway tls 443`.
+    Tls(agent_cmd::TlsArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Server(args) => server_cmd::run(args).map_err(|e| e.to_string()),
         Command::Http(args) => agent_cmd::run_http(args).map_err(|e| e.to_string()),
         Command::Tcp(args) => agent_cmd::run_tcp(args).map_err(|e| e.to_string()),
+        Command::Tls(args) => agent_cmd::run_tls(args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,11 @@
-//! TLS connections the agent makes: to the edge (verified against the given
-//! CA or the system roots) and to TLS upstreams (not verified).
+//! TLS the agent speaks: to the edge (verified against the given CA or the
+//! system roots), to TLS upstreams (not verified), and as a server for TLS
+//! tunnels it terminates itself (`--crt/--key`).
 
-use boring::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use std::fmt;
+
+use boring::pkey::PKey;
+use boring::ssl::{SslAcceptor, SslConnector, SslMethod, SslVerifyMode};
 use boring::x509::store::X509StoreBuilder;
 use boring::x509::X509;
 use tokio::net::TcpStream;
@@ -21,6 +25,8 @@ pub enum DialError {
     Handshake { addr: String, detail: String },
     #[error("the CA certificate is not valid PEM: {0}")]
     BadCa(String),
+    #[error("the TLS certificate or key: {0}")]
+    BadCert(String),
 }
 
 /// Host part of `host:port` (IPv6 brackets removed), for SNI and
@@ -83,4 +89,39 @@ pub fn insecure_connector() -> Result<SslConnector, DialError> {
         SslConnector::builder(SslMethod::tls()).map_err(|e| DialError::Setup(e.to_string()))?;
     b.set_verify(SslVerifyMode::NONE);
     Ok(b.build())
+}
+
+/// A certificate and key the agent terminates TLS tunnels with.
+#[derive(Clone)]
+pub struct TlsTerminator(pub SslAcceptor);
+
+impl fmt::Debug for TlsTerminator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TlsTerminator")
+    }
+}
+
+impl TlsTerminator {
+    /// From a PEM chain (leaf first) and its PEM private key.
+    pub fn from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<Self, DialError> {
+        let bad = |e: boring::error::ErrorStack| DialError::BadCert(e.to_string());
+        let mut chain = X509::stack_from_pem(chain_pem).map_err(bad)?.into_iter();
+        let leaf = chain
+            .next()
+            .ok_or_else(|| DialError::BadCert("no certificate in the PEM".into()))?;
+        let key = PKey::private_key_from_pem(key_pem).map_err(bad)?;
+        if !leaf.public_key().is_ok_and(|public| public.public_eq(&key)) {
+            return Err(DialError::BadCert(
+                "the key does not match the certificate".into(),
+            ));
+        }
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())
+            .map_err(|e| DialError::Setup(e.to_string()))?;
+        b.set_certificate(&leaf).map_err(bad)?;
+        for c in chain {
+            b.add_extra_chain_cert(c).map_err(bad)?;
+        }
+        b.set_private_key(&key).map_err(bad)?;
+        Ok(TlsTerminator(b.build()))
+    }
 }

@@ -1,6 +1,7 @@
 //! Proxy streams from the edge: read the ProxyHeader, then hand HTTP
-//! tunnels to the pooled [`HttpForwarder`] and copy the bytes of other
-//! tunnels both ways, with half-close.
+//! tunnels to the pooled [`HttpForwarder`] and copy the bytes of TCP and
+//! TLS tunnels both ways, with half-close (TLS decrypted first when the
+//! agent terminates it).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -12,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
+use crate::dial::TlsTerminator;
 use crate::http_forward::HttpForwarder;
 use crate::upstream::Upstream;
 
@@ -24,6 +26,8 @@ pub struct TunnelRoute {
     pub host_header: Option<String>,
     /// HTTP only: serve this directory instead of forwarding.
     pub serve_dir: Option<std::path::PathBuf>,
+    /// TLS only: decrypt here before forwarding.
+    pub terminate_tls: Option<TlsTerminator>,
 }
 
 /// Tunnel id → where its traffic goes. Replaced on (re)bind.
@@ -62,7 +66,21 @@ pub async fn proxy_stream(
         http.serve(stream, route.upstream, route.host_header).await;
         return;
     }
-    let up = &route.upstream;
+    match route.terminate_tls {
+        Some(TlsTerminator(acceptor)) => match tokio_boring::accept(&acceptor, stream).await {
+            Ok(decrypted) => forward_raw(decrypted, &route.upstream, &tls).await,
+            Err(e) => debug!(error = %e, "TLS handshake with the client failed"),
+        },
+        None => forward_raw(stream, &route.upstream, &tls).await,
+    }
+}
+
+/// Dials the upstream (over TLS for an https:// one) and copies bytes both
+/// ways.
+async fn forward_raw<S>(mut stream: S, up: &Upstream, tls: &SslConnector)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let tcp = match TcpStream::connect(up.authority()).await {
         Ok(t) => t,
         Err(e) => {
@@ -92,7 +110,11 @@ pub async fn proxy_stream(
     }
 }
 
-async fn pipe<L: AsyncRead + AsyncWrite + Unpin>(mut stream: Stream, mut local: L) {
+async fn pipe<E, L>(mut stream: E, mut local: L)
+where
+    E: AsyncRead + AsyncWrite + Unpin,
+    L: AsyncRead + AsyncWrite + Unpin,
+{
     match tokio::io::copy_bidirectional(&mut stream, &mut local).await {
         Ok((up, down)) => debug!(bytes_to_upstream = up, bytes_to_edge = down, "stream done"),
         Err(e) => debug!(error = %e, "stream ended with error"),

@@ -13,5 +13,6 @@ pub mod http_forward;
 pub mod run;
 pub mod upstream;
 
+pub use dial::TlsTerminator;
 pub use run::{run, AgentError, AgentEvent, AgentOptions, TunnelSpec};
 pub use upstream::{Upstream, UpstreamError};

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::dial::{self, DialError};
+use crate::dial::{self, DialError, TlsTerminator};
 use crate::forward::{proxy_stream, Routes, TunnelRoute};
 use crate::http_forward::HttpForwarder;
 use crate::upstream::Upstream;
@@ -40,7 +40,7 @@ pub struct TunnelSpec {
     /// Bind the hostname that tunnel `n` of this agent got (an HTTP
     /// tunnel next to an HTTPS one: one name, two schemes).
     pub same_host_as: Option<usize>,
-    /// HTTP only: a subdomain of the server's base domain.
+    /// HTTP and TLS: a subdomain of the server's base domain.
     pub subdomain: Option<String>,
     /// TCP only: the `host:port` to bind; a free port when empty.
     pub remote_addr: Option<String>,
@@ -53,6 +53,9 @@ pub struct TunnelSpec {
     pub host_header: Option<String>,
     /// HTTP only: serve this directory with the built-in file server.
     pub serve_dir: Option<std::path::PathBuf>,
+    /// TLS only: terminate at the agent with this certificate and forward
+    /// plaintext; otherwise the TLS bytes reach the upstream untouched.
+    pub terminate_tls: Option<TlsTerminator>,
 }
 
 impl TunnelSpec {
@@ -102,6 +105,14 @@ impl TunnelSpec {
                         })).collect::<Vec<_>>(),
                     })
                 },
+            })
+        } else if self.proto == "tls" {
+            serde_json::json!({
+                "Domain": self.domain.clone().unwrap_or_default(),
+                "Hostname": "",
+                "Subdomain": self.subdomain.clone().unwrap_or_default(),
+                "ProxyProto": 0,
+                "MutualTLSAtAgent": false,
             })
         } else {
             serde_json::json!({
@@ -326,6 +337,7 @@ async fn session_once(
                 http: t.is_http(),
                 host_header: t.host_override(),
                 serve_dir: t.serve_dir.clone(),
+                terminate_tls: t.terminate_tls.clone(),
             },
         );
         bound.push(AgentEvent::Bound {

@@ -219,7 +219,10 @@ fn compile_tls_options(opts: &TlsOpts) -> Result<TunnelOptions, (String, &'stati
 }
 
 fn bad_opts(e: MsgError) -> (String, &'static str) {
-    (format!("Invalid tunnel options: {e}"), codes::INVALID_OPTIONS)
+    (
+        format!("Invalid tunnel options: {e}"),
+        codes::INVALID_OPTIONS,
+    )
 }
 
 fn valid_tunnel_id(id: &str) -> bool {
@@ -425,7 +428,8 @@ impl Conn {
             }
         };
         let tunnel_id = self.tunnel_id(req)?;
-        let hostname = self.endpoint_hostname(requested.as_deref(), subdomain.as_deref(), &tunnel_id)?;
+        let hostname =
+            self.endpoint_hostname(requested.as_deref(), subdomain.as_deref(), &tunnel_id)?;
         self.app
             .registry
             .bind(

@@ -7,7 +7,7 @@
 //!   a new immutable [`route_table::RouteTable`] and swaps it in.
 //! - [`proxy`]: the `ProxyHttp` whose upstream is a muxado stream to the
 //!   agent ([`tunnel_stream`]).
-//! - [`public_tls`]: the TLS port; peeks the SNI ([`client_hello`]) and
+//! - [`public_tls`]: the TLS port; peeks the SNI (`gangway_proto::client_hello`) and
 //!   passes TLS endpoints through or terminates for HTTPS.
 //! - [`tcp_listener`]: per-port listeners of TCP endpoints.
 //! - [`certs`]: certificates chosen by SNI in the TLS handshake.
@@ -17,7 +17,6 @@
 
 pub mod agent_listener;
 pub mod certs;
-pub mod client_hello;
 pub mod errors;
 pub mod proxy;
 pub mod public_tls;

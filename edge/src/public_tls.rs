@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use gangway_proto::client_hello::{self, Hello};
 use pingora_core::apps::ServerApp;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::tls::server::{handshake, handshake_with_callback};
@@ -19,7 +20,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, warn};
 
 use crate::certs::SniResolver;
-use crate::client_hello::{self, Hello};
 use crate::proxy::EdgeProxy;
 use crate::registry::Registry;
 use crate::route_table::{Target, TlsRoute};
@@ -116,18 +116,17 @@ impl ServerApp for PublicTlsApp {
             .get_socket_digest()
             .and_then(|d| d.peer_addr().map(|a| a.to_string()))
             .unwrap_or_default();
-        let (hello, peeked) =
-            match tokio::time::timeout(HELLO_TIMEOUT, peek_hello(&mut l4)).await {
-                Ok(Ok(h)) => h,
-                Ok(Err(e)) => {
-                    debug!(%peer, error = %e, "connection closed before a ClientHello");
-                    return None;
-                }
-                Err(_) => {
-                    debug!(%peer, "no ClientHello in time");
-                    return None;
-                }
-            };
+        let (hello, peeked) = match tokio::time::timeout(HELLO_TIMEOUT, peek_hello(&mut l4)).await {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => {
+                debug!(%peer, error = %e, "connection closed before a ClientHello");
+                return None;
+            }
+            Err(_) => {
+                debug!(%peer, "no ClientHello in time");
+                return None;
+            }
+        };
         let sni = match hello {
             Hello::Complete { sni: Some(sni) } => sni,
             Hello::Complete { sni: None } => {

@@ -285,9 +285,18 @@ mod tests {
         let t = RouteTable::with_tcp(
             [
                 (Scheme::Tls, Endpoint::new("*.example.com".into(), vec![])),
-                (Scheme::Https, Endpoint::new("web.example.com".into(), vec![])),
-                (Scheme::Https, Endpoint::new("*.sub.example.com".into(), vec![])),
-                (Scheme::Tls, Endpoint::new("db.sub.example.com".into(), vec![])),
+                (
+                    Scheme::Https,
+                    Endpoint::new("web.example.com".into(), vec![]),
+                ),
+                (
+                    Scheme::Https,
+                    Endpoint::new("*.sub.example.com".into(), vec![]),
+                ),
+                (
+                    Scheme::Tls,
+                    Endpoint::new("db.sub.example.com".into(), vec![]),
+                ),
             ],
             [],
         );
@@ -295,9 +304,20 @@ mod tests {
             TlsRoute::Tunnel(e) => Some(e.hostname.clone()),
             TlsRoute::Https => None,
         };
-        assert_eq!(to_tunnel("raw.example.com").as_deref(), Some("*.example.com"));
-        assert_eq!(to_tunnel("web.example.com"), None, "exact HTTPS beats TLS wildcard");
-        assert_eq!(to_tunnel("x.sub.example.com"), None, "deeper HTTPS wildcard wins");
+        assert_eq!(
+            to_tunnel("raw.example.com").as_deref(),
+            Some("*.example.com")
+        );
+        assert_eq!(
+            to_tunnel("web.example.com"),
+            None,
+            "exact HTTPS beats TLS wildcard"
+        );
+        assert_eq!(
+            to_tunnel("x.sub.example.com"),
+            None,
+            "deeper HTTPS wildcard wins"
+        );
         assert_eq!(
             to_tunnel("db.sub.example.com").as_deref(),
             Some("db.sub.example.com")

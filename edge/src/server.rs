@@ -70,7 +70,10 @@ pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
     // HTTPS and TLS endpoints share the TLS port; see `public_tls`.
     let tls_app = PublicTlsApp::new(
         registry.clone(),
-        http_proxy(&server.configuration, EdgeProxy::new(registry.clone(), true)),
+        http_proxy(
+            &server.configuration,
+            EdgeProxy::new(registry.clone(), true),
+        ),
         SniResolver::new(certs.clone()),
     )
     .map_err(|detail| EdgeError::Tls {

@@ -3,10 +3,13 @@
 //! Layers, bottom up: [`frame`] (muxado frame codec, no IO), [`session`]
 //! (muxado streams and flow control over any byte stream), [`heartbeat`],
 //! [`msg`] (RPC and proxy-header JSON shapes), [`codec`] (incremental JSON
-//! and ProxyHeader encoding) and [`rpc`] (one call per stream).
+//! and ProxyHeader encoding) and [`rpc`] (one call per stream). Beside
+//! them, [`client_hello`]: the SNI of a TLS ClientHello, which the edge's
+//! TLS port routes by (untrusted bytes, parsed without IO, fuzzed).
 //!
 //! Must not depend on pingora: the agent links this crate too.
 
+pub mod client_hello;
 pub mod codec;
 pub mod frame;
 pub mod heartbeat;
