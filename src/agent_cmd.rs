@@ -105,6 +105,15 @@ pub struct ConnectArgs {
     /// Data dir of the local server to take defaults from.
     #[arg(long, env = "GANGWAY_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Opaque metadata (e.g. JSON) the edge keeps with this session and
+    /// its tunnels; shown in the edge's log and tunnel listings.
+    #[arg(long, default_value = "")]
+    metadata: String,
+    /// The region you expect (`us`, `eu`, ...): a Gangway edge serves one
+    /// region, which is reported when the session starts; a mismatch is
+    /// pointed out.
+    #[arg(long)]
+    region: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +137,13 @@ fn local_server(data_dir: Option<PathBuf>) -> Option<ServerInfo> {
     ServerInfo::from_json(&bytes).ok()
 }
 
-fn options(args: &ConnectArgs, tunnels: Vec<TunnelSpec>) -> Result<AgentOptions, AgentCmdError> {
+fn options(
+    args: &ConnectArgs,
+    mut tunnels: Vec<TunnelSpec>,
+) -> Result<AgentOptions, AgentCmdError> {
+    for t in &mut tunnels {
+        t.metadata = args.metadata.clone();
+    }
     let local = local_server(args.data_dir.clone());
     let server_addr = args
         .server_addr
@@ -163,6 +178,7 @@ fn options(args: &ConnectArgs, tunnels: Vec<TunnelSpec>) -> Result<AgentOptions,
         tunnels,
         heartbeat_interval: DEFAULT_INTERVAL,
         heartbeat_tolerance: DEFAULT_TOLERANCE,
+        metadata: args.metadata.clone(),
     })
 }
 
@@ -227,6 +243,7 @@ pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
         host_header: args.host_header.clone(),
         serve_dir,
         terminate_tls: None,
+        metadata: String::new(),
     };
     let mut tunnels = vec![first.clone()];
     if let Some(second) = schemes.get(1) {
@@ -238,7 +255,7 @@ pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
             ..first
         });
     }
-    run_agent(options(&args.conn, tunnels)?)
+    run_agent(options(&args.conn, tunnels)?, args.conn.region.clone())
 }
 
 pub fn run_tcp(args: TcpArgs) -> Result<(), AgentCmdError> {
@@ -258,8 +275,9 @@ pub fn run_tcp(args: TcpArgs) -> Result<(), AgentCmdError> {
         host_header: None,
         serve_dir: None,
         terminate_tls: None,
+        metadata: String::new(),
     };
-    run_agent(options(&args.conn, vec![tunnel])?)
+    run_agent(options(&args.conn, vec![tunnel])?, args.conn.region.clone())
 }
 
 pub fn run_tls(args: TlsArgs) -> Result<(), AgentCmdError> {
@@ -295,11 +313,14 @@ pub fn run_tls(args: TlsArgs) -> Result<(), AgentCmdError> {
         host_header: None,
         serve_dir: None,
         terminate_tls,
+        metadata: String::new(),
     };
-    run_agent(options(&args.conn, vec![tunnel])?)
+    run_agent(options(&args.conn, vec![tunnel])?, args.conn.region.clone())
 }
 
-fn run_agent(opts: AgentOptions) -> Result<(), AgentCmdError> {
+/// Runs the agent, printing what users need to see. `region` is the one
+/// the user asked for, if any.
+fn run_agent(opts: AgentOptions, region: Option<String>) -> Result<(), AgentCmdError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -322,6 +343,17 @@ fn run_agent(opts: AgentOptions) -> Result<(), AgentCmdError> {
                     } => writeln!(out, "Reconnected: {url}"),
                     AgentEvent::Reconnecting { delay, reason } => {
                         writeln!(out, "Session lost ({reason}); reconnecting in {delay:?}")
+                    }
+                    AgentEvent::Online { region: served } => {
+                        let asked = region.as_deref().map(str::trim).unwrap_or_default();
+                        if !asked.is_empty() && !asked.eq_ignore_ascii_case(&served) {
+                            writeln!(
+                                out,
+                                "Region {served} (this server serves region {served:?}, not {asked:?})"
+                            )
+                        } else {
+                            writeln!(out, "Region {served}")
+                        }
                     }
                 };
                 let _ = out.flush();

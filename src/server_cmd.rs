@@ -49,6 +49,16 @@ pub struct ServerArgs {
     /// Ports TCP endpoints are allocated from, `FIRST-LAST`.
     #[arg(long, default_value = "20000-20999", value_parser = parse_port_range)]
     tcp_ports: std::ops::RangeInclusive<u16>,
+    /// Region name reported to agents (e.g. `eu`); agents asking for
+    /// another region are told which one they got.
+    #[arg(long, default_value = "local", value_parser = parse_region)]
+    region: String,
+}
+
+fn parse_region(s: &str) -> Result<String, String> {
+    let s = s.trim().to_ascii_lowercase();
+    gangway_config::hostname::validate_label(&s).map_err(|e| format!("{s:?}: {e}"))?;
+    Ok(s)
 }
 
 fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
@@ -126,6 +136,7 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
             }
         }),
         tcp_ports: args.tcp_ports.clone(),
+        region: args.region.clone(),
     };
     let info = ServerInfo {
         agent_addr: dial_addr(cfg.agent_addr, true),

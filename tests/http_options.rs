@@ -340,3 +340,58 @@ async fn scheme_selects_the_listeners() {
     let err = agent_fails(&server, &["http", "8080", "--scheme", "gopher"]).await;
     assert!(err.contains("--scheme"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn region_and_metadata_are_reported_back() {
+    use ngrok::config::ForwarderBuilder;
+
+    let server = Server::start_with(&["--region", "eu"]).await;
+    let app = named_app("meta").await;
+    let agent = Agent::http(
+        &server,
+        &app.to_string(),
+        &["--region", "us", "--metadata", r#"{"team":"edge"}"#],
+    )
+    .await;
+    let lines = agent.stdout.lock().expect("lines").clone();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == r#"Region eu (this server serves region "eu", not "us")"#),
+        "{lines:?}"
+    );
+    let body = server
+        .client()
+        .get(&agent.url)
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(body, "meta");
+
+    // The SDK's session and tunnel metadata reach the edge too.
+    let session = ngrok::Session::builder()
+        .authtoken(server.info.authtoken.clone())
+        .server_addr(server.info.agent_addr.clone())
+        .expect("addr")
+        .ca_cert(bytes::Bytes::from(server.ca_pem()))
+        .metadata("sdk-session-meta")
+        .connect()
+        .await
+        .expect("connect");
+    let _fwd = session
+        .http_endpoint()
+        .metadata("sdk-tunnel-meta")
+        .listen_and_forward(reqwest::Url::parse(&format!("http://{app}")).expect("url"))
+        .await
+        .expect("bind");
+    let log = eventually("metadata in the edge log", || {
+        let log = server.log();
+        async move { log.contains("sdk-tunnel-meta").then_some(log) }
+    })
+    .await;
+    assert!(log.contains(r#"metadata={"team":"edge"}"#), "{log}");
+    assert!(log.contains("metadata=sdk-session-meta"), "{log}");
+}

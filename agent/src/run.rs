@@ -56,6 +56,8 @@ pub struct TunnelSpec {
     /// TLS only: terminate at the agent with this certificate and forward
     /// plaintext; otherwise the TLS bytes reach the upstream untouched.
     pub terminate_tls: Option<TlsTerminator>,
+    /// Opaque user metadata the edge keeps with the tunnel.
+    pub metadata: String,
 }
 
 impl TunnelSpec {
@@ -134,6 +136,8 @@ pub struct AgentOptions {
     pub tunnels: Vec<TunnelSpec>,
     pub heartbeat_interval: Duration,
     pub heartbeat_tolerance: Duration,
+    /// Opaque user metadata the edge keeps with the session.
+    pub metadata: String,
 }
 
 /// Things a user wants to see.
@@ -147,6 +151,9 @@ pub enum AgentEvent {
     },
     /// The session was lost; retrying after `delay`.
     Reconnecting { delay: Duration, reason: String },
+    /// The edge accepted the session (first time only) and said which
+    /// region it serves.
+    Online { region: String },
 }
 
 /// Why the agent stopped for good.
@@ -293,6 +300,7 @@ async fn session_once(
             heartbeat_interval: opts.heartbeat_interval.as_nanos() as i64,
             heartbeat_tolerance: opts.heartbeat_tolerance.as_nanos() as i64,
             client_type: "gangway".into(),
+            metadata: opts.metadata.clone(),
             ..Default::default()
         },
     };
@@ -300,6 +308,11 @@ async fn session_once(
         r = rpc::call(&session, msg::AUTH, &auth) => r.map_err(|e| rpc_failure("auth", e))?,
         _ = shutdown.cancelled() => return Ok(Ended::Shutdown),
     };
+    if mem.client_id.is_empty() {
+        let _ = events.send(AgentEvent::Online {
+            region: resp.extra.region.clone(),
+        });
+    }
     mem.client_id = resp.client_id;
 
     let routes: Routes = Arc::new(RwLock::new(HashMap::new()));
@@ -321,6 +334,7 @@ async fn session_once(
             opts: spec.bind_opts(),
             extra: BindExtra {
                 pooling_enabled: t.pooling,
+                metadata: t.metadata.clone(),
                 ..BindExtra::default()
             },
         };

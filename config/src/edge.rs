@@ -41,6 +41,8 @@ pub struct EdgeConfig {
     pub tcp_host: String,
     /// Ports TCP endpoints may use.
     pub tcp_ports: RangeInclusive<u16>,
+    /// Region name this edge reports to agents (ngrok's `us`, `eu`, ...).
+    pub region: String,
 }
 
 impl EdgeConfig {

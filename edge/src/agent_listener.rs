@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::certs::CertKey;
 use crate::errors::{bind_error_code, rpc as codes};
-use crate::registry::{Registry, SessionKey, TcpPorts};
+use crate::registry::{Registry, SessionInfo, SessionKey, TcpPorts, TunnelInfo};
 use crate::route_table::TunnelOptions;
 use gangway_modules::basic_auth::BasicAuthConfig;
 
@@ -367,13 +367,29 @@ impl Conn {
                 tolerance,
             ));
         }
-        info!(peer = %self.peer, client_id = %client_id, agent = %req.extra.user_agent, "agent authenticated");
+        info!(
+            peer = %self.peer,
+            client_id = %client_id,
+            agent = %req.extra.user_agent,
+            metadata = %req.extra.metadata,
+            "agent authenticated"
+        );
+        self.app.registry.set_session_info(
+            self.key,
+            SessionInfo {
+                client_id: client_id.clone(),
+                peer: self.peer.clone(),
+                os: req.extra.os.clone(),
+                agent_version: req.extra.version.clone(),
+                metadata: req.extra.metadata.clone(),
+            },
+        );
         let resp = AuthResp {
             version: version.to_string(),
             client_id,
             extra: AuthRespExtra {
                 version: env!("CARGO_PKG_VERSION").to_string(),
-                region: String::new(),
+                region: self.app.cfg.region.clone(),
                 cookie: random_id(32),
                 account_name: "gangway".to_string(),
                 session_duration: 0,
@@ -391,7 +407,22 @@ impl Conn {
         };
         match self.try_bind(&req) {
             Ok(resp) => {
-                info!(peer = %self.peer, tunnel = %resp.id, url = %resp.url, "tunnel bound");
+                info!(
+                    peer = %self.peer,
+                    tunnel = %resp.id,
+                    url = %resp.url,
+                    forwards_to = %req.forwards_to,
+                    metadata = %req.extra.metadata,
+                    "tunnel bound"
+                );
+                self.app.registry.record_tunnel(TunnelInfo {
+                    session: self.key,
+                    id: resp.id.clone(),
+                    url: resp.url.clone(),
+                    proto: resp.proto.clone(),
+                    forwards_to: req.forwards_to.clone(),
+                    metadata: req.extra.metadata.clone(),
+                });
                 self.send(&mut stream, &resp).await
             }
             Err((text, code)) => {

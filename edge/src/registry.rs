@@ -69,9 +69,32 @@ struct TcpEndpointState {
     _listener: DropGuard,
 }
 
+/// What an agent said about itself at Auth, kept for the API's views.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub client_id: String,
+    pub peer: String,
+    pub os: String,
+    pub agent_version: String,
+    pub metadata: String,
+}
+
+/// A bound tunnel as users list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelInfo {
+    pub session: SessionKey,
+    pub id: String,
+    pub url: String,
+    pub proto: String,
+    pub forwards_to: String,
+    pub metadata: String,
+}
+
 #[derive(Default)]
 struct State {
     sessions: HashMap<SessionKey, Session>,
+    session_info: HashMap<SessionKey, SessionInfo>,
+    tunnel_info: BTreeMap<(SessionKey, String), TunnelInfo>,
     endpoints: BTreeMap<(Scheme, String), EndpointState>,
     tcp: BTreeMap<u16, TcpEndpointState>,
 }
@@ -168,6 +191,7 @@ impl Registry {
     /// since the agent said so explicitly. Returns whether it was bound.
     pub fn unbind(&self, key: SessionKey, tunnel_id: &str) -> bool {
         let mut st = self.lock();
+        st.tunnel_info.remove(&(key, tunnel_id.to_string()));
         let mut found = false;
         st.endpoints.retain(|_, ep| {
             let before = ep.tunnels.len();
@@ -196,6 +220,8 @@ impl Registry {
         if st.sessions.remove(&key).is_none() {
             return;
         }
+        st.session_info.remove(&key);
+        st.tunnel_info.retain(|(k, _), _| *k != key);
         let now = Instant::now();
         let st = &mut *st;
         let eps = st
@@ -210,6 +236,31 @@ impl Registry {
             }
         }
         self.rebuild(st);
+    }
+
+    /// Records what a session's agent reported at Auth.
+    pub fn set_session_info(&self, key: SessionKey, info: SessionInfo) {
+        let mut st = self.lock();
+        if st.sessions.contains_key(&key) {
+            st.session_info.insert(key, info);
+        }
+    }
+
+    pub fn session_info(&self, key: SessionKey) -> Option<SessionInfo> {
+        self.lock().session_info.get(&key).cloned()
+    }
+
+    /// Records a tunnel that was just bound (replacing its earlier record).
+    pub fn record_tunnel(&self, info: TunnelInfo) {
+        let mut st = self.lock();
+        if st.sessions.contains_key(&info.session) {
+            st.tunnel_info.insert((info.session, info.id.clone()), info);
+        }
+    }
+
+    /// Every bound tunnel of live sessions, by session then tunnel id.
+    pub fn tunnels(&self) -> Vec<TunnelInfo> {
+        self.lock().tunnel_info.values().cloned().collect()
     }
 
     pub fn session_count(&self) -> usize {
@@ -402,6 +453,36 @@ mod tests {
         r.bind(b, "tn_p2", "https", "p.example", true, Arc::default())
             .unwrap();
         assert_eq!(targets(&r, "p.example"), Some(2));
+    }
+
+    #[tokio::test]
+    async fn tunnel_and_session_records_follow_their_session() {
+        let r = Registry::new();
+        let a = r.add_session(session());
+        let info = SessionInfo {
+            metadata: "team=edge".into(),
+            ..SessionInfo::default()
+        };
+        r.set_session_info(a, info.clone());
+        let tunnel = |id: &str| TunnelInfo {
+            session: a,
+            id: id.into(),
+            url: format!("https://{id}.example"),
+            proto: "https".into(),
+            forwards_to: "http://localhost:8080".into(),
+            metadata: format!("{{\"id\":\"{id}\"}}"),
+        };
+        r.record_tunnel(tunnel("t1"));
+        r.record_tunnel(tunnel("t2"));
+        assert_eq!(r.session_info(a), Some(info));
+        assert_eq!(r.tunnels(), vec![tunnel("t1"), tunnel("t2")]);
+        r.bind(a, "t2", "https", "t2.example", false, Arc::default())
+            .unwrap();
+        assert!(r.unbind(a, "t2"));
+        assert_eq!(r.tunnels(), vec![tunnel("t1")]);
+        r.remove_session(a);
+        assert!(r.tunnels().is_empty());
+        assert_eq!(r.session_info(a), None);
     }
 
     #[tokio::test]
