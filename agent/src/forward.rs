@@ -115,7 +115,8 @@ where
     E: AsyncRead + AsyncWrite + Unpin,
     L: AsyncRead + AsyncWrite + Unpin,
 {
-    match tokio::io::copy_bidirectional(&mut stream, &mut local).await {
+    let buf = gangway_proto::PIPE_BUFFER_BYTES;
+    match tokio::io::copy_bidirectional_with_sizes(&mut stream, &mut local, buf, buf).await {
         Ok((up, down)) => debug!(bytes_to_upstream = up, bytes_to_edge = down, "stream done"),
         Err(e) => debug!(error = %e, "stream ended with error"),
     }

@@ -9,13 +9,12 @@
 //! `--out PATH`.
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
 
 use bytes::Bytes;
+use gangway_benches::{machine, median, start_agent, start_server, today, write_results};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -98,91 +97,6 @@ fn start_app() -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn gangway_bin() -> PathBuf {
-    std::env::var_os("GANGWAY_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target/release/gangway"))
-}
-
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> Result<T, String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f() {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            return Err(format!("timed out waiting for {what}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn start_server(dir: &Path, threads: u32) -> Result<(Proc, gangway_config::ServerInfo), String> {
-    let child = Command::new(gangway_bin())
-        .args(["server", "--threads", &threads.to_string(), "--data-dir"])
-        .arg(dir)
-        .args([
-            "--agent-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--https-addr",
-            "127.0.0.1:0",
-        ])
-        .env("GANGWAY_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", gangway_bin().display()))?;
-    let proc = Proc(child);
-    let info = wait_for("server.json", || {
-        std::fs::read(dir.join("server.json"))
-            .ok()
-            .and_then(|b| gangway_config::ServerInfo::from_json(&b).ok())
-    })?;
-    Ok((proc, info))
-}
-
-fn start_agent(dir: &Path, app: SocketAddr) -> Result<(Proc, String), String> {
-    let mut child = Command::new(gangway_bin())
-        .args([
-            "http",
-            &app.to_string(),
-            "--scheme",
-            "http,https",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .env("GANGWAY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("starting agent: {e}"))?;
-    let stdout = child.stdout.take().ok_or("agent stdout")?;
-    let proc = Proc(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        match lines.next() {
-            Some(Ok(l)) => {
-                if let Some(rest) = l.strip_prefix("Forwarding ") {
-                    break rest.split(" -> ").next().unwrap_or_default().to_string();
-                }
-            }
-            _ => return Err("agent exited before binding".into()),
-        }
-    };
-    Ok((proc, url))
-}
-
 /// What wrk measured.
 #[derive(Debug, Clone, Copy, Default)]
 struct Sample {
@@ -242,40 +156,13 @@ fn wrk(
     parse_wrk(&String::from_utf8_lossy(&out.stdout))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown cpu".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    format!("{cores} cores, {cpu}")
-}
-
-fn today() -> String {
-    Command::new("date")
-        .arg("+%Y-%m-%d")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|_| "unknown-date".into())
-}
-
 fn run() -> Result<(), String> {
     let o = parse_opts()?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let app = start_app()?;
-    let (_server, info) = start_server(dir.path(), o.edge_threads)?;
-    let (_agent, url) = start_agent(dir.path(), app)?;
+    let (_server, info) = start_server(dir.path(), o.edge_threads, &[])?;
+    let app_addr = app.to_string();
+    let (_agent, url) = start_agent(dir.path(), &["http", &app_addr, "--scheme", "http,https"])?;
     let host = url
         .split("://")
         .nth(1)
@@ -348,16 +235,7 @@ fn run() -> Result<(), String> {
     md.push_str(&format!(
         "\nAdded cost per request through the HTTPS tunnel (1/throughput difference at saturation): {per_req_us:.1} µs of machine time.\n"
     ));
-    print!("{md}");
-    let out = o
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("benches/results/{}-http-tunnel.md", today())));
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-    }
-    std::fs::write(&out, md).map_err(|e| format!("writing {}: {e}", out.display()))?;
-    eprintln!("wrote {}", out.display());
+    write_results(o.out.as_deref(), "http-tunnel", &md)?;
     Ok(())
 }
 

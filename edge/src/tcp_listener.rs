@@ -76,7 +76,8 @@ where
     if stream.write_all(&first).await.is_err() {
         return;
     }
-    match tokio::io::copy_bidirectional(&mut client, &mut stream).await {
+    let buf = gangway_proto::PIPE_BUFFER_BYTES;
+    match tokio::io::copy_bidirectional_with_sizes(&mut client, &mut stream, buf, buf).await {
         Ok((up, down)) => debug!(
             tunnel = %target.tunnel_id,
             bytes_to_agent = up + preface.len() as u64,

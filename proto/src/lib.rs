@@ -18,4 +18,6 @@ pub mod rpc;
 pub mod session;
 
 pub use frame::ErrorCode;
-pub use session::{start, Acceptor, Role, Session, SessionConfig, SessionError, Stream};
+pub use session::{
+    start, Acceptor, Role, Session, SessionConfig, SessionError, Stream, PIPE_BUFFER_BYTES,
+};

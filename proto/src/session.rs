@@ -30,6 +30,9 @@ pub const DEFAULT_ACCEPT_QUEUE: usize = 64;
 pub const DEFAULT_MAX_STREAMS: usize = 512;
 /// Largest DATA payload we send in one frame.
 const MAX_DATA_FRAME_BYTES: usize = 64 * 1024;
+/// Buffer size for copying between a socket and a stream: each read can
+/// fill a whole DATA frame (tokio's default 8 KiB would make eight).
+pub const PIPE_BUFFER_BYTES: usize = MAX_DATA_FRAME_BYTES;
 /// Writer coalesces queued frames into one socket write up to this size.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
 

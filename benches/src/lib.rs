@@ -1,0 +1,158 @@
+//! Pieces every bench binary shares: starting release `gangway` processes,
+//! waiting for readiness, and writing a results file with the machine and
+//! date in its header.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process killed when dropped, so a failed run leaves nothing behind.
+pub struct Proc(pub Child);
+
+impl Proc {
+    /// Resident set size in KiB, from `/proc`.
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib(self.0.id())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The `gangway` binary under test: `$GANGWAY_BIN` or the release build.
+pub fn gangway_bin() -> PathBuf {
+    std::env::var_os("GANGWAY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/release/gangway"))
+}
+
+/// Polls `f` every 20 ms for up to 30 s.
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> Result<T, String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("timed out waiting for {what}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `gangway server` on free ports in `dir` and waits for its
+/// `server.json`.
+pub fn start_server(
+    dir: &Path,
+    threads: u32,
+    extra: &[&str],
+) -> Result<(Proc, gangway_config::ServerInfo), String> {
+    let child = Command::new(gangway_bin())
+        .args(["server", "--threads", &threads.to_string(), "--data-dir"])
+        .arg(dir)
+        .args([
+            "--agent-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--https-addr",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .env("GANGWAY_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", gangway_bin().display()))?;
+    let proc = Proc(child);
+    let info = wait_for("server.json", || {
+        std::fs::read(dir.join("server.json"))
+            .ok()
+            .and_then(|b| gangway_config::ServerInfo::from_json(&b).ok())
+    })?;
+    Ok((proc, info))
+}
+
+/// Starts a `gangway` agent command (`http 8080 ...`, `tcp 22`) against the
+/// server in `dir` and returns it with the URL of its first `Forwarding` line.
+pub fn start_agent(dir: &Path, args: &[&str]) -> Result<(Proc, String), String> {
+    let mut child = Command::new(gangway_bin())
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("GANGWAY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting agent: {e}"))?;
+    let stdout = child.stdout.take().ok_or("agent stdout")?;
+    let proc = Proc(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        match lines.next() {
+            Some(Ok(l)) => {
+                if let Some(rest) = l.strip_prefix("Forwarding ") {
+                    break rest.split(" -> ").next().unwrap_or_default().to_string();
+                }
+            }
+            _ => return Err(format!("agent {args:?} exited before binding")),
+        }
+    };
+    // Keep draining stdout so the agent never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok((proc, url))
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Core count and CPU model, for results headers.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown cpu".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cores} cores, {cpu}")
+}
+
+pub fn today() -> String {
+    Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|_| "unknown-date".into())
+}
+
+/// Prints `md` and writes it to `out`, or `benches/results/<date>-<name>.md`.
+pub fn write_results(out: Option<&Path>, name: &str, md: &str) -> Result<(), String> {
+    print!("{md}");
+    let out = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(format!("benches/results/{}-{name}.md", today())));
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(&out, md).map_err(|e| format!("writing {}: {e}", out.display()))?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
