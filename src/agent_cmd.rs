@@ -61,6 +61,10 @@ pub struct TcpArgs {
     /// Let other agents bind the same address with pooling on.
     #[arg(long)]
     pooling_enabled: bool,
+    /// Send the upstream a PROXY protocol header (version 1 or 2) with the
+    /// client's address ahead of each connection's bytes.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
+    proxy_proto: Option<u8>,
     #[command(flatten)]
     conn: ConnectArgs,
 }
@@ -86,6 +90,10 @@ pub struct TlsArgs {
     /// Let other agents bind the same name with pooling on.
     #[arg(long)]
     pooling_enabled: bool,
+    /// Send the upstream a PROXY protocol header (version 1 or 2) ahead of
+    /// the TLS bytes (passthrough only).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2), conflicts_with = "crt")]
+    proxy_proto: Option<u8>,
     #[command(flatten)]
     conn: ConnectArgs,
 }
@@ -244,6 +252,7 @@ pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
         serve_dir,
         terminate_tls: None,
         metadata: String::new(),
+        proxy_proto: 0,
     };
     let mut tunnels = vec![first.clone()];
     if let Some(second) = schemes.get(1) {
@@ -276,6 +285,7 @@ pub fn run_tcp(args: TcpArgs) -> Result<(), AgentCmdError> {
         serve_dir: None,
         terminate_tls: None,
         metadata: String::new(),
+        proxy_proto: args.proxy_proto.unwrap_or(0),
     };
     run_agent(options(&args.conn, vec![tunnel])?, args.conn.region.clone())
 }
@@ -314,6 +324,7 @@ pub fn run_tls(args: TlsArgs) -> Result<(), AgentCmdError> {
         serve_dir: None,
         terminate_tls,
         metadata: String::new(),
+        proxy_proto: args.proxy_proto.unwrap_or(0),
     };
     run_agent(options(&args.conn, vec![tunnel])?, args.conn.region.clone())
 }

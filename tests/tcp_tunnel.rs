@@ -191,3 +191,112 @@ async fn ngrok_sdk_tcp_endpoint_serves_through_edge() {
         b"setyb kds"
     );
 }
+
+/// A local service that reads a PROXY protocol header (v1 line or v2
+/// block), then answers with a description of it and closes.
+async fn proxy_header_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // A header, when configured, arrives before any client byte.
+                let mut first = [0u8; 16];
+                let got = tokio::time::timeout(
+                    std::time::Duration::from_millis(500),
+                    tcp.read_exact(&mut first),
+                )
+                .await;
+                let reply = if got.is_err() {
+                    "no proxy header".to_string()
+                } else if first.starts_with(b"PROXY ") {
+                    let mut line = first.to_vec();
+                    while !line.ends_with(b"\r\n") {
+                        let mut b = [0u8; 1];
+                        if tcp.read_exact(&mut b).await.is_err() {
+                            return;
+                        }
+                        line.push(b[0]);
+                    }
+                    String::from_utf8_lossy(&line).trim_end().to_string()
+                } else if first.starts_with(b"\r\n\r\n\0\r\nQUIT\n") {
+                    let len = u16::from_be_bytes([first[14], first[15]]) as usize;
+                    let mut rest = vec![0u8; len];
+                    if tcp.read_exact(&mut rest).await.is_err() || first[13] != 0x11 {
+                        return;
+                    }
+                    let ip = |b: &[u8]| std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]);
+                    let port = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+                    format!(
+                        "v2 {}:{} -> {}:{}",
+                        ip(&rest[0..4]),
+                        port(&rest[8..10]),
+                        ip(&rest[4..8]),
+                        port(&rest[10..12])
+                    )
+                } else {
+                    "no proxy header".to_string()
+                };
+                let _ = tcp.write_all(reply.as_bytes()).await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// Connects to `public`, returns (our local address, the service's reply).
+async fn ask_proxy_header(public: SocketAddr) -> (SocketAddr, String) {
+    let mut tcp = TcpStream::connect(public).await.expect("connect");
+    let me = tcp.local_addr().expect("local addr");
+    // The SDK's forwarder sends the header with the first bytes it passes on.
+    tcp.write_all(b"hi").await.expect("write");
+    let mut reply = String::new();
+    tcp.read_to_string(&mut reply).await.expect("reply");
+    (me, reply)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_headers_carry_the_client_address() {
+    use ngrok::config::{ForwarderBuilder, ProxyProto};
+    use ngrok::tunnel::EndpointInfo;
+
+    let server = Server::start().await;
+    let local = proxy_header_server().await;
+
+    // `gangway tcp --proxy-proto 1`: the text form.
+    let agent = Agent::tcp(&server, &local.to_string(), &["--proxy-proto", "1"]).await;
+    let public = public_addr(&agent.url);
+    let (me, reply) = ask_proxy_header(public).await;
+    assert_eq!(
+        reply,
+        format!(
+            "PROXY TCP4 127.0.0.1 127.0.0.1 {} {}",
+            me.port(),
+            public.port()
+        )
+    );
+
+    // The SDK with ProxyProto::V2: the edge sends the binary form and the
+    // SDK passes it on to the service it forwards to.
+    let session = server.sdk_session().await;
+    let fwd = session
+        .tcp_endpoint()
+        .proxy_proto(ProxyProto::V2)
+        .listen_and_forward(reqwest::Url::parse(&format!("tcp://{local}")).expect("url"))
+        .await
+        .expect("tcp bind");
+    let public = public_addr(fwd.url());
+    let (me, reply) = ask_proxy_header(public).await;
+    assert_eq!(
+        reply,
+        format!("v2 127.0.0.1:{} -> 127.0.0.1:{}", me.port(), public.port())
+    );
+
+    // Without the option nothing is prepended.
+    let plain = Agent::tcp(&server, &local.to_string(), &[]).await;
+    assert_eq!(
+        ask_proxy_header(public_addr(&plain.url)).await.1,
+        "no proxy header"
+    );
+}

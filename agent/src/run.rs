@@ -58,6 +58,9 @@ pub struct TunnelSpec {
     pub terminate_tls: Option<TlsTerminator>,
     /// Opaque user metadata the edge keeps with the tunnel.
     pub metadata: String,
+    /// TCP and TLS: PROXY protocol version (1 or 2) the edge puts in front
+    /// of each connection, passed on to the upstream; 0 for none.
+    pub proxy_proto: u8,
 }
 
 impl TunnelSpec {
@@ -113,13 +116,13 @@ impl TunnelSpec {
                 "Domain": self.domain.clone().unwrap_or_default(),
                 "Hostname": "",
                 "Subdomain": self.subdomain.clone().unwrap_or_default(),
-                "ProxyProto": 0,
+                "ProxyProto": self.proxy_proto,
                 "MutualTLSAtAgent": false,
             })
         } else {
             serde_json::json!({
                 "Addr": self.remote_addr.clone().unwrap_or_default(),
-                "ProxyProto": 0,
+                "ProxyProto": self.proxy_proto,
             })
         }
     }

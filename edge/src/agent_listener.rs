@@ -173,8 +173,20 @@ fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, (String, &'sta
     };
     Ok(TunnelOptions {
         basic_auth,
+        proxy_proto: proxy_proto_version(opts.proxy_proto)?,
         ..TunnelOptions::default()
     })
+}
+
+/// `ProxyProto`: 0 (none), 1 or 2.
+fn proxy_proto_version(v: Option<i64>) -> Result<u8, (String, &'static str)> {
+    match v.unwrap_or(0) {
+        v @ 0..=2 => Ok(v as u8),
+        other => Err((
+            format!("ProxyProto must be 0, 1 or 2, not {other}."),
+            codes::INVALID_OPTIONS,
+        )),
+    }
 }
 
 /// Compiles what a TLS Bind asks the edge to do: terminate with the
@@ -190,12 +202,16 @@ fn compile_tls_options(opts: &TlsOpts) -> Result<TunnelOptions, (String, &'stati
             "MutualTLSAtEdge is not supported by this edge yet; terminate mutual TLS at the agent instead.".into(),
         ));
     }
+    let proxy_proto = proxy_proto_version(opts.proxy_proto)?;
     let Some(term) = opts
         .tls_termination
         .as_ref()
         .filter(|t| !t.cert.is_empty() || !t.key.is_empty() || !t.sealed_key.is_empty())
     else {
-        return Ok(TunnelOptions::default());
+        return Ok(TunnelOptions {
+            proxy_proto,
+            ..TunnelOptions::default()
+        });
     };
     if term.key.is_empty() {
         return Err(invalid(
@@ -214,6 +230,7 @@ fn compile_tls_options(opts: &TlsOpts) -> Result<TunnelOptions, (String, &'stati
         .map_err(|e| invalid(format!("Invalid TLSTermination: {e}.")))?;
     Ok(TunnelOptions {
         tls_termination: Some(acceptor),
+        proxy_proto,
         ..TunnelOptions::default()
     })
 }
@@ -576,6 +593,10 @@ impl Conn {
                 requested,
                 &ports,
                 req.extra.pooling_enabled,
+                Arc::new(TunnelOptions {
+                    proxy_proto: proxy_proto_version(opts.proxy_proto)?,
+                    ..TunnelOptions::default()
+                }),
             )
             .map_err(|e| (e.to_string(), bind_error_code(&e)))?;
         let mut opts = req.opts.clone();

@@ -144,13 +144,15 @@ impl ProxyHttp for EdgeProxy {
         let Some(target) = ctx.target.clone() else {
             return Err(crate::tunnel_stream::agent_unavailable("no tunnel chosen"));
         };
-        let client_addr = client_addr(session)
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let server = match session.server_addr() {
+            Some(L4SocketAddr::Inet(a)) => Some(*a),
+            _ => None,
+        };
         let mut options = PeerOptions::new();
         options.custom_l4 = Some(Arc::new(TunnelConnector {
             target,
-            client_addr,
+            client: client_addr(session),
+            server,
         }));
         Ok(Box::new(HttpPeer {
             _address: L4SocketAddr::Inet(VIRTUAL_PEER_ADDR),

@@ -4,6 +4,7 @@
 //! everything else is terminated with the edge's certificates (chosen by
 //! SNI) and served by the HTTP proxy.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,11 +68,18 @@ impl PublicTlsApp {
     }
 
     /// Serves a connection routed to a TLS endpoint.
-    async fn serve_tunnel(&self, mut l4: L4Stream, target: Target, peer: String, hello_len: usize) {
+    async fn serve_tunnel(
+        &self,
+        mut l4: L4Stream,
+        target: Target,
+        (client, server): (Option<SocketAddr>, Option<SocketAddr>),
+        hello_len: usize,
+    ) {
+        let peer = client.map(|a| a.to_string()).unwrap_or_default();
         if let Some(acceptor) = &target.options.tls_termination {
             let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(acceptor, l4)).await;
             match tls {
-                Ok(Ok(tls)) => pipe_to_agent(tls, &target, peer, &[]).await,
+                Ok(Ok(tls)) => pipe_to_agent(tls, &target, client, server, &[]).await,
                 Ok(Err(e)) => debug!(%peer, error = %e, "TLS endpoint handshake failed"),
                 Err(_) => debug!(%peer, "TLS endpoint handshake timed out"),
             }
@@ -81,7 +89,7 @@ impl PublicTlsApp {
         // the stream's first frame with the ProxyHeader.
         let mut hello = vec![0; hello_len];
         if l4.read_exact(&mut hello).await.is_ok() {
-            pipe_to_agent(l4, &target, peer, &hello).await;
+            pipe_to_agent(l4, &target, client, server, &hello).await;
         }
     }
 
@@ -112,10 +120,13 @@ impl ServerApp for PublicTlsApp {
             return None;
         };
         let mut l4 = *l4;
-        let peer = l4
-            .get_socket_digest()
-            .and_then(|d| d.peer_addr().map(|a| a.to_string()))
-            .unwrap_or_default();
+        let digest = l4.get_socket_digest();
+        let inet = |a: Option<&pingora_core::protocols::l4::socket::SocketAddr>| {
+            a.and_then(|a| a.as_inet()).copied()
+        };
+        let client = digest.as_ref().and_then(|d| inet(d.peer_addr()));
+        let server = digest.as_ref().and_then(|d| inet(d.local_addr()));
+        let peer = client.map(|a| a.to_string()).unwrap_or_default();
         let (hello, peeked) = match tokio::time::timeout(HELLO_TIMEOUT, peek_hello(&mut l4)).await {
             Ok(Ok(h)) => h,
             Ok(Err(e)) => {
@@ -153,7 +164,10 @@ impl ServerApp for PublicTlsApp {
             }
         };
         match route {
-            Some(Some(target)) => self.serve_tunnel(l4, target, peer, peeked.len()).await,
+            Some(Some(target)) => {
+                self.serve_tunnel(l4, target, (client, server), peeked.len())
+                    .await
+            }
             Some(None) => {
                 debug!(%peer, %sni, "TLS endpoint offline");
                 send_alert(&mut l4, ALERT_INTERNAL_ERROR).await;

@@ -277,6 +277,7 @@ impl Registry {
         requested: Option<u16>,
         ports: &TcpPorts,
         pooling: bool,
+        options: Arc<TunnelOptions>,
     ) -> Result<u16, BindError> {
         let (first, last) = (*ports.range.start(), *ports.range.end());
         let mut st = self.lock();
@@ -303,7 +304,7 @@ impl Registry {
             (None, Some(p)) => p,
             (None, None) => {
                 let port = self.listen_on_free_port(&mut st, ports)?;
-                self.attach(&mut st, port, key, tunnel_id, pooling);
+                self.attach(&mut st, port, key, tunnel_id, pooling, options);
                 return Ok(port);
             }
         };
@@ -322,7 +323,7 @@ impl Registry {
                 self.start_listener(&mut st, port, listener);
             }
         }
-        self.attach(&mut st, port, key, tunnel_id, pooling);
+        self.attach(&mut st, port, key, tunnel_id, pooling, options);
         Ok(port)
     }
 
@@ -360,14 +361,22 @@ impl Registry {
         );
     }
 
-    fn attach(&self, st: &mut State, port: u16, key: SessionKey, tunnel_id: &str, pooling: bool) {
+    fn attach(
+        &self,
+        st: &mut State,
+        port: u16,
+        key: SessionKey,
+        tunnel_id: &str,
+        pooling: bool,
+        options: Arc<TunnelOptions>,
+    ) {
         if let Some(t) = st.tcp.get_mut(&port) {
             t.ep.tunnels.push(BoundTunnel {
                 session: key,
                 tunnel_id: Arc::from(tunnel_id),
                 proto: Arc::from("tcp"),
                 pooling,
-                options: Arc::default(),
+                options,
             });
             t.ep.offline_since = None;
         }

@@ -17,6 +17,9 @@ pub struct TunnelOptions {
     /// TLS endpoints: terminate at the edge with the tunnel's own
     /// certificate (SDK `TLSTermination`) instead of passing bytes through.
     pub tls_termination: Option<SslAcceptor>,
+    /// PROXY protocol version (1 or 2) sent ahead of each connection's
+    /// bytes; 0 for none.
+    pub proxy_proto: u8,
 }
 
 impl std::fmt::Debug for TunnelOptions {
@@ -24,6 +27,7 @@ impl std::fmt::Debug for TunnelOptions {
         f.debug_struct("TunnelOptions")
             .field("basic_auth", &self.basic_auth.is_some())
             .field("tls_termination", &self.tls_termination.is_some())
+            .field("proxy_proto", &self.proxy_proto)
             .finish()
     }
 }

@@ -3,6 +3,7 @@
 //! becomes one muxado stream to an agent, raw bytes both ways, half-close
 //! honoured.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -35,7 +36,7 @@ pub async fn serve(
         };
         match accepted {
             Ok((tcp, peer)) => {
-                tokio::spawn(proxy(tcp, peer.to_string(), port, table.clone()));
+                tokio::spawn(proxy(tcp, peer, port, table.clone()));
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off briefly
@@ -48,7 +49,7 @@ pub async fn serve(
     debug!(port, "tcp endpoint closed");
 }
 
-async fn proxy(tcp: TcpStream, client_addr: String, port: u16, table: Arc<ArcSwap<RouteTable>>) {
+async fn proxy(tcp: TcpStream, client: SocketAddr, port: u16, table: Arc<ArcSwap<RouteTable>>) {
     let target = {
         let table = table.load();
         table.lookup_port(port).and_then(|ep| ep.pick().cloned())
@@ -58,20 +59,26 @@ async fn proxy(tcp: TcpStream, client_addr: String, port: u16, table: Arc<ArcSwa
         return;
     };
     let _ = tcp.set_nodelay(true);
-    pipe_to_agent(tcp, &target, client_addr, &[]).await;
+    let server = tcp.local_addr().ok();
+    pipe_to_agent(tcp, &target, Some(client), server, &[]).await;
 }
 
 /// Opens a proxy stream on `target` and copies bytes both ways until both
 /// sides are done; the ProxyHeader and `preface` (bytes already read from
 /// the client) go out in the stream's first frame.
-pub async fn pipe_to_agent<C>(mut client: C, target: &Target, client_addr: String, preface: &[u8])
-where
+pub async fn pipe_to_agent<C>(
+    mut client: C,
+    target: &Target,
+    client_addr: Option<SocketAddr>,
+    server_addr: Option<SocketAddr>,
+    preface: &[u8],
+) where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let Ok(mut stream) = target.session.open() else {
         return;
     };
-    let mut first = proxy_header_bytes(target, client_addr);
+    let mut first = proxy_header_bytes(target, client_addr, server_addr);
     first.extend_from_slice(preface);
     if stream.write_all(&first).await.is_err() {
         return;

@@ -7,8 +7,11 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use async_trait::async_trait;
+use std::net::SocketAddr;
+
 use gangway_proto::codec::encode_proxy_header;
 use gangway_proto::msg::ProxyHeader;
+use gangway_proto::proxy_protocol;
 use pingora_core::connectors::L4Connect;
 use pingora_core::protocols::l4::socket::SocketAddr as L4SocketAddr;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
@@ -18,11 +21,13 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::route_table::Target;
 
-/// Opens a proxy stream on `target` for a connection from `client_addr`.
+/// Opens a proxy stream on `target` for a connection from `client` to the
+/// edge's listener at `server`.
 #[derive(Clone)]
 pub struct TunnelConnector {
     pub target: Target,
-    pub client_addr: String,
+    pub client: Option<SocketAddr>,
+    pub server: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for TunnelConnector {
@@ -46,7 +51,7 @@ impl TunnelConnector {
             .session
             .open()
             .or_err(AGENT_UNAVAILABLE, "agent session cannot open a stream")?;
-        let first = proxy_header_bytes(&self.target, self.client_addr.clone());
+        let first = proxy_header_bytes(&self.target, self.client, self.server);
         Ok(TunnelSocket {
             stream,
             pending_header: first,
@@ -64,10 +69,14 @@ impl L4Connect for TunnelConnector {
 
 /// The first bytes of every proxy stream to `target`: stream type 3 and
 /// the ProxyHeader naming the tunnel and the public client.
-pub fn proxy_header_bytes(target: &Target, client_addr: String) -> Vec<u8> {
+pub fn proxy_header_bytes(
+    target: &Target,
+    client: Option<SocketAddr>,
+    server: Option<SocketAddr>,
+) -> Vec<u8> {
     let header = ProxyHeader {
         id: target.tunnel_id.to_string(),
-        client_addr,
+        client_addr: client.map(|a| a.to_string()).unwrap_or_default(),
         proto: target.proto.to_string(),
         edge_type: String::new(),
         // TLS endpoints get the client's raw TLS unless the edge holds
@@ -76,6 +85,7 @@ pub fn proxy_header_bytes(target: &Target, client_addr: String) -> Vec<u8> {
     };
     let mut out = Vec::with_capacity(192);
     encode_proxy_header(&header, &mut out);
+    proxy_protocol::encode(target.options.proxy_proto, client, server, &mut out);
     out
 }
 

@@ -5,7 +5,8 @@
 //! [`msg`] (RPC and proxy-header JSON shapes), [`codec`] (incremental JSON
 //! and ProxyHeader encoding) and [`rpc`] (one call per stream). Beside
 //! them, [`client_hello`]: the SNI of a TLS ClientHello, which the edge's
-//! TLS port routes by (untrusted bytes, parsed without IO, fuzzed).
+//! TLS port routes by (untrusted bytes, parsed without IO, fuzzed), and
+//! [`proxy_protocol`] headers the edge sends when a tunnel asks for them.
 //!
 //! Must not depend on pingora: the agent links this crate too.
 
@@ -14,6 +15,7 @@ pub mod codec;
 pub mod frame;
 pub mod heartbeat;
 pub mod msg;
+pub mod proxy_protocol;
 pub mod rpc;
 pub mod session;
 
