@@ -230,13 +230,10 @@ pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
     // HTTPS first: its URL is the one people copy, and the HTTP tunnel
     // takes the same name.
     schemes.sort_by_key(|s| s != "https");
+    let proto = schemes.first().map_or("https", String::as_str);
     let first = TunnelSpec {
-        proto: schemes.first().cloned().unwrap_or_else(|| "https".into()),
-        upstream,
         domain: args.domain.clone(),
-        same_host_as: None,
         subdomain: args.subdomain.clone(),
-        remote_addr: None,
         pooling: args.pooling_enabled,
         basic_auth: args
             .basic_auth
@@ -250,9 +247,7 @@ pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
             .collect::<Result<_, _>>()?,
         host_header: args.host_header.clone(),
         serve_dir,
-        terminate_tls: None,
-        metadata: String::new(),
-        proxy_proto: 0,
+        ..TunnelSpec::new(proto, upstream)
     };
     let mut tunnels = vec![first.clone()];
     if let Some(second) = schemes.get(1) {
@@ -273,19 +268,10 @@ pub fn run_tcp(args: TcpArgs) -> Result<(), AgentCmdError> {
     // Raw bytes: whatever the port, the agent does not speak TLS itself.
     upstream.tls = false;
     let tunnel = TunnelSpec {
-        proto: "tcp".into(),
-        upstream,
-        domain: None,
-        same_host_as: None,
-        subdomain: None,
         remote_addr: args.remote_addr.clone(),
         pooling: args.pooling_enabled,
-        basic_auth: Vec::new(),
-        host_header: None,
-        serve_dir: None,
-        terminate_tls: None,
-        metadata: String::new(),
         proxy_proto: args.proxy_proto.unwrap_or(0),
+        ..TunnelSpec::new("tcp", upstream)
     };
     run_agent(options(&args.conn, vec![tunnel])?, args.conn.region.clone())
 }
@@ -312,19 +298,12 @@ pub fn run_tls(args: TlsArgs) -> Result<(), AgentCmdError> {
     // terminating, plaintext goes on unless the address says https://.
     upstream.tls = terminate_tls.is_some() && args.addr.trim().starts_with("https://");
     let tunnel = TunnelSpec {
-        proto: "tls".into(),
-        upstream,
         domain: args.domain.clone(),
-        same_host_as: None,
         subdomain: args.subdomain.clone(),
-        remote_addr: None,
         pooling: args.pooling_enabled,
-        basic_auth: Vec::new(),
-        host_header: None,
-        serve_dir: None,
         terminate_tls,
-        metadata: String::new(),
         proxy_proto: args.proxy_proto.unwrap_or(0),
+        ..TunnelSpec::new("tls", upstream)
     };
     run_agent(options(&args.conn, vec![tunnel])?, args.conn.region.clone())
 }

@@ -372,15 +372,9 @@ async fn region_and_metadata_are_reported_back() {
     assert_eq!(body, "meta");
 
     // The SDK's session and tunnel metadata reach the edge too.
-    let session = ngrok::Session::builder()
-        .authtoken(server.info.authtoken.clone())
-        .server_addr(server.info.agent_addr.clone())
-        .expect("addr")
-        .ca_cert(bytes::Bytes::from(server.ca_pem()))
-        .metadata("sdk-session-meta")
-        .connect()
-        .await
-        .expect("connect");
+    let mut builder = server.sdk_builder();
+    builder.metadata("sdk-session-meta");
+    let session = Server::sdk_connect(&builder).await;
     let _fwd = session
         .http_endpoint()
         .metadata("sdk-tunnel-meta")

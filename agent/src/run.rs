@@ -64,6 +64,25 @@ pub struct TunnelSpec {
 }
 
 impl TunnelSpec {
+    /// A `proto` tunnel to `upstream` with every option at its default.
+    pub fn new(proto: &str, upstream: Upstream) -> Self {
+        TunnelSpec {
+            proto: proto.to_string(),
+            upstream,
+            domain: None,
+            same_host_as: None,
+            subdomain: None,
+            remote_addr: None,
+            pooling: false,
+            basic_auth: Vec::new(),
+            host_header: None,
+            serve_dir: None,
+            terminate_tls: None,
+            metadata: String::new(),
+            proxy_proto: 0,
+        }
+    }
+
     fn is_http(&self) -> bool {
         self.proto == "http" || self.proto == "https"
     }

@@ -119,18 +119,25 @@ impl Server {
     /// An official ngrok SDK session against this server, configured the
     /// way a self-hosting user would: server address, CA, authtoken.
     pub async fn sdk_session(&self) -> ngrok::Session {
-        tokio::time::timeout(
-            DEADLINE,
-            ngrok::Session::builder()
-                .authtoken(self.info.authtoken.clone())
-                .server_addr(self.info.agent_addr.clone())
-                .expect("server addr")
-                .ca_cert(bytes::Bytes::from(self.ca_pem()))
-                .connect(),
-        )
-        .await
-        .expect("SDK connect timed out")
-        .unwrap_or_else(|e| panic!("SDK connect: {e}"))
+        Self::sdk_connect(&self.sdk_builder()).await
+    }
+
+    /// The SDK session builder behind [`Server::sdk_session`], for tests
+    /// that set more options before connecting.
+    pub fn sdk_builder(&self) -> ngrok::session::SessionBuilder {
+        let mut b = ngrok::Session::builder();
+        b.authtoken(self.info.authtoken.clone())
+            .server_addr(self.info.agent_addr.clone())
+            .expect("server addr")
+            .ca_cert(bytes::Bytes::from(self.ca_pem()));
+        b
+    }
+
+    pub async fn sdk_connect(builder: &ngrok::session::SessionBuilder) -> ngrok::Session {
+        tokio::time::timeout(DEADLINE, builder.connect())
+            .await
+            .expect("SDK connect timed out")
+            .unwrap_or_else(|e| panic!("SDK connect: {e}"))
     }
 
     /// A client for public URLs: trusts the dev CA and resolves every name
