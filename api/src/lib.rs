@@ -1,6 +1,9 @@
 //! gangway-api: the ngrok-compatible REST API, its store (embedded SQLite;
 //! etcd for a fleet), config push to edge nodes, and events.
 //!
-//! Layer: control plane; must not depend on pingora. It lands with the
-//! control-plane issue; until then `gangway server` runs without an API and
-//! this crate is empty on purpose.
+//! - [`store`]: the etcd-shaped store trait and its embedded SQLite backend.
+//!
+//! Layer: control plane; must not depend on pingora. The REST API and the
+//! config push land on top of the store.
+
+pub mod store;
