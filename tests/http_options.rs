@@ -48,7 +48,7 @@ async fn subdomain_flag_binds_under_the_base_domain() {
         &["http", &app.to_string(), "--subdomain", "no_underscores"],
     )
     .await;
-    assert!(err.contains("ERR_NGROK_322"), "{err}");
+    assert!(err.contains("ERR_NGROK_326"), "invalid character: {err}");
     let err = agent_fails(&server, &["http", &app.to_string(), "--subdomain", "demo"]).await;
     assert!(err.contains("ERR_NGROK_334"), "{err}");
 }
@@ -104,7 +104,7 @@ async fn wildcard_domains_most_specific_binding_wins() {
     assert_eq!(status, 404, "a wildcard does not cover its apex");
 
     let err = agent_fails(&server, &["http", "8080", "--domain", "a.*.wild.test"]).await;
-    assert!(err.contains("ERR_NGROK_322"), "{err}");
+    assert!(err.contains("ERR_NGROK_326"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,6 +211,7 @@ async fn basic_auth_from_the_agent_flag() {
     }
     let err = agent_fails(&server, &["http", "8080", "--basic-auth", "carol:short"]).await;
     assert!(err.contains("basic_auth.credentials[0].password"), "{err}");
+    assert!(err.contains("ERR_NGROK_360"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

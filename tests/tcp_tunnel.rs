@@ -127,7 +127,7 @@ async fn remote_addr_binds_that_port_and_bad_addresses_are_refused() {
     assert!(err.contains("ERR_NGROK_4504"), "{err}");
     // A malformed HTTP domain, while we are at it.
     let err = agent_fails(&server, &["http", "8080", "--domain", "bad_name!.example"]).await;
-    assert!(err.contains("ERR_NGROK_322"), "{err}");
+    assert!(err.contains("ERR_NGROK_326"), "{err}");
 
     // None of that disturbed the working tunnel.
     assert_eq!(

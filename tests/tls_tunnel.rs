@@ -404,7 +404,9 @@ async fn a_name_bound_for_https_cannot_also_be_a_tls_endpoint() {
     .await;
     assert!(err.contains("ERR_NGROK_334"), "{err}");
     let err = agent_fails(&server, &["tls", "9", "--domain", "bad..name"]).await;
-    assert!(err.contains("ERR_NGROK_322"), "{err}");
+    assert!(err.contains("ERR_NGROK_327"), "{err}");
+    let err = agent_fails(&server, &["tls", "9", "--subdomain=-dash"]).await;
+    assert!(err.contains("ERR_NGROK_328"), "{err}");
     // The HTTPS endpoint is untouched.
     let status = server
         .client()

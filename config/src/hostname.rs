@@ -8,12 +8,32 @@ pub enum HostnameError {
     Empty,
     #[error("hostname is longer than 253 bytes")]
     TooLong,
-    #[error(
-        "label {0:?} must be 1-63 letters, digits or hyphens, not starting or ending with a hyphen"
-    )]
-    BadLabel(String),
+    #[error("label {0:?} is longer than 63 bytes")]
+    LabelTooLong(String),
+    #[error("hostname has an empty label (repeated or leading '.')")]
+    EmptyLabel,
+    #[error("invalid character {ch:?} in {label:?}: only a-z, 0-9 and '-' are allowed")]
+    BadChar { ch: char, label: String },
+    #[error("label {0:?} must not start with '-'")]
+    BadFirst(String),
+    #[error("label {0:?} must not end with '-'")]
+    BadLast(String),
     #[error("a wildcard is only allowed as the whole first label (\"*.example.com\")")]
     BadWildcard,
+}
+
+impl HostnameError {
+    /// The code ngrok's agent bind answers with for this mistake.
+    pub fn ngrok_code(&self) -> &'static str {
+        match self {
+            HostnameError::BadChar { .. } | HostnameError::BadWildcard => "ERR_NGROK_326",
+            HostnameError::EmptyLabel | HostnameError::Empty => "ERR_NGROK_327",
+            HostnameError::BadFirst(_) => "ERR_NGROK_328",
+            HostnameError::BadLast(_) => "ERR_NGROK_329",
+            HostnameError::LabelTooLong(_) => "ERR_NGROK_396",
+            HostnameError::TooLong => "ERR_NGROK_397",
+        }
+    }
 }
 
 /// Lower-cases and validates a DNS hostname; a trailing dot is dropped.
@@ -40,18 +60,28 @@ pub fn normalize_hostname(raw: &str, allow_wildcard: bool) -> Result<String, Hos
 
 /// Validates one DNS label (a subdomain).
 pub fn validate_label(label: &str) -> Result<(), HostnameError> {
-    let ok = !label.is_empty()
-        && label.len() <= 63
-        && !label.starts_with('-')
-        && !label.ends_with('-')
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(HostnameError::BadLabel(label.to_string()))
+    if label.is_empty() {
+        return Err(HostnameError::EmptyLabel);
     }
+    if label.len() > 63 {
+        return Err(HostnameError::LabelTooLong(label.to_string()));
+    }
+    if let Some(ch) = label
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+    {
+        return Err(HostnameError::BadChar {
+            ch,
+            label: label.to_string(),
+        });
+    }
+    if label.starts_with('-') {
+        return Err(HostnameError::BadFirst(label.to_string()));
+    }
+    if label.ends_with('-') {
+        return Err(HostnameError::BadLast(label.to_string()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -73,9 +103,22 @@ mod tests {
     #[test]
     fn rejects_malformed() {
         assert_eq!(normalize_hostname("", false), Err(HostnameError::Empty));
-        assert!(normalize_hostname("a..b", false).is_err());
-        assert!(normalize_hostname("-a.b", false).is_err());
-        assert!(normalize_hostname("a_b.c", false).is_err());
+        assert_eq!(
+            normalize_hostname("a..b", false),
+            Err(HostnameError::EmptyLabel)
+        );
+        assert_eq!(
+            normalize_hostname("-a.b", false),
+            Err(HostnameError::BadFirst("-a".into()))
+        );
+        assert_eq!(
+            normalize_hostname("a-.b", false).map_err(|e| e.ngrok_code()),
+            Err("ERR_NGROK_329")
+        );
+        assert_eq!(
+            normalize_hostname("a_b.c", false).map_err(|e| e.ngrok_code()),
+            Err("ERR_NGROK_326")
+        );
         assert!(normalize_hostname("*.example.com", false).is_err());
         assert!(normalize_hostname("a.*.com", true).is_err());
         assert!(normalize_hostname(&"a".repeat(64), false).is_err());

@@ -166,10 +166,15 @@ fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, (String, &'sta
         None
     } else {
         let cfg = BasicAuthConfig { credentials: creds };
-        Some(
-            cfg.compile()
-                .map_err(|e| (format!("Invalid {e}."), codes::INVALID_OPTIONS))?,
-        )
+        Some(cfg.compile().map_err(|e| {
+            // ngrok's codes: 359 for the username, 360 for the password.
+            let code = if e.field.ends_with(".username") {
+                codes::BAD_BASIC_AUTH_USER
+            } else {
+                codes::BAD_BASIC_AUTH
+            };
+            (format!("Invalid {e}."), code)
+        })?)
     };
     Ok(TunnelOptions {
         basic_auth,
@@ -517,9 +522,8 @@ impl Conn {
         tunnel_id: &str,
     ) -> Result<String, (String, &'static str)> {
         let base = &self.app.cfg.base_domain;
-        let bad = |e: gangway_config::HostnameError| {
-            (format!("Invalid domain: {e}."), codes::BAD_HOSTNAME)
-        };
+        let bad =
+            |e: gangway_config::HostnameError| (format!("Invalid domain: {e}."), e.ngrok_code());
         match (domain, subdomain.filter(|s| !s.is_empty())) {
             (Some(domain), _) => normalize_hostname(domain, true).map_err(bad),
             (None, Some(sub)) => {
@@ -537,7 +541,7 @@ impl Conn {
         } else if valid_tunnel_id(&req.id) {
             Ok(req.id.clone())
         } else {
-            Err(("Invalid tunnel id.".to_string(), codes::BAD_HOSTNAME))
+            Err(("Invalid tunnel id.".to_string(), codes::BAD_BIND))
         }
     }
 

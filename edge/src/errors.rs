@@ -57,14 +57,18 @@ pub mod rpc {
     pub const AUTHTOKEN_INVALID: &str = "ERR_NGROK_107";
     /// The hostname is already bound by another session and pooling is off.
     pub const ENDPOINT_IN_USE: &str = "ERR_NGROK_334";
-    /// Malformed domain, hostname or subdomain.
-    pub const BAD_HOSTNAME: &str = "ERR_NGROK_322";
-    /// A tunnel kind this edge does not serve yet.
-    pub const UNSUPPORTED_PROTO: &str = "ERR_NGROK_9017";
+    /// A Bind whose payload makes no sense (bad tunnel id, ...).
+    pub const BAD_BIND: &str = "ERR_NGROK_301";
+    /// A tunnel protocol this edge does not serve.
+    pub const UNSUPPORTED_PROTO: &str = "ERR_NGROK_332";
+    /// Basic auth password outside 8-128 bytes.
+    pub const BAD_BASIC_AUTH: &str = "ERR_NGROK_360";
+    /// Basic auth username empty (or holding ':').
+    pub const BAD_BASIC_AUTH_USER: &str = "ERR_NGROK_359";
     /// An RPC arrived before Auth.
     pub const NOT_AUTHENTICATED: &str = "ERR_NGROK_4016";
     /// Unknown tunnel id in Unbind.
-    pub const UNKNOWN_TUNNEL: &str = "ERR_NGROK_8001";
+    pub const UNKNOWN_TUNNEL: &str = "ERR_NGROK_333";
     /// A TCP port outside the range this server allocates from.
     pub const TCP_PORT_OUT_OF_RANGE: &str = "ERR_NGROK_4502";
     /// A TCP address whose host is not this server's TCP host.
