@@ -80,26 +80,19 @@ async fn wildcard_domains_most_specific_binding_wins() {
     )
     .await;
 
-    assert_eq!(
-        get_via_http(&server, "x.wild.test").await,
-        (200, "general".into())
-    );
-    assert_eq!(
-        get_via_http(&server, "a.b.c.wild.test").await,
-        (200, "general".into())
-    );
-    assert_eq!(
-        get_via_http(&server, "x.deep.wild.test").await,
-        (200, "specific".into())
-    );
-    assert_eq!(
-        get_via_http(&server, "a.b.deep.wild.test").await,
-        (200, "specific".into())
-    );
-    assert_eq!(
-        get_via_http(&server, "exact.deep.wild.test").await,
-        (200, "exact".into())
-    );
+    for (host, served_by) in [
+        ("x.wild.test", "general"),
+        ("a.b.c.wild.test", "general"),
+        ("x.deep.wild.test", "specific"),
+        ("a.b.deep.wild.test", "specific"),
+        ("exact.deep.wild.test", "exact"),
+    ] {
+        assert_eq!(
+            get_via_http(&server, host).await,
+            (200, served_by.into()),
+            "{host}"
+        );
+    }
     let (status, _) = get_via_http(&server, "wild.test").await;
     assert_eq!(status, 404, "a wildcard does not cover its apex");
 

@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use bytes::Bytes;
-use gangway_benches::{machine, median, start_agent, start_server, today, write_results};
+use gangway_benches::{
+    flag_value, machine, median, start_agent, start_server, today, write_results,
+};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -40,19 +42,12 @@ fn parse_opts() -> Result<Opts, String> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
-            "--duration" => {
-                o.duration_secs = val()?.parse().map_err(|e| format!("--duration: {e}"))?
-            }
-            "--connections" => {
-                o.connections = val()?.parse().map_err(|e| format!("--connections: {e}"))?
-            }
-            "--edge-threads" => {
-                o.edge_threads = val()?.parse().map_err(|e| format!("--edge-threads: {e}"))?
-            }
-            "--rounds" => o.rounds = val()?.parse().map_err(|e| format!("--rounds: {e}"))?,
-            "--out" => o.out = Some(PathBuf::from(val()?)),
+            "--duration" => o.duration_secs = flag_value(&a, &mut args)?,
+            "--connections" => o.connections = flag_value(&a, &mut args)?,
+            "--edge-threads" => o.edge_threads = flag_value(&a, &mut args)?,
+            "--rounds" => o.rounds = flag_value(&a, &mut args)?,
+            "--out" => o.out = Some(flag_value::<PathBuf>(&a, &mut args)?),
             other => return Err(format!("unknown option {other}")),
         }
     }

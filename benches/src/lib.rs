@@ -114,6 +114,16 @@ pub fn start_agent(dir: &Path, args: &[&str]) -> Result<(Proc, String), String> 
     Ok((proc, url))
 }
 
+/// The value after command-line flag `flag`, parsed.
+pub fn flag_value<T>(flag: &str, args: &mut impl Iterator<Item = String>) -> Result<T, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let raw = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+    raw.parse().map_err(|e| format!("{flag} {raw:?}: {e}"))
+}
+
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(v.len() / 2).copied().unwrap_or(0.0)

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gangway_benches::{
-    machine, median, start_agent, start_server, today, wait_for, write_results, Proc,
+    flag_value, machine, median, start_agent, start_server, today, wait_for, write_results, Proc,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -40,15 +40,15 @@ fn parse_opts() -> Result<Opts, String> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
-            "--duration" => {
-                o.duration_secs = val()?.parse().map_err(|e| format!("--duration: {e}"))?
+            "--duration" => o.duration_secs = flag_value(&a, &mut args)?,
+            "--rounds" => o.rounds = flag_value(&a, &mut args)?,
+            "--workers" => o.workers = flag_value(&a, &mut args)?,
+            "--only" => {
+                let list: String = flag_value(&a, &mut args)?;
+                o.only = Some(list.split(',').map(str::to_string).collect());
             }
-            "--rounds" => o.rounds = val()?.parse().map_err(|e| format!("--rounds: {e}"))?,
-            "--workers" => o.workers = val()?.parse().map_err(|e| format!("--workers: {e}"))?,
-            "--only" => o.only = Some(val()?.split(',').map(str::to_string).collect()),
-            "--out" => o.out = Some(PathBuf::from(val()?)),
+            "--out" => o.out = Some(flag_value::<PathBuf>(&a, &mut args)?),
             other => return Err(format!("unknown option {other}")),
         }
     }
