@@ -2,6 +2,7 @@
 //! later, API in one process) and the agent commands (`http`, ...).
 
 mod agent_cmd;
+mod control_plane;
 mod data_dir;
 mod server_cmd;
 

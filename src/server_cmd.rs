@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use gangway_config::edge::{
-    DEFAULT_AGENT_PORT, DEFAULT_BASE_DOMAIN, DEFAULT_HTTPS_PORT, DEFAULT_HTTP_PORT,
+    DEFAULT_AGENT_PORT, DEFAULT_API_PORT, DEFAULT_BASE_DOMAIN, DEFAULT_HTTPS_PORT,
+    DEFAULT_HTTP_PORT,
 };
 use gangway_config::hostname::normalize_hostname;
 use gangway_config::server_info::SERVER_INFO_FILE;
@@ -36,6 +37,10 @@ pub struct ServerArgs {
     /// Public HTTPS listener. Port 0 picks a free port.
     #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTPS_PORT)))]
     https_addr: SocketAddr,
+    /// REST API listener (plain HTTP: keep it on loopback or behind a
+    /// TLS proxy). Port 0 picks a free port.
+    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)))]
+    api_addr: SocketAddr,
     /// Worker threads per listener.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -84,6 +89,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Edge(#[from] gangway_edge::EdgeError),
+    #[error(transparent)]
+    Control(#[from] crate::control_plane::ControlError),
 }
 
 /// Port 0 means "any free port": find one now so the address can be
@@ -125,7 +132,9 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
         https_addr: resolve_port(args.https_addr)?,
         cert_path: dir.cert.clone(),
         key_path: dir.key.clone(),
-        authtokens: vec![dir.authtoken.clone()],
+        // Agents authenticate against the stored credentials; the
+        // first-light authtoken is one of them (see control_plane).
+        authtokens: Vec::new(),
         threads: args.threads,
         tcp_ip: args.tcp_addr,
         tcp_host: args.tcp_host.clone().unwrap_or_else(|| {
@@ -138,6 +147,7 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
         tcp_ports: args.tcp_ports.clone(),
         region: args.region.clone(),
     };
+    let api_addr = resolve_port(args.api_addr)?;
     let info = ServerInfo {
         agent_addr: dial_addr(cfg.agent_addr, true),
         http_addr: dial_addr(cfg.http_addr, false),
@@ -147,17 +157,36 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
         authtoken: dir.authtoken.clone(),
         tcp_host: cfg.tcp_host.clone(),
         tcp_ports: format!("{}-{}", cfg.tcp_ports.start(), cfg.tcp_ports.end()),
+        api_addr: dial_addr(api_addr, false),
+        api_url: format!("http://{}", dial_addr(api_addr, false)),
+        api_key: String::new(),
     };
     let listeners = [
         (cfg.agent_addr, true),
         (cfg.http_addr, false),
         (cfg.https_addr, true),
+        (api_addr, false),
     ];
     let info_path = root.join(SERVER_INFO_FILE);
     // A stale server.json from a previous run must not mislead agents.
     let _ = std::fs::remove_file(&info_path);
+    let control = crate::control_plane::ControlOptions {
+        data_dir: &root,
+        api_addr,
+        authtoken: &dir.authtoken,
+        base_domain: cfg.base_domain.clone(),
+        https_port: cfg.https_addr.port(),
+        tcp_host: cfg.tcp_host.clone(),
+        tcp_ports: cfg.tcp_ports.clone(),
+    };
     let edge = gangway_edge::build_server(cfg)?;
+    let control = crate::control_plane::start(control, edge.registry.clone())?;
+    let info = ServerInfo {
+        api_key: control.api_key.clone(),
+        ..info
+    };
     std::thread::spawn(move || publish_when_ready(&listeners, &info, &info_path));
+    let _control = control;
     edge.server.run_forever()
 }
 
@@ -216,6 +245,7 @@ fn publish_when_ready(listeners: &[(SocketAddr, bool)], info: &ServerInfo, path:
         http = %info.http_addr,
         https = %info.https_addr,
         base_domain = %info.base_domain,
+        api = %info.api_url,
         "gangway server ready; details in {}",
         path.display()
     );

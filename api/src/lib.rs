@@ -1,9 +1,18 @@
 //! gangway-api: the ngrok-compatible REST API, its store (embedded SQLite;
-//! etcd for a fleet), config push to edge nodes, and events.
+//! etcd for a fleet), and config push to edge nodes.
 //!
 //! - [`store`]: the etcd-shaped store trait and its embedded SQLite backend.
+//! - [`rest`]: the HTTP API (auth, errors, bodies, router).
+//! - [`resources`]: each kind of resource: validation, storage, rendering.
+//! - [`feed`]: watches the store and compiles what edges serve.
+//! - [`bootstrap`]: the first API key and credential of a new deployment.
 //!
-//! Layer: control plane; must not depend on pingora. The REST API and the
-//! config push land on top of the store.
+//! Layer: control plane; must not depend on pingora or the edge.
 
+pub mod bootstrap;
+pub mod feed;
+pub mod ids;
+pub mod live;
+pub mod resources;
+pub mod rest;
 pub mod store;

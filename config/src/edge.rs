@@ -13,6 +13,8 @@ pub const DEFAULT_AGENT_PORT: u16 = 4443;
 pub const DEFAULT_HTTP_PORT: u16 = 7080;
 /// Default public HTTPS listener.
 pub const DEFAULT_HTTPS_PORT: u16 = 7443;
+/// Default REST API listener (plain HTTP; loopback by default).
+pub const DEFAULT_API_PORT: u16 = 7090;
 
 /// Default range TCP endpoints are allocated from (below Linux's
 /// ephemeral range, so outgoing connections never take them).

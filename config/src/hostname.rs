@@ -84,6 +84,17 @@ pub fn validate_label(label: &str) -> Result<(), HostnameError> {
     Ok(())
 }
 
+/// `host:port` → `host`; `[v6]:port` → `v6`.
+pub fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,14 @@
 //! gangway-config: wire types and validated configuration shared by every
 //! process shape — the edge node's settings, the `server.json` a local
-//! server publishes for agents, and hostname rules. Later: API resources and
-//! the agent's ngrok.yml.
+//! server publishes for agents, hostname rules, the control plane's stored
+//! resources and their compiled form. Later: the agent's ngrok.yml.
 //!
 //! Pure data and validation: must not depend on pingora or tokio IO.
 
+pub mod control;
 pub mod edge;
 pub mod hostname;
+pub mod resources;
 pub mod server_info;
 
 pub use edge::EdgeConfig;

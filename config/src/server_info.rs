@@ -25,6 +25,15 @@ pub struct ServerInfo {
     /// Port range of TCP endpoints, `FIRST-LAST`.
     #[serde(default)]
     pub tcp_ports: String,
+    /// `host:port` of the REST API.
+    #[serde(default)]
+    pub api_addr: String,
+    /// Its base URL for API clients (`http://host:port`).
+    #[serde(default)]
+    pub api_url: String,
+    /// An API key (`Authorization: Bearer …`).
+    #[serde(default)]
+    pub api_key: String,
 }
 
 impl ServerInfo {

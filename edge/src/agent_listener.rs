@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use gangway_config::control::Acl;
 use gangway_config::hostname::{normalize_hostname, validate_label};
+use gangway_config::resources::token_hash;
 use gangway_config::EdgeConfig;
 use gangway_proto::codec::MAX_RPC_BYTES;
 use gangway_proto::heartbeat::{self, Liveness};
@@ -74,7 +76,21 @@ struct Conn {
     peer: String,
     authed: AtomicBool,
     liveness: Arc<Liveness>,
+    /// How the session authenticated; set once by Auth.
+    credential: std::sync::OnceLock<Credential>,
 }
+
+/// The authtoken a session presented.
+enum Credential {
+    /// One of the edge's configured tokens: no restrictions.
+    Static,
+    /// A stored credential, by token hash; its ACL is read at each bind
+    /// so an update (or revocation) applies to the next one.
+    Stored(String),
+}
+
+/// Bind rules in force for a session: `None` means unrestricted.
+type Rules = Option<Acl>;
 
 async fn serve(app: Arc<AgentApp>, io: L4Stream, peer: String) {
     let (session, mut acceptor) = gangway_proto::start(io, SessionConfig::new(Role::Server));
@@ -87,6 +103,7 @@ async fn serve(app: Arc<AgentApp>, io: L4Stream, peer: String) {
         key,
         peer,
         authed: AtomicBool::new(false),
+        credential: std::sync::OnceLock::new(),
         liveness,
     });
     debug!(peer = %conn.peer, session = key, "agent connected");
@@ -282,16 +299,15 @@ impl Conn {
                     msg::BIND => self.bind(stream).await,
                     msg::UNBIND => self.unbind(stream).await,
                     msg::SRV_INFO => {
-                        let _ = rpc::reply(&mut stream, &msg::SrvInfoResp { region: String::new() }).await;
-                    }
-                    _ => {
-                        self.fail_rpc(
-                            stream,
-                            "Labeled tunnels need an edge configured through the API, which this server does not serve yet.",
-                            codes::UNSUPPORTED_PROTO,
+                        let _ = rpc::reply(
+                            &mut stream,
+                            &msg::SrvInfoResp {
+                                region: String::new(),
+                            },
                         )
-                        .await
+                        .await;
                     }
+                    _ => self.bind_labeled(stream).await,
                 }
             }
             other => {
@@ -345,12 +361,20 @@ impl Conn {
             return;
         };
         let token = req.extra.auth_token.trim();
+        let hash = token_hash(token);
+        let credential = if self.app.cfg.authtokens.iter().any(|t| t == token) {
+            Some(Credential::Static)
+        } else if self.app.registry.control().credential(&hash).is_some() {
+            Some(Credential::Stored(hash))
+        } else {
+            None
+        };
         let failure = if token.is_empty() {
             Some((
                 "An authtoken is required to start a session with this server.",
                 codes::AUTHTOKEN_MISSING,
             ))
-        } else if !self.app.cfg.authtokens.iter().any(|t| t == token) {
+        } else if credential.is_none() {
             Some((
                 "The authtoken you specified is not valid for this server.",
                 codes::AUTHTOKEN_INVALID,
@@ -368,6 +392,9 @@ impl Conn {
             self.send(&mut stream, &resp).await;
             self.session.close(ErrorCode::NONE, "authentication failed");
             return;
+        }
+        if let Some(c) = credential {
+            let _ = self.credential.set(c);
         }
         let version = SUPPORTED_VERSIONS
             .iter()
@@ -421,6 +448,82 @@ impl Conn {
             error: String::new(),
         };
         self.send(&mut stream, &resp).await;
+    }
+
+    /// The session's bind rules now (its credential may have changed or
+    /// been deleted since Auth).
+    fn rules(&self) -> Result<Rules, (String, &'static str)> {
+        match self.credential.get() {
+            Some(Credential::Static) => Ok(None),
+            Some(Credential::Stored(hash)) => match self.app.registry.control().credential(hash) {
+                Some(grant) => Ok(Some(grant.acl.clone())),
+                None => Err((
+                    "The authtoken of this session has been deleted.".to_string(),
+                    codes::AUTHTOKEN_INVALID,
+                )),
+            },
+            None => Err((
+                "Authenticate before any other request.".to_string(),
+                codes::NOT_AUTHENTICATED,
+            )),
+        }
+    }
+
+    async fn bind_labeled(&self, mut stream: Stream) {
+        let Some(req) = self.request::<msg::StartTunnelWithLabel>(&mut stream).await else {
+            return;
+        };
+        match self.try_bind_labeled(&req) {
+            Ok(id) => {
+                info!(peer = %self.peer, tunnel = %id, labels = ?req.labels, forwards_to = %req.forwards_to, "labeled tunnel started");
+                self.app.registry.record_tunnel(TunnelInfo {
+                    session: self.key,
+                    id: id.clone(),
+                    url: String::new(),
+                    proto: "https".to_string(),
+                    forwards_to: req.forwards_to.clone(),
+                    metadata: req.metadata.clone(),
+                });
+                let resp = msg::StartTunnelWithLabelResp {
+                    id,
+                    error: String::new(),
+                };
+                self.send(&mut stream, &resp).await
+            }
+            Err((text, code)) => {
+                info!(peer = %self.peer, code, error = %text, "labeled tunnel refused");
+                self.fail_rpc(stream, &text, code).await
+            }
+        }
+    }
+
+    fn try_bind_labeled(
+        &self,
+        req: &msg::StartTunnelWithLabel,
+    ) -> Result<String, (String, &'static str)> {
+        if req.labels.is_empty() {
+            return Err((
+                "A labeled tunnel needs at least one label.".to_string(),
+                codes::BAD_BIND,
+            ));
+        }
+        if let Some(acl) = self.rules()? {
+            if !acl.allows_labels(&req.labels) {
+                return Err((
+                    format!(
+                        "Your authtoken's ACL does not allow binding the labels {:?}.",
+                        req.labels
+                    ),
+                    codes::ACL_DENIED,
+                ));
+            }
+        }
+        let id = format!("tn_{}", random_id(26));
+        self.app
+            .registry
+            .bind_labeled(self.key, &id, req.labels.clone(), "https")
+            .map_err(|e| (e.to_string(), bind_error_code(&e)))?;
+        Ok(id)
     }
 
     async fn bind(&self, mut stream: Stream) {
@@ -483,6 +586,14 @@ impl Conn {
         let tunnel_id = self.tunnel_id(req)?;
         let hostname =
             self.endpoint_hostname(requested.as_deref(), subdomain.as_deref(), &tunnel_id)?;
+        if let Some(acl) = self.rules()? {
+            if !acl.allows_name(&hostname) {
+                return Err((
+                    format!("Your authtoken's ACL does not allow binding {hostname}."),
+                    codes::ACL_DENIED,
+                ));
+            }
+        }
         self.app
             .registry
             .bind(
@@ -584,6 +695,23 @@ impl Conn {
                 Some(port)
             }
         };
+        let rules = self.rules()?;
+        if let (Some(acl), Some(port)) = (&rules, requested) {
+            let addr = format!("{}:{port}", cfg.tcp_host);
+            if !acl.allows_name(&addr) {
+                return Err((
+                    format!("Your authtoken's ACL does not allow binding {addr}."),
+                    codes::ACL_DENIED_ADDR,
+                ));
+            }
+        }
+        if rules.as_ref().is_some_and(|a| !a.is_unrestricted()) && requested.is_none() {
+            // A restricted credential may bind only addresses its rules name.
+            return Err((
+                "Your authtoken's ACL allows only the TCP addresses it names; pass one as the remote address.".to_string(),
+                codes::ACL_DENIED_ADDR,
+            ));
+        }
         let ports = TcpPorts {
             ip: cfg.tcp_ip,
             range: cfg.tcp_ports.clone(),

@@ -13,6 +13,12 @@ pub enum EdgeFailure {
     TunnelFailed,
     /// The request has no usable Host.
     MissingHost,
+    /// An API edge owns the host but none of its routes matches the path.
+    NoRoute,
+    /// The route's IP restriction blocks the client.
+    IpBlocked,
+    /// The route has a module this edge cannot apply yet; it fails closed.
+    ModuleUnavailable,
 }
 
 impl EdgeFailure {
@@ -21,6 +27,9 @@ impl EdgeFailure {
             EdgeFailure::UnknownHost => 404,
             EdgeFailure::AgentOffline | EdgeFailure::TunnelFailed => 502,
             EdgeFailure::MissingHost => 400,
+            EdgeFailure::NoRoute => 404,
+            EdgeFailure::IpBlocked => 403,
+            EdgeFailure::ModuleUnavailable => 503,
         }
     }
 
@@ -29,6 +38,10 @@ impl EdgeFailure {
             EdgeFailure::UnknownHost | EdgeFailure::AgentOffline => "ERR_NGROK_3200",
             EdgeFailure::TunnelFailed => "ERR_NGROK_3004",
             EdgeFailure::MissingHost => "ERR_NGROK_3100",
+            EdgeFailure::NoRoute => "ERR_NGROK_3200",
+            EdgeFailure::IpBlocked => "ERR_NGROK_3205",
+            // Ours: ngrok has no such state.
+            EdgeFailure::ModuleUnavailable => "ERR_NGROK_9047",
         }
     }
 
@@ -42,6 +55,13 @@ impl EdgeFailure {
                 format!("The agent for {host} did not return a complete response.")
             }
             EdgeFailure::MissingHost => "The request has no Host header.".to_string(),
+            EdgeFailure::NoRoute => format!("No route of the edge for {host} matches this path."),
+            EdgeFailure::IpBlocked => {
+                format!("Your IP address is not allowed to reach {host}.")
+            }
+            EdgeFailure::ModuleUnavailable => format!(
+                "The route for {host} has a module this edge does not support yet; it refuses requests rather than skip it."
+            ),
         }
     }
 }
@@ -78,6 +98,10 @@ pub mod rpc {
     pub const INVALID_OPTIONS: &str = "ERR_NGROK_9034";
     /// No free port left in the TCP range (ours: ngrok documents none).
     pub const TCP_PORTS_EXHAUSTED: &str = "ERR_NGROK_4505";
+    /// The credential's ACL does not allow binding this name or labels.
+    pub const ACL_DENIED: &str = "ERR_NGROK_316";
+    /// The credential's ACL does not allow binding this TCP address.
+    pub const ACL_DENIED_ADDR: &str = "ERR_NGROK_308";
 }
 
 /// The RPC error code for a refused bind.
@@ -88,5 +112,6 @@ pub fn bind_error_code(e: &crate::registry::BindError) -> &'static str {
         SessionGone => rpc::UNKNOWN_TUNNEL,
         PortOutOfRange { .. } => rpc::TCP_PORT_OUT_OF_RANGE,
         PortsExhausted { .. } => rpc::TCP_PORTS_EXHAUSTED,
+        EdgeOwned { .. } => rpc::ENDPOINT_IN_USE,
     }
 }

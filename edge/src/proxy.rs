@@ -12,6 +12,8 @@ use pingora_error::{ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
+use tracing::warn;
+
 use crate::errors::{EdgeFailure, ERROR_CODE_HEADER};
 use crate::registry::Registry;
 use crate::route_table::{strip_port, Scheme as PublicScheme, Target};
@@ -108,6 +110,33 @@ impl ProxyHttp for EdgeProxy {
         } else {
             PublicScheme::Http
         };
+        if self.tls {
+            if let Some(edge) = table.lookup_edge(&host) {
+                let failure = match edge.route(session.req_header().uri.path()) {
+                    None => EdgeFailure::NoRoute,
+                    Some((route, _)) if !route.unsupported.is_empty() => {
+                        warn!(%host, route = %route.id, modules = ?route.unsupported, "route has modules this edge cannot apply; refusing");
+                        EdgeFailure::ModuleUnavailable
+                    }
+                    Some((route, ep)) => {
+                        let blocked = route.ip_restriction.as_ref().is_some_and(|ips| {
+                            client_addr(session).is_none_or(|a| !ips.allows(a.ip()))
+                        });
+                        match ep.pick() {
+                            _ if blocked => EdgeFailure::IpBlocked,
+                            Some(t) => {
+                                ctx.target = Some(t.clone());
+                                ctx.host = host;
+                                return Ok(false);
+                            }
+                            None => EdgeFailure::AgentOffline,
+                        }
+                    }
+                };
+                respond(session, failure, &host).await?;
+                return Ok(true);
+            }
+        }
         let failure = match table.lookup(&host, scheme) {
             None => EdgeFailure::UnknownHost,
             Some(ep) => match ep.pick() {

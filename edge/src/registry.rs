@@ -14,7 +14,14 @@ use arc_swap::ArcSwap;
 use gangway_proto::Session;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::route_table::{Endpoint, RouteTable, Scheme, Target, TunnelOptions};
+use gangway_config::control::ControlConfig;
+
+use crate::route_table::{EdgeRoutes, Endpoint, RouteTable, Scheme, Target, TunnelOptions};
+
+/// Whether a tunnel's labels include every wanted label.
+fn carries(have: &BTreeMap<String, String>, want: &BTreeMap<String, String>) -> bool {
+    !want.is_empty() && want.iter().all(|(k, v)| have.get(k) == Some(v))
+}
 
 /// How long an endpoint whose agent vanished (without Unbind) keeps
 /// answering 502 "offline" instead of 404, so a restarting agent's users
@@ -39,6 +46,8 @@ pub enum BindError {
     PortInUse(u16),
     #[error("No free TCP port is left in the range {first}-{last}.")]
     PortsExhausted { first: u16, last: u16 },
+    #[error("The endpoint '{host}' is served by HTTPS edge {edge}; attach to it with a labeled tunnel instead.")]
+    EdgeOwned { host: String, edge: String },
 }
 
 /// Where TCP endpoints listen.
@@ -90,9 +99,16 @@ pub struct TunnelInfo {
     pub metadata: String,
 }
 
+/// A tunnel started with labels, waiting for edges whose backend selects them.
+struct LabeledTunnel {
+    labels: BTreeMap<String, String>,
+    proto: Arc<str>,
+}
+
 #[derive(Default)]
 struct State {
     sessions: HashMap<SessionKey, Session>,
+    labeled: BTreeMap<(SessionKey, Arc<str>), LabeledTunnel>,
     session_info: HashMap<SessionKey, SessionInfo>,
     tunnel_info: BTreeMap<(SessionKey, String), TunnelInfo>,
     endpoints: BTreeMap<(Scheme, String), EndpointState>,
@@ -103,6 +119,8 @@ struct State {
 pub struct Registry {
     state: Mutex<State>,
     table: Arc<ArcSwap<RouteTable>>,
+    /// What the control plane configured; swapped whole on every change.
+    control: ArcSwap<ControlConfig>,
     next_key: AtomicU64,
 }
 
@@ -117,6 +135,7 @@ impl Registry {
         Registry {
             state: Mutex::new(State::default()),
             table: Arc::new(ArcSwap::from_pointee(RouteTable::default())),
+            control: ArcSwap::from_pointee(ControlConfig::default()),
             next_key: AtomicU64::new(1),
         }
     }
@@ -128,6 +147,54 @@ impl Registry {
     /// The snapshot the data path routes by.
     pub fn table(&self) -> arc_swap::Guard<Arc<RouteTable>> {
         self.table.load()
+    }
+
+    /// The control plane's current config.
+    pub fn control(&self) -> Arc<ControlConfig> {
+        self.control.load_full()
+    }
+
+    /// Applies a new control-plane config: edges and their routes change
+    /// at once, live sessions stay.
+    pub fn set_control(&self, control: Arc<ControlConfig>) {
+        let mut st = self.lock();
+        self.control.store(control);
+        self.rebuild(&mut st);
+    }
+
+    /// Starts a labeled tunnel: it serves every edge route whose backend's
+    /// labels it carries.
+    pub fn bind_labeled(
+        &self,
+        key: SessionKey,
+        tunnel_id: &str,
+        labels: BTreeMap<String, String>,
+        proto: &str,
+    ) -> Result<(), BindError> {
+        let mut st = self.lock();
+        if !st.sessions.contains_key(&key) {
+            return Err(BindError::SessionGone);
+        }
+        st.labeled.retain(|(_, id), _| &**id != tunnel_id);
+        st.labeled.insert(
+            (key, Arc::from(tunnel_id)),
+            LabeledTunnel {
+                labels,
+                proto: Arc::from(proto),
+            },
+        );
+        self.rebuild(&mut st);
+        Ok(())
+    }
+
+    /// Ids of live labeled tunnels carrying every one of `labels`.
+    pub fn tunnels_with_labels(&self, labels: &BTreeMap<String, String>) -> Vec<String> {
+        let st = self.lock();
+        st.labeled
+            .iter()
+            .filter(|(_, t)| carries(&t.labels, labels))
+            .map(|((_, id), _)| id.to_string())
+            .collect()
     }
 
     pub fn add_session(&self, session: Session) -> SessionKey {
@@ -154,6 +221,14 @@ impl Registry {
         }
         let live: Vec<SessionKey> = st.sessions.keys().copied().collect();
         let scheme = Scheme::from_proto(proto);
+        if scheme != Scheme::Http {
+            if let Some(edge) = self.control.load().https_edge(hostname) {
+                return Err(BindError::EdgeOwned {
+                    host: hostname.to_string(),
+                    edge: edge.id.clone(),
+                });
+            }
+        }
         // HTTPS and TLS endpoints answer on one port: a name is one or the other.
         if let Some(sibling) = scheme.port_sibling() {
             let taken = st
@@ -192,7 +267,7 @@ impl Registry {
     pub fn unbind(&self, key: SessionKey, tunnel_id: &str) -> bool {
         let mut st = self.lock();
         st.tunnel_info.remove(&(key, tunnel_id.to_string()));
-        let mut found = false;
+        let mut found = st.labeled.remove(&(key, Arc::from(tunnel_id))).is_some();
         st.endpoints.retain(|_, ep| {
             let before = ep.tunnels.len();
             ep.tunnels
@@ -222,6 +297,7 @@ impl Registry {
         }
         st.session_info.remove(&key);
         st.tunnel_info.retain(|(k, _), _| *k != key);
+        st.labeled.retain(|(k, _), _| *k != key);
         let now = Instant::now();
         let st = &mut *st;
         let eps = st
@@ -333,7 +409,7 @@ impl Registry {
         let offset = rand::random::<u32>() % span;
         for i in 0..span {
             let port = first + ((offset + i) % span) as u16;
-            if st.tcp.contains_key(&port) {
+            if st.tcp.contains_key(&port) || self.control.load().is_reserved_port(port) {
                 continue;
             }
             if let Some(listener) = bind_port(ports.ip, port) {
@@ -415,8 +491,50 @@ impl Registry {
             .tcp
             .iter()
             .map(|(port, t)| (*port, compile(format!(":{port}"), &t.ep)));
-        self.table
-            .store(Arc::new(RouteTable::with_tcp(hosts, ports)));
+        let edges = self.compile_edges(st);
+        self.table.store(Arc::new(
+            RouteTable::with_tcp(hosts, ports).with_edges(edges),
+        ));
+    }
+
+    /// Each API edge with the labeled tunnels its routes' backends select.
+    fn compile_edges(&self, st: &State) -> HashMap<String, Arc<EdgeRoutes>> {
+        let control = self.control.load();
+        let mut by_id: HashMap<&str, Arc<EdgeRoutes>> = HashMap::new();
+        let mut out = HashMap::new();
+        for (host, edge) in control.https_edges() {
+            let routes = by_id.entry(edge.id.as_str()).or_insert_with(|| {
+                let endpoints = edge
+                    .routes
+                    .iter()
+                    .map(|r| {
+                        let targets = match &r.backend_labels {
+                            None => Vec::new(),
+                            Some(want) => st
+                                .labeled
+                                .iter()
+                                .filter(|(_, t)| carries(&t.labels, want))
+                                .filter_map(|((k, id), t)| {
+                                    st.sessions.get(k).map(|s| Target {
+                                        session: s.clone(),
+                                        tunnel_id: id.clone(),
+                                        proto: t.proto.clone(),
+                                        options: Arc::new(TunnelOptions::default()),
+                                    })
+                                })
+                                .collect(),
+                        };
+                        Arc::new(Endpoint::new(host.clone(), targets))
+                    })
+                    .collect();
+                Arc::new(EdgeRoutes {
+                    config: edge.clone(),
+                    endpoints,
+                })
+            });
+            out.insert(host.clone(), routes.clone());
+        }
+        out
     }
 }
 

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use gangway_config::control::{CompiledHttpsEdge, CompiledRoute};
+pub use gangway_config::hostname::strip_port;
 use gangway_modules::basic_auth::BasicAuth;
 use gangway_proto::Session;
 use pingora_core::tls::ssl::SslAcceptor;
@@ -112,9 +114,27 @@ pub enum TlsRoute<'a> {
     Https,
 }
 
-/// (scheme, hostname) → named endpoint, and port → TCP endpoint.
+/// An HTTPS edge from the API with, for each of its routes, the labeled
+/// tunnels its backend selects.
+pub struct EdgeRoutes {
+    pub config: Arc<CompiledHttpsEdge>,
+    /// Parallel to `config.routes`.
+    pub endpoints: Vec<Arc<Endpoint>>,
+}
+
+impl EdgeRoutes {
+    /// The route for a request path and the tunnels serving it.
+    pub fn route(&self, path: &str) -> Option<(&CompiledRoute, &Arc<Endpoint>)> {
+        let i = self.config.route_index(path)?;
+        Some((self.config.routes.get(i)?, self.endpoints.get(i)?))
+    }
+}
+
+/// (scheme, hostname) → named endpoint, port → TCP endpoint, and
+/// hostname → API-configured HTTPS edge.
 #[derive(Default)]
 pub struct RouteTable {
+    edges: HashMap<String, Arc<EdgeRoutes>>,
     https: HashMap<String, Arc<Endpoint>>,
     http: HashMap<String, Arc<Endpoint>>,
     tls: HashMap<String, Arc<Endpoint>>,
@@ -158,6 +178,24 @@ impl RouteTable {
             Scheme::Http => &mut self.http,
             Scheme::Tls => &mut self.tls,
         }
+    }
+
+    /// Sets the HTTPS edges (hostname → edge).
+    pub fn with_edges(mut self, edges: HashMap<String, Arc<EdgeRoutes>>) -> Self {
+        self.edges = edges;
+        self
+    }
+
+    /// The HTTPS edge owning `host` (exact names; any case or port).
+    pub fn lookup_edge(&self, host: &str) -> Option<&Arc<EdgeRoutes>> {
+        if self.edges.is_empty() {
+            return None;
+        }
+        let host = strip_port(host);
+        self.edges.get(host).or_else(|| {
+            self.edges
+                .get(&host.trim_end_matches('.').to_ascii_lowercase())
+        })
     }
 
     /// The TCP endpoint on `port`.
@@ -227,17 +265,6 @@ fn lookup_ranked<'a>(
         rest = parent;
     }
     None
-}
-
-/// `host:port` → `host`; `[v6]:port` → `v6`.
-pub fn strip_port(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    }
 }
 
 #[cfg(test)]

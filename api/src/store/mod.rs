@@ -113,6 +113,16 @@ pub trait Store: Send + Sync + 'static {
     /// at most `limit`.
     async fn range(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Range>;
 
+    /// Keys starting with `prefix`, in reverse order, before `end_before`
+    /// if given, at most `limit` (`more`: keys before the last one remain).
+    /// Lists page newest first this way, since ids sort by creation time.
+    async fn range_rev(
+        &self,
+        prefix: &str,
+        end_before: Option<&str>,
+        limit: usize,
+    ) -> Result<Range>;
+
     /// Applies `ops` atomically if every compare holds.
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResult>;
 
@@ -154,5 +164,10 @@ impl Watch {
     /// The next event; `None` once the store is gone.
     pub async fn next(&mut self) -> Option<Result<Event>> {
         self.rx.recv().await
+    }
+
+    /// The next event if one is ready now.
+    pub fn try_next(&mut self) -> Option<Result<Event>> {
+        self.rx.try_recv().ok()
     }
 }

@@ -344,6 +344,45 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn range_rev(
+        &self,
+        prefix: &str,
+        end_before: Option<&str>,
+        limit: usize,
+    ) -> Result<Range> {
+        let prefix = prefix.to_string();
+        let before = end_before.map(str::to_string);
+        self.blocking(move |inner| {
+            let conn = inner.lock();
+            let revision = meta(&conn, "revision")?;
+            let upper = match (before, prefix_end(&prefix)) {
+                (Some(b), Some(end)) => Some(b.min(end)),
+                (b, end) => b.or(end),
+            };
+            let mut stmt = conn
+                .prepare(
+                    "SELECT key, value, create_rev, mod_rev, lease FROM kv
+                     WHERE key >= ?1 AND (?2 IS NULL OR key < ?2)
+                     ORDER BY key DESC LIMIT ?3",
+                )
+                .map_err(backend)?;
+            let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+            let mut kvs = stmt
+                .query_map(params![prefix, upper, fetch], kv_from_row)
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend)?;
+            let more = kvs.len() > limit;
+            kvs.truncate(limit);
+            Ok(Range {
+                kvs,
+                more,
+                revision,
+            })
+        })
+        .await
+    }
+
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResult> {
         self.blocking(move |inner| {
             let mut conn = inner.lock();
@@ -524,6 +563,12 @@ mod tests {
         let keys: Vec<_> = page.kvs.iter().map(|kv| kv.key.as_str()).collect();
         assert_eq!((keys, page.more), (vec!["/r/c"], false));
         assert_eq!(page.revision, 1, "one transaction, one revision");
+        let page = s.range_rev("/r/", None, 2).await.unwrap();
+        let keys: Vec<_> = page.kvs.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!((keys, page.more), (vec!["/r/c", "/r/b"], true));
+        let page = s.range_rev("/r/", Some("/r/b"), 2).await.unwrap();
+        let keys: Vec<_> = page.kvs.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!((keys, page.more), (vec!["/r/a"], false));
     }
 
     #[tokio::test]

@@ -1,0 +1,465 @@
+//! What an edge serves from the control plane, compiled from the stored
+//! [`resources`](crate::resources): credentials by token hash with their
+//! ACLs, reserved names, and HTTPS edges by hostname with their routes.
+//! Built whole on every change and swapped in; never mutated.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use crate::hostname::strip_port;
+use crate::resources::{
+    is_enabled, ApiKey, Credential, HttpsEdge, HttpsEdgeRoute, IpAction, IpPolicy, IpPolicyRule,
+    MatchType, ReservedAddr, ReservedDomain, RouteModules, TunnelGroupBackend,
+};
+
+/// Every stored resource an edge needs, by id.
+#[derive(Debug, Default, Clone)]
+pub struct Resources {
+    pub api_keys: BTreeMap<String, ApiKey>,
+    pub credentials: BTreeMap<String, Credential>,
+    pub reserved_domains: BTreeMap<String, ReservedDomain>,
+    pub reserved_addrs: BTreeMap<String, ReservedAddr>,
+    pub ip_policies: BTreeMap<String, IpPolicy>,
+    pub ip_policy_rules: BTreeMap<String, IpPolicyRule>,
+    pub tunnel_groups: BTreeMap<String, TunnelGroupBackend>,
+    pub https_edges: BTreeMap<String, HttpsEdge>,
+    pub https_routes: BTreeMap<String, HttpsEdgeRoute>,
+}
+
+/// One credential's bind rules. No rules (or `*`) allows everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acl {
+    rules: Vec<AclRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AclRule {
+    All,
+    /// `bind:a.example.com`, `bind:host:port`.
+    Name(String),
+    /// `bind:*.example.com`: the suffix `.example.com`.
+    Suffix(String),
+    /// `bind:k=v`, either side may be `*` (None).
+    Label(Option<String>, Option<String>),
+}
+
+/// Why an ACL rule is malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AclError {
+    #[error("ACL rule {0:?} must be '*' or start with 'bind:'")]
+    NotBind(String),
+    #[error("ACL rule {0:?} binds nothing")]
+    Empty(String),
+}
+
+impl Acl {
+    pub fn parse(rules: &[String]) -> Result<Acl, AclError> {
+        let rules = rules
+            .iter()
+            .map(|r| {
+                if r == "*" {
+                    return Ok(AclRule::All);
+                }
+                let body = r
+                    .strip_prefix("bind:")
+                    .ok_or_else(|| AclError::NotBind(r.clone()))?
+                    .trim();
+                if body.is_empty() {
+                    return Err(AclError::Empty(r.clone()));
+                }
+                if body == "*" {
+                    return Ok(AclRule::All);
+                }
+                if let Some((k, v)) = body.split_once('=') {
+                    let side = |s: &str| (s != "*").then(|| s.to_string());
+                    return Ok(AclRule::Label(side(k), side(v)));
+                }
+                let body = body.to_ascii_lowercase();
+                Ok(match body.strip_prefix('*') {
+                    Some(suffix) if suffix.starts_with('.') => AclRule::Suffix(suffix.to_string()),
+                    _ => AclRule::Name(body),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Acl { rules })
+    }
+
+    /// No rules, or `*`: everything may be bound.
+    pub fn is_unrestricted(&self) -> bool {
+        self.rules.is_empty() || self.rules.contains(&AclRule::All)
+    }
+
+    /// May bind `name`: a host name (possibly a wildcard) or a `host:port`.
+    pub fn allows_name(&self, name: &str) -> bool {
+        if self.is_unrestricted() {
+            return true;
+        }
+        let name = name.to_ascii_lowercase();
+        self.rules.iter().any(|r| match r {
+            AclRule::Name(n) => *n == name,
+            // `*.example.com` covers `x.example.com`, `a.b.example.com`
+            // and the wildcard `*.example.com` itself.
+            AclRule::Suffix(s) => name.ends_with(s.as_str()) && name.len() > s.len(),
+            _ => false,
+        })
+    }
+
+    /// May bind a labeled tunnel: every label must match a rule.
+    pub fn allows_labels(&self, labels: &BTreeMap<String, String>) -> bool {
+        if self.is_unrestricted() {
+            return true;
+        }
+        labels.iter().all(|(k, v)| {
+            self.rules.iter().any(|r| match r {
+                AclRule::Label(rk, rv) => {
+                    rk.as_ref().is_none_or(|rk| rk == k) && rv.as_ref().is_none_or(|rv| rv == v)
+                }
+                _ => false,
+            })
+        })
+    }
+}
+
+/// An authtoken the edge accepts.
+#[derive(Debug, Clone)]
+pub struct CredentialGrant {
+    pub id: String,
+    pub acl: Acl,
+}
+
+/// Allowed iff the address matches an allow rule and no deny rule.
+#[derive(Debug, Clone, Default)]
+pub struct IpSet {
+    allow: Vec<IpNet>,
+    deny: Vec<IpNet>,
+}
+
+impl IpSet {
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        // An IPv4 client reached over a dual-stack socket appears mapped.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.allow.iter().any(|n| n.contains(&ip)) && !self.deny.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// A route of an HTTPS edge, ready to serve.
+#[derive(Debug, Clone)]
+pub struct CompiledRoute {
+    pub id: String,
+    pub match_type: MatchType,
+    pub matches: String,
+    /// Labels a tunnel must carry to serve this route; `None`: no backend.
+    pub backend_labels: Option<BTreeMap<String, String>>,
+    pub ip_restriction: Option<IpSet>,
+    /// Enabled modules this edge cannot enforce yet: the route refuses
+    /// requests (fails closed) rather than serve them unprotected.
+    pub unsupported: Vec<&'static str>,
+}
+
+/// An HTTPS edge: its names and routes.
+#[derive(Debug, Clone)]
+pub struct CompiledHttpsEdge {
+    pub id: String,
+    pub hostnames: Vec<String>,
+    exact: HashMap<String, usize>,
+    /// Prefix routes, longest first.
+    prefixes: Vec<usize>,
+    pub routes: Vec<CompiledRoute>,
+}
+
+impl CompiledHttpsEdge {
+    /// The route for `path` (query excluded): an exact match, else the
+    /// longest matching prefix.
+    pub fn route(&self, path: &str) -> Option<&CompiledRoute> {
+        self.route_index(path).and_then(|i| self.routes.get(i))
+    }
+
+    /// Index into [`routes`](Self::routes) of the route for `path`.
+    pub fn route_index(&self, path: &str) -> Option<usize> {
+        if let Some(&i) = self.exact.get(path) {
+            return Some(i);
+        }
+        self.prefixes
+            .iter()
+            .copied()
+            .find(|&i| path.starts_with(self.routes[i].matches.as_str()))
+    }
+}
+
+/// Everything an edge serves from the control plane.
+#[derive(Debug, Default)]
+pub struct ControlConfig {
+    /// Store revision this was compiled at.
+    pub revision: i64,
+    credentials: HashMap<String, CredentialGrant>,
+    reserved_domains: HashSet<String>,
+    /// TCP ports held by reserved addresses: never handed out at random.
+    reserved_ports: HashSet<u16>,
+    /// Host name → edge.
+    https_edges: HashMap<String, Arc<CompiledHttpsEdge>>,
+}
+
+impl ControlConfig {
+    pub fn compile(res: &Resources, revision: i64) -> ControlConfig {
+        let credentials = res
+            .credentials
+            .values()
+            .map(|c| {
+                // The API refuses bad rules; a record that slipped past gets
+                // no rights rather than all.
+                let acl = Acl::parse(&c.acl).unwrap_or(Acl {
+                    rules: vec![AclRule::Name(String::new())],
+                });
+                (
+                    c.token_hash.clone(),
+                    CredentialGrant {
+                        id: c.common.id.clone(),
+                        acl,
+                    },
+                )
+            })
+            .collect();
+        let reserved_domains = res
+            .reserved_domains
+            .values()
+            .map(|d| d.domain.clone())
+            .collect();
+        let reserved_ports = res
+            .reserved_addrs
+            .values()
+            .filter_map(|a| a.addr.rsplit_once(':')?.1.parse().ok())
+            .collect();
+        let mut https_edges = HashMap::new();
+        for edge in res.https_edges.values() {
+            let compiled = Arc::new(compile_edge(res, edge));
+            for h in &compiled.hostnames {
+                https_edges.insert(h.clone(), compiled.clone());
+            }
+        }
+        ControlConfig {
+            revision,
+            credentials,
+            reserved_domains,
+            reserved_ports,
+            https_edges,
+        }
+    }
+
+    /// The grant for an authtoken, by its [`token_hash`](crate::resources::token_hash).
+    pub fn credential(&self, token_hash: &str) -> Option<&CredentialGrant> {
+        self.credentials.get(token_hash)
+    }
+
+    pub fn is_reserved(&self, domain: &str) -> bool {
+        self.reserved_domains.contains(domain)
+    }
+
+    pub fn is_reserved_port(&self, port: u16) -> bool {
+        self.reserved_ports.contains(&port)
+    }
+
+    /// The HTTPS edge serving `host` (exact names only; edges own names).
+    pub fn https_edge(&self, host: &str) -> Option<&Arc<CompiledHttpsEdge>> {
+        if self.https_edges.is_empty() {
+            return None;
+        }
+        let host = strip_port(host);
+        match self.https_edges.get(host) {
+            Some(e) => Some(e),
+            None => self
+                .https_edges
+                .get(&host.trim_end_matches('.').to_ascii_lowercase()),
+        }
+    }
+
+    /// Every HTTPS edge once, with the names it serves.
+    pub fn https_edges(&self) -> impl Iterator<Item = (&String, &Arc<CompiledHttpsEdge>)> {
+        self.https_edges.iter()
+    }
+}
+
+fn compile_edge(res: &Resources, edge: &HttpsEdge) -> CompiledHttpsEdge {
+    let hostnames = edge
+        .hostports
+        .iter()
+        .map(|hp| strip_port(hp).to_string())
+        .collect();
+    let mut routes: Vec<CompiledRoute> = res
+        .https_routes
+        .values()
+        .filter(|r| r.edge_id == edge.common.id)
+        .map(|r| CompiledRoute {
+            id: r.common.id.clone(),
+            match_type: r.match_type,
+            matches: r.matches.clone(),
+            backend_labels: r
+                .modules
+                .backend
+                .as_ref()
+                .filter(|b| is_enabled(b.enabled))
+                .and_then(|b| res.tunnel_groups.get(&b.backend_id))
+                .map(|g| g.labels.clone()),
+            ip_restriction: r
+                .modules
+                .ip_restriction
+                .as_ref()
+                .filter(|m| is_enabled(m.enabled))
+                .map(|m| ip_set(res, &m.ip_policy_ids)),
+            unsupported: unsupported_modules(&r.modules),
+        })
+        .collect();
+    routes.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut exact = HashMap::new();
+    let mut prefixes = Vec::new();
+    for (i, r) in routes.iter().enumerate() {
+        match r.match_type {
+            MatchType::ExactPath => {
+                exact.entry(r.matches.clone()).or_insert(i);
+            }
+            MatchType::PathPrefix => prefixes.push(i),
+        }
+    }
+    prefixes.sort_by(|&a, &b| routes[b].matches.len().cmp(&routes[a].matches.len()));
+    CompiledHttpsEdge {
+        id: edge.common.id.clone(),
+        hostnames,
+        exact,
+        prefixes,
+        routes,
+    }
+}
+
+/// Modules configured and enabled on a route that the edge does not apply
+/// yet (they land with the route-module chain).
+fn unsupported_modules(m: &RouteModules) -> Vec<&'static str> {
+    let on = |e: Option<bool>| is_enabled(e);
+    let json_on = |v: &Option<serde_json::Value>| {
+        v.as_ref()
+            .is_some_and(|v| v.get("enabled").and_then(|e| e.as_bool()) != Some(false))
+    };
+    let mut out = Vec::new();
+    let checks: [(&'static str, bool); 11] = [
+        (
+            "circuit_breaker",
+            m.circuit_breaker.as_ref().is_some_and(|x| on(x.enabled)),
+        ),
+        (
+            "compression",
+            m.compression.as_ref().is_some_and(|x| on(x.enabled)),
+        ),
+        (
+            "request_headers",
+            m.request_headers.as_ref().is_some_and(|x| on(x.enabled)),
+        ),
+        (
+            "response_headers",
+            m.response_headers.as_ref().is_some_and(|x| on(x.enabled)),
+        ),
+        (
+            "webhook_verification",
+            m.webhook_verification
+                .as_ref()
+                .is_some_and(|x| on(x.enabled)),
+        ),
+        ("oauth", json_on(&m.oauth)),
+        ("saml", json_on(&m.saml)),
+        ("oidc", json_on(&m.oidc)),
+        (
+            "websocket_tcp_converter",
+            m.websocket_tcp_converter
+                .as_ref()
+                .is_some_and(|x| on(x.enabled)),
+        ),
+        (
+            "user_agent_filter",
+            m.user_agent_filter.as_ref().is_some_and(|x| on(x.enabled)),
+        ),
+        (
+            "traffic_policy",
+            m.traffic_policy.as_ref().is_some_and(|x| on(x.enabled)),
+        ),
+    ];
+    for (name, enabled) in checks {
+        if enabled {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// All rules of the given policies as one set.
+fn ip_set(res: &Resources, policy_ids: &[String]) -> IpSet {
+    let mut set = IpSet::default();
+    for rule in res
+        .ip_policy_rules
+        .values()
+        .filter(|r| policy_ids.contains(&r.ip_policy_id))
+    {
+        let Ok(net) = rule.cidr.parse::<IpNet>() else {
+            continue;
+        };
+        match rule.action {
+            IpAction::Allow => set.allow.push(net),
+            IpAction::Deny => set.deny.push(net),
+        }
+    }
+    set
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acl(rules: &[&str]) -> Acl {
+        Acl::parse(&rules.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn acl_rules_match_names_wildcards_and_labels() {
+        let a = acl(&["bind:*.example.com", "bind:api.test", "bind:app=*"]);
+        for (name, ok) in [
+            ("x.example.com", true),
+            ("a.b.example.com", true),
+            ("*.example.com", true),
+            ("example.com", false),
+            ("API.test", true),
+            ("other.test", false),
+        ] {
+            assert_eq!(a.allows_name(name), ok, "{name}");
+        }
+        let labels = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert!(a.allows_labels(&labels(&[("app", "web")])));
+        assert!(!a.allows_labels(&labels(&[("app", "web"), ("dc", "eu")])));
+        assert!(acl(&[]).allows_name("anything.test"));
+        assert!(acl(&["*"]).allows_labels(&labels(&[("k", "v")])));
+        assert_eq!(
+            Acl::parse(&["read:x".to_string()]),
+            Err(AclError::NotBind("read:x".into()))
+        );
+    }
+
+    #[test]
+    fn ip_sets_deny_wins_and_nothing_matched_is_blocked() {
+        let set = IpSet {
+            allow: vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            deny: vec!["10.1.0.0/16".parse().unwrap()],
+        };
+        let ok = |s: &str| set.allows(s.parse().unwrap());
+        assert!(ok("10.2.3.4"));
+        assert!(!ok("10.1.3.4"));
+        assert!(!ok("192.168.1.1"));
+        assert!(ok("::1"));
+        assert!(ok("::ffff:10.2.3.4"), "v4-mapped v6 is matched as v4");
+    }
+}

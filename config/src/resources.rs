@@ -1,0 +1,319 @@
+//! Control-plane resources as the store keeps them (JSON under
+//! `/r/<kind>/<id>`). The API validates and renders them in ngrok's wire
+//! shapes; [`crate::control`] compiles them into what an edge serves.
+//!
+//! Records are lenient on read (no `deny_unknown_fields`) so an older node
+//! can read what a newer one wrote.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Fields every resource has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Common {
+    pub id: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub metadata: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    #[serde(flatten)]
+    pub common: Common,
+    #[serde(default)]
+    pub owner_id: Option<String>,
+    /// [`token_hash`] of the key; the key itself is shown once.
+    pub token_hash: String,
+}
+
+/// An agent authtoken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credential {
+    #[serde(flatten)]
+    pub common: Common,
+    #[serde(default)]
+    pub acl: Vec<String>,
+    #[serde(default)]
+    pub owner_id: Option<String>,
+    pub token_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservedDomain {
+    #[serde(flatten)]
+    pub common: Common,
+    /// Normalized host name; may be a wildcard (`*.example.com`).
+    pub domain: String,
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub certificate_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservedAddr {
+    #[serde(flatten)]
+    pub common: Common,
+    /// `host:port`.
+    pub addr: String,
+    #[serde(default)]
+    pub region: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpPolicy {
+    #[serde(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpAction {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpPolicyRule {
+    #[serde(flatten)]
+    pub common: Common,
+    /// Canonical CIDR (`10.0.0.0/8`, `2001:db8::/32`).
+    pub cidr: String,
+    pub ip_policy_id: String,
+    pub action: IpAction,
+}
+
+/// A backend that sends to every agent tunnel whose labels include these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelGroupBackend {
+    #[serde(flatten)]
+    pub common: Common,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpsEdge {
+    #[serde(flatten)]
+    pub common: Common,
+    /// `host:port`, hosts normalized.
+    #[serde(default)]
+    pub hostports: Vec<String>,
+    #[serde(default)]
+    pub mutual_tls: Option<MutualTlsModule>,
+    #[serde(default)]
+    pub tls_termination: Option<TlsTerminationModule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MutualTlsModule {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub certificate_authority_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsTerminationModule {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Only `edge` is meaningful on an HTTPS edge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminate_at: Option<String>,
+    /// `"1.0"` .. `"1.3"`.
+    #[serde(default)]
+    pub min_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchType {
+    ExactPath,
+    PathPrefix,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpsEdgeRoute {
+    #[serde(flatten)]
+    pub common: Common,
+    pub edge_id: String,
+    pub match_type: MatchType,
+    #[serde(rename = "match")]
+    pub matches: String,
+    #[serde(flatten)]
+    pub modules: RouteModules,
+}
+
+/// A route's module configuration, each `None` when absent. The API
+/// validates every field; the edge applies those whose module has landed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouteModules {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendModule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_restriction: Option<IpRestrictionModule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreakerModule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<EnabledModule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_headers: Option<HeadersModule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_headers: Option<HeadersModule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_verification: Option<WebhookVerificationModule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub websocket_tcp_converter: Option<EnabledModule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent_filter: Option<UserAgentFilterModule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_policy: Option<TrafficPolicyModule>,
+}
+
+/// `enabled` is optional on the wire; absent means on.
+pub fn is_enabled(enabled: Option<bool>) -> bool {
+    enabled.unwrap_or(true)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnabledModule {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendModule {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    pub backend_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpRestrictionModule {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    pub ip_policy_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerModule {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Seconds the breaker stays open before one probe.
+    #[serde(default = "ten")]
+    pub tripped_duration: u32,
+    /// Seconds of results the error ratio is computed over.
+    #[serde(default = "ten")]
+    pub rolling_window: u32,
+    #[serde(default = "ten")]
+    pub num_buckets: u32,
+    /// Requests in the window before the breaker may trip.
+    #[serde(default = "twenty")]
+    pub volume_threshold: u32,
+    /// 0.0–1.0.
+    #[serde(default = "half")]
+    pub error_threshold_percentage: f64,
+}
+
+fn ten() -> u32 {
+    10
+}
+
+fn twenty() -> u32 {
+    20
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadersModule {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookVerificationModule {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    pub provider: String,
+    #[serde(default)]
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserAgentFilterModule {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficPolicyModule {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// The policy document (JSON or YAML text).
+    pub value: String,
+}
+
+/// Webhook providers whose signature scheme is published (MODULES.md);
+/// `clerk` and `brex` sign with svix.
+pub const WEBHOOK_PROVIDERS: &[&str] = &[
+    "github",
+    "stripe",
+    "slack",
+    "twilio",
+    "shopify",
+    "sendgrid",
+    "mailgun",
+    "zoom",
+    "intercom",
+    "gitlab",
+    "bitbucket",
+    "square",
+    "hubspot",
+    "pagerduty",
+    "twitter",
+    "sns",
+    "typeform",
+    "svix",
+    "clerk",
+    "brex",
+    "xero",
+    "worldline",
+    "discord",
+];
+
+/// Hex SHA-256 of a secret token: what the store keeps instead of it.
+pub fn token_hash(token: &str) -> String {
+    let digest = boring::sha::sha256(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

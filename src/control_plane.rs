@@ -1,0 +1,136 @@
+//! The control plane inside `gangway server`: the SQLite store in the data
+//! dir, the REST API on its own listener, and the feed that compiles stored
+//! resources into the edge's route table on every change. It runs on its
+//! own small runtime, beside Pingora's.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use gangway_api::live::LiveView;
+use gangway_api::rest::{ApiSettings, ApiState};
+use gangway_api::store::sqlite::SqliteStore;
+use gangway_api::store::{Store, StoreError};
+use gangway_api::{bootstrap, feed};
+use gangway_edge::registry::Registry;
+
+use crate::data_dir::{write_private, DataDirError};
+
+/// The store's file in the data dir.
+pub const STORE_FILE: &str = "gangway.db";
+/// Where the API key made at first start is kept for the user.
+const API_KEY_FILE: &str = "api_key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("store {path}: {source}")]
+    Store { path: String, source: StoreError },
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error("cannot bind the API on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("starting the control plane runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// A running control plane; dropping it stops the API.
+pub struct ControlPlane {
+    pub api_key: String,
+    _runtime: std::thread::JoinHandle<()>,
+}
+
+/// What the settings of the API are taken from.
+pub struct ControlOptions<'a> {
+    pub data_dir: &'a Path,
+    pub api_addr: SocketAddr,
+    /// The first-light authtoken, kept working as a credential.
+    pub authtoken: &'a str,
+    pub base_domain: String,
+    pub https_port: u16,
+    pub tcp_host: String,
+    pub tcp_ports: std::ops::RangeInclusive<u16>,
+}
+
+/// The edge's registry as the API's live view.
+struct EdgeLive(Arc<Registry>);
+
+impl LiveView for EdgeLive {
+    fn tunnels_with_labels(&self, labels: &BTreeMap<String, String>) -> Vec<String> {
+        self.0.tunnels_with_labels(labels)
+    }
+}
+
+/// Opens the store, makes the first secrets, applies the stored config to
+/// `registry` and starts the API. Returns once the edge has its config, so
+/// agents are checked against the stored credentials from the start.
+pub fn start(
+    opts: ControlOptions<'_>,
+    registry: Arc<Registry>,
+) -> Result<ControlPlane, ControlError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("gangway-api")
+        .enable_all()
+        .build()
+        .map_err(ControlError::Runtime)?;
+    let db = opts.data_dir.join(STORE_FILE);
+    let key_path = opts.data_dir.join(API_KEY_FILE);
+    let store_err = |source| ControlError::Store {
+        path: db.display().to_string(),
+        source,
+    };
+    let (store, api_key, listener) = rt.block_on(async {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).map_err(store_err)?);
+        let saved = std::fs::read_to_string(&key_path).ok();
+        let api_key = bootstrap::api_key(store.as_ref(), saved.as_deref())
+            .await
+            .map_err(store_err)?;
+        if saved.as_deref().map(str::trim) != Some(api_key.as_str()) {
+            write_private(&key_path, api_key.as_bytes())?;
+        }
+        bootstrap::ensure_credential(store.as_ref(), opts.authtoken, "first-light authtoken")
+            .await
+            .map_err(store_err)?;
+        let apply_to = registry.clone();
+        feed::start(
+            store.clone(),
+            Arc::new(move |cfg| apply_to.set_control(cfg)),
+        )
+        .await
+        .map_err(store_err)?;
+        let listener = tokio::net::TcpListener::bind(opts.api_addr)
+            .await
+            .map_err(|source| ControlError::Bind {
+                addr: opts.api_addr,
+                source,
+            })?;
+        Ok::<_, ControlError>((store, api_key, listener))
+    })?;
+    let state = ApiState {
+        store,
+        settings: Arc::new(ApiSettings {
+            api_addr: opts.api_addr.to_string(),
+            base_domain: opts.base_domain,
+            https_port: opts.https_port,
+            tcp_host: opts.tcp_host,
+            tcp_ports: opts.tcp_ports,
+            live: Arc::new(EdgeLive(registry)),
+        }),
+    };
+    let handle = std::thread::Builder::new()
+        .name("gangway-api".into())
+        .spawn(move || {
+            if let Err(e) = rt.block_on(gangway_api::rest::serve(listener, state)) {
+                tracing::error!(error = %e, "API server stopped");
+            }
+        })
+        .map_err(ControlError::Runtime)?;
+    Ok(ControlPlane {
+        api_key,
+        _runtime: handle,
+    })
+}
