@@ -37,6 +37,74 @@ where
     }
 }
 
+/// The REST API as a test calls it: JSON in, (status, JSON) out.
+pub struct Api {
+    pub base: String,
+    pub key: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let url = if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        let mut req = self
+            .http
+            .request(method, url)
+            .bearer_auth(&self.key)
+            .header("Ngrok-Version", "2");
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(serde_json::to_vec(&b).expect("json"));
+        }
+        let resp = req.send().await.expect("API request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("API body");
+        let json = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("API body {text:?}: {e}"))
+        };
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.call(reqwest::Method::DELETE, path, None).await.0
+    }
+
+    /// POSTs and expects 201; returns the created resource.
+    pub async fn create(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let (status, json) = self.post(path, body).await;
+        assert_eq!(status, 201, "create {path}: {json}");
+        json
+    }
+}
+
 /// A running `gangway server`, killed on drop.
 pub struct Server {
     child: Child,
@@ -52,9 +120,22 @@ impl Server {
     /// Starts a server with extra `gangway server` flags.
     pub async fn start_with(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
+        let (child, info) = Self::spawn(dir.path(), extra).await;
+        Server { child, dir, info }
+    }
+
+    /// Starts a server process on `dir` and waits for its server.json.
+    async fn spawn(dir: &Path, extra: &[&str]) -> (Child, ServerInfo) {
+        let info_path = dir.join("server.json");
+        let _ = std::fs::remove_file(&info_path);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .expect("log file");
         let child = Command::new(bin())
             .args(["server", "--threads", "1", "--data-dir"])
-            .arg(dir.path())
+            .arg(dir)
             .args([
                 "--agent-addr",
                 "127.0.0.1:0",
@@ -62,16 +143,15 @@ impl Server {
                 "127.0.0.1:0",
                 "--https-addr",
                 "127.0.0.1:0",
+                "--api-addr",
+                "127.0.0.1:0",
             ])
             .args(extra)
             .env("GANGWAY_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("server.log")).expect("log file"),
-            ))
+            .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn gangway server");
-        let info_path = dir.path().join("server.json");
         let info = eventually("server.json", || {
             let p = info_path.clone();
             async move {
@@ -81,7 +161,30 @@ impl Server {
             }
         })
         .await;
-        Server { child, dir, info }
+        (child, info)
+    }
+
+    /// Kills the server (SIGKILL, like a crash) and starts it again on the
+    /// same data dir, with new ports.
+    pub async fn restart(&mut self, extra: &[&str]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, info) = Self::spawn(self.dir.path(), extra).await;
+        self.child = child;
+        self.info = info;
+    }
+
+    /// A client of the REST API with the server's API key.
+    pub fn api(&self) -> Api {
+        Api {
+            base: self.info.api_url.clone(),
+            key: self.info.api_key.clone(),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("api client"),
+        }
     }
 
     pub fn data_dir(&self) -> &Path {
