@@ -98,6 +98,18 @@ pub struct TlsArgs {
     conn: ConnectArgs,
 }
 
+#[derive(Args)]
+pub struct TunnelArgs {
+    /// What to forward to: a port (`8080`), `host:port` or an http(s):// URL.
+    addr: String,
+    /// A label `key=value` (repeatable): the tunnel serves the routes of
+    /// API edges whose tunnel-group backend selects its labels.
+    #[arg(long = "label", value_name = "KEY=VALUE", required = true)]
+    labels: Vec<String>,
+    #[command(flatten)]
+    conn: ConnectArgs,
+}
+
 /// How to reach the edge; shared by every tunnel command.
 #[derive(Args)]
 pub struct ConnectArgs {
@@ -260,6 +272,28 @@ pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
         });
     }
     run_agent(options(&args.conn, tunnels)?, args.conn.region.clone())
+}
+
+pub fn run_tunnel(args: TunnelArgs) -> Result<(), AgentCmdError> {
+    let upstream = Upstream::parse(&args.addr).map_err(|e| AgentCmdError::Usage(e.to_string()))?;
+    let mut labels = std::collections::BTreeMap::new();
+    for l in &args.labels {
+        match l.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
+                labels.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            _ => {
+                return Err(AgentCmdError::Usage(format!(
+                    "--label {l:?}: expected KEY=VALUE"
+                )))
+            }
+        }
+    }
+    let tunnel = TunnelSpec {
+        labels,
+        ..TunnelSpec::new("https", upstream)
+    };
+    run_agent(options(&args.conn, vec![tunnel])?, args.conn.region.clone())
 }
 
 pub fn run_tcp(args: TcpArgs) -> Result<(), AgentCmdError> {

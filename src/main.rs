@@ -40,6 +40,8 @@ enum Command {
     /// Expose a local TLS service, bytes untouched (or terminated with
     /// --crt/--key): `gangway tls 443`.
     Tls(agent_cmd::TlsArgs),
+    /// Serve API edges with a labeled tunnel: `gangway tunnel --label app=shop 8080`.
+    Tunnel(agent_cmd::TunnelArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Http(args) => agent_cmd::run_http(args).map_err(|e| e.to_string()),
         Command::Tcp(args) => agent_cmd::run_tcp(args).map_err(|e| e.to_string()),
         Command::Tls(args) => agent_cmd::run_tls(args).map_err(|e| e.to_string()),
+        Command::Tunnel(args) => agent_cmd::run_tunnel(args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -442,3 +442,57 @@ async fn every_resource_survives_a_kill_restart() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn gangway_tunnel_with_labels_serves_an_edge() {
+    let server = Server::start().await;
+    let api = server.api();
+    let port = server.https_addr().port();
+    let host = format!("cli.{}", server.info.base_domain);
+    let group = api
+        .create("/backends/tunnel_group", json!({"labels": {"app": "cli"}}))
+        .await;
+    let edge = api
+        .create(
+            "/edges/https",
+            json!({"hostports": [format!("{host}:{port}")]}),
+        )
+        .await;
+    api.create(
+        &format!("/edges/https/{}/routes", id(&edge)),
+        json!({"match_type": "path_prefix", "match": "/", "backend": {"backend_id": id(&group)}}),
+    )
+    .await;
+    let app = named_app("cli").await;
+    let agent = support::Agent::spawn(
+        "tunnel",
+        server.data_dir(),
+        &app.to_string(),
+        &["--label", "app=cli", "--label", "team=x"],
+    )
+    .await;
+    assert!(agent.url.starts_with("labeled tunnel tn_"), "{}", agent.url);
+    until(
+        &server,
+        &format!("https://{host}:{port}/hi"),
+        200,
+        "cli:/hi",
+    )
+    .await;
+    let (_, group) = api
+        .get(&format!("/backends/tunnel_group/{}", id(&group)))
+        .await;
+    assert_eq!(
+        group["tunnels"].as_array().map(Vec::len),
+        Some(1),
+        "{group}"
+    );
+    drop(agent);
+    until(
+        &server,
+        &format!("https://{host}:{port}/hi"),
+        502,
+        "ERR_NGROK_3200",
+    )
+    .await;
+}

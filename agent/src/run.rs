@@ -61,6 +61,10 @@ pub struct TunnelSpec {
     /// TCP and TLS: PROXY protocol version (1 or 2) the edge puts in front
     /// of each connection, passed on to the upstream; 0 for none.
     pub proxy_proto: u8,
+    /// Labels: start a labeled tunnel (StartTunnelWithLabel) that serves
+    /// the API edges whose backend selects them, instead of binding a name.
+    /// HTTP forwarding.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl TunnelSpec {
@@ -80,6 +84,7 @@ impl TunnelSpec {
             terminate_tls: None,
             metadata: String::new(),
             proxy_proto: 0,
+            labels: std::collections::BTreeMap::new(),
         }
     }
 
@@ -348,21 +353,40 @@ async fn session_once(
         {
             spec.domain = Some(host);
         }
-        let bind = Bind {
-            id: mem.tunnel_ids[i].clone(),
-            proto: t.proto.clone(),
-            forwards_to: t.target(),
-            forwards_proto: String::new(),
-            opts: spec.bind_opts(),
-            extra: BindExtra {
-                pooling_enabled: t.pooling,
+        let resp = if t.labels.is_empty() {
+            let bind = Bind {
+                id: mem.tunnel_ids[i].clone(),
+                proto: t.proto.clone(),
+                forwards_to: t.target(),
+                forwards_proto: String::new(),
+                opts: spec.bind_opts(),
+                extra: BindExtra {
+                    pooling_enabled: t.pooling,
+                    metadata: t.metadata.clone(),
+                    ..BindExtra::default()
+                },
+            };
+            rpc::call::<_, BindResp>(&session, msg::BIND, &bind)
+                .await
+                .map_err(|e| rpc_failure("bind", e))?
+        } else {
+            let req = msg::StartTunnelWithLabel {
+                labels: t.labels.clone(),
+                forwards_to: t.target(),
+                forwards_proto: "http1".into(),
                 metadata: t.metadata.clone(),
-                ..BindExtra::default()
-            },
+            };
+            let r: msg::StartTunnelWithLabelResp =
+                rpc::call(&session, msg::START_TUNNEL_WITH_LABEL, &req)
+                    .await
+                    .map_err(|e| rpc_failure("labeled tunnel", e))?;
+            let labels: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            BindResp {
+                url: format!("labeled tunnel {} ({})", r.id, labels.join(", ")),
+                id: r.id,
+                ..BindResp::default()
+            }
         };
-        let resp: BindResp = rpc::call(&session, msg::BIND, &bind)
-            .await
-            .map_err(|e| rpc_failure("bind", e))?;
         let rebound = !mem.urls[i].is_empty();
         mem.tunnel_ids[i] = resp.id.clone();
         mem.urls[i] = resp.url.clone();
