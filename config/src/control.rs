@@ -235,9 +235,10 @@ impl ControlConfig {
             .values()
             .filter_map(|a| a.addr.rsplit_once(':')?.1.parse().ok())
             .collect();
+        let index = Index::new(res);
         let mut https_edges = HashMap::new();
         for edge in res.https_edges.values() {
-            let compiled = Arc::new(compile_edge(res, edge));
+            let compiled = Arc::new(compile_edge(res, &index, edge));
             for h in &compiled.hostnames {
                 https_edges.insert(h.clone(), compiled.clone());
             }
@@ -284,16 +285,37 @@ impl ControlConfig {
     }
 }
 
-fn compile_edge(res: &Resources, edge: &HttpsEdge) -> CompiledHttpsEdge {
+/// Routes by edge and rules by policy, so compiling is linear in size.
+struct Index<'a> {
+    routes: HashMap<&'a str, Vec<&'a HttpsEdgeRoute>>,
+    rules: HashMap<&'a str, Vec<&'a IpPolicyRule>>,
+}
+
+impl<'a> Index<'a> {
+    fn new(res: &'a Resources) -> Self {
+        let mut routes: HashMap<&str, Vec<&HttpsEdgeRoute>> = HashMap::new();
+        for r in res.https_routes.values() {
+            routes.entry(r.edge_id.as_str()).or_default().push(r);
+        }
+        let mut rules: HashMap<&str, Vec<&IpPolicyRule>> = HashMap::new();
+        for r in res.ip_policy_rules.values() {
+            rules.entry(r.ip_policy_id.as_str()).or_default().push(r);
+        }
+        Index { routes, rules }
+    }
+}
+
+fn compile_edge(res: &Resources, index: &Index<'_>, edge: &HttpsEdge) -> CompiledHttpsEdge {
     let hostnames = edge
         .hostports
         .iter()
         .map(|hp| strip_port(hp).to_string())
         .collect();
-    let mut routes: Vec<CompiledRoute> = res
-        .https_routes
-        .values()
-        .filter(|r| r.edge_id == edge.common.id)
+    let mut routes: Vec<CompiledRoute> = index
+        .routes
+        .get(edge.common.id.as_str())
+        .into_iter()
+        .flatten()
         .map(|r| CompiledRoute {
             id: r.common.id.clone(),
             match_type: r.match_type,
@@ -310,7 +332,7 @@ fn compile_edge(res: &Resources, edge: &HttpsEdge) -> CompiledHttpsEdge {
                 .ip_restriction
                 .as_ref()
                 .filter(|m| is_enabled(m.enabled))
-                .map(|m| ip_set(res, &m.ip_policy_ids)),
+                .map(|m| ip_set(index, &m.ip_policy_ids)),
             unsupported: unsupported_modules(&r.modules),
         })
         .collect();
@@ -394,13 +416,13 @@ fn unsupported_modules(m: &RouteModules) -> Vec<&'static str> {
 }
 
 /// All rules of the given policies as one set.
-fn ip_set(res: &Resources, policy_ids: &[String]) -> IpSet {
+fn ip_set(index: &Index<'_>, policy_ids: &[String]) -> IpSet {
     let mut set = IpSet::default();
-    for rule in res
-        .ip_policy_rules
-        .values()
-        .filter(|r| policy_ids.contains(&r.ip_policy_id))
-    {
+    let rules = policy_ids
+        .iter()
+        .filter_map(|id| index.rules.get(id.as_str()))
+        .flatten();
+    for rule in rules {
         let Ok(net) = rule.cidr.parse::<IpNet>() else {
             continue;
         };
