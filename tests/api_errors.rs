@@ -34,6 +34,16 @@ async fn raw(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// method, path, headers, body → status, error code.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    Option<&'a str>,
+    u16,
+    &'a str,
+);
+
 fn code(v: &Value) -> &str {
     v["error_code"].as_str().unwrap_or("")
 }
@@ -49,7 +59,7 @@ async fn bad_requests_get_ngrok_error_codes() {
         ("Content-Type", "application/json"),
     ];
 
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Option<&str>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "GET",
             "/credentials",

@@ -6,7 +6,7 @@ use gangway_config::resources::{token_hash, ApiKey, Common};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{check_common, render_common, update_common, Ctx, Kind, Resource, Writes};
+use super::{render_common, update_common, Ctx, Kind, Resource, Writes};
 use crate::ids;
 use crate::rest::error::ApiResult;
 
@@ -63,12 +63,10 @@ impl Resource for ApiKey {
     async fn create(
         ctx: &Ctx,
         mut common: Common,
-        input: CreateApiKey,
+        mut input: CreateApiKey,
         w: &mut Writes,
     ) -> ApiResult<(Self, Option<String>)> {
-        check_common(input.description.as_deref(), input.metadata.as_deref())?;
-        common.description = input.description.unwrap_or_default();
-        common.metadata = input.metadata.unwrap_or_default();
+        update_common(&mut common, input.description.take(), input.metadata.take())?;
         let (rec, token) = new_api_key(common, input.owner_id);
         ctx.claim(TOKEN_INDEX, &rec.token_hash, &rec.common.id, w, |_| {
             crate::rest::error::ApiError::internal("API key collision")

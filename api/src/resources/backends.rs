@@ -8,7 +8,7 @@ use gangway_config::resources::{Common, HttpsEdgeRoute, TunnelGroupBackend};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{check_common, load_all, render_common, update_common, Ctx, Kind, Resource, Writes};
+use super::{load_all, render_common, update_common, Ctx, Kind, Resource, Writes};
 use crate::rest::error::{codes, ApiError, ApiResult};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,13 +72,11 @@ impl Resource for TunnelGroupBackend {
     async fn create(
         _: &Ctx,
         mut common: Common,
-        input: CreateTunnelGroup,
+        mut input: CreateTunnelGroup,
         _: &mut Writes,
     ) -> ApiResult<(Self, Option<String>)> {
-        check_common(input.description.as_deref(), input.metadata.as_deref())?;
+        update_common(&mut common, input.description.take(), input.metadata.take())?;
         check_labels(&input.labels)?;
-        common.description = input.description.unwrap_or_default();
-        common.metadata = input.metadata.unwrap_or_default();
         Ok((
             TunnelGroupBackend {
                 common,

@@ -7,7 +7,7 @@ use gangway_config::resources::{token_hash, Common, Credential};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{check_common, render_common, update_common, Ctx, Kind, Resource, Writes};
+use super::{render_common, update_common, Ctx, Kind, Resource, Writes};
 use crate::ids;
 use crate::rest::error::{codes, ApiError, ApiResult};
 
@@ -79,13 +79,11 @@ impl Resource for Credential {
     async fn create(
         ctx: &Ctx,
         mut common: Common,
-        input: CreateCredential,
+        mut input: CreateCredential,
         w: &mut Writes,
     ) -> ApiResult<(Self, Option<String>)> {
-        check_common(input.description.as_deref(), input.metadata.as_deref())?;
+        update_common(&mut common, input.description.take(), input.metadata.take())?;
         check_acl(&input.acl)?;
-        common.description = input.description.unwrap_or_default();
-        common.metadata = input.metadata.unwrap_or_default();
         let token = ids::new_token(&common.id);
         let mut rec = credential_for_token(common, &token);
         rec.acl = input.acl;

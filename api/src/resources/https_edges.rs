@@ -181,10 +181,10 @@ impl Resource for HttpsEdge {
     async fn create(
         ctx: &Ctx,
         mut common: Common,
-        input: CreateHttpsEdge,
+        mut input: CreateHttpsEdge,
         w: &mut Writes,
     ) -> ApiResult<(Self, Option<String>)> {
-        check_common(input.description.as_deref(), input.metadata.as_deref())?;
+        update_common(&mut common, input.description.take(), input.metadata.take())?;
         let hosts = parse_hostports(ctx, input.hostports.as_deref().unwrap_or_default()).await?;
         if let Some(m) = &input.mutual_tls {
             check_mutual_tls(ctx, m, "mutual_tls", w).await?;
@@ -193,8 +193,6 @@ impl Resource for HttpsEdge {
             check_tls_termination(t, "tls_termination")?;
         }
         claim_hosts(ctx, &common.id, &hosts, w).await?;
-        common.description = input.description.unwrap_or_default();
-        common.metadata = input.metadata.unwrap_or_default();
         let rec = HttpsEdge {
             common,
             hostports: hosts.into_iter().map(|(_, hp)| hp).collect(),

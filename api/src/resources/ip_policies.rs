@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{check_common, load_all, render_common, update_common, Ctx, Kind, Resource, Writes};
+use super::{load_all, render_common, update_common, Ctx, Kind, Resource, Writes};
 use crate::rest::error::{codes, ApiError, ApiResult};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -38,12 +38,10 @@ impl Resource for IpPolicy {
     async fn create(
         _: &Ctx,
         mut common: Common,
-        input: CommonInput,
+        mut input: CommonInput,
         _: &mut Writes,
     ) -> ApiResult<(Self, Option<String>)> {
-        check_common(input.description.as_deref(), input.metadata.as_deref())?;
-        common.description = input.description.unwrap_or_default();
-        common.metadata = input.metadata.unwrap_or_default();
+        update_common(&mut common, input.description.take(), input.metadata.take())?;
         Ok((IpPolicy { common }, None))
     }
 
@@ -149,15 +147,13 @@ impl Resource for IpPolicyRule {
     async fn create(
         ctx: &Ctx,
         mut common: Common,
-        input: CreateRule,
+        mut input: CreateRule,
         w: &mut Writes,
     ) -> ApiResult<(Self, Option<String>)> {
-        check_common(input.description.as_deref(), input.metadata.as_deref())?;
+        update_common(&mut common, input.description.take(), input.metadata.take())?;
         let cidr = parse_cidr(&input.cidr)?;
         ctx.referenced::<IpPolicy>(&IpPolicy::KIND, &input.ip_policy_id, "ip_policy_id", w)
             .await?;
-        common.description = input.description.unwrap_or_default();
-        common.metadata = input.metadata.unwrap_or_default();
         let rec = IpPolicyRule {
             common,
             cidr,

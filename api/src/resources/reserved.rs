@@ -8,7 +8,7 @@ use gangway_config::resources::{Common, ReservedAddr, ReservedDomain};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{check_common, render_common, update_common, Ctx, Kind, Resource, Writes};
+use super::{render_common, update_common, Ctx, Kind, Resource, Writes};
 use crate::rest::error::{codes, ApiError, ApiResult};
 
 pub const DOMAIN_INDEX: &str = "reserved_domain";
@@ -103,10 +103,10 @@ impl Resource for ReservedDomain {
     async fn create(
         ctx: &Ctx,
         mut common: Common,
-        input: CreateReservedDomain,
+        mut input: CreateReservedDomain,
         w: &mut Writes,
     ) -> ApiResult<(Self, Option<String>)> {
-        check_common(input.description.as_deref(), input.metadata.as_deref())?;
+        update_common(&mut common, input.description.take(), input.metadata.take())?;
         refuse_unsupported(
             &input.certificate_id,
             &input.certificate_management_policy,
@@ -123,8 +123,6 @@ impl Resource for ReservedDomain {
         let domain = normalize_hostname(&raw, true).map_err(|e| {
             ApiError::invalid(codes::INVALID_DOMAIN, "domain", format!("domain: {e}"))
         })?;
-        common.description = input.description.unwrap_or_default();
-        common.metadata = input.metadata.unwrap_or_default();
         ctx.claim(DOMAIN_INDEX, &domain, &common.id, w, |by| {
             ApiError::conflict(
                 codes::DOMAIN_TAKEN,
@@ -256,12 +254,10 @@ impl Resource for ReservedAddr {
     async fn create(
         ctx: &Ctx,
         mut common: Common,
-        input: CreateReservedAddr,
+        mut input: CreateReservedAddr,
         w: &mut Writes,
     ) -> ApiResult<(Self, Option<String>)> {
-        check_common(input.description.as_deref(), input.metadata.as_deref())?;
-        common.description = input.description.unwrap_or_default();
-        common.metadata = input.metadata.unwrap_or_default();
+        update_common(&mut common, input.description.take(), input.metadata.take())?;
         let port = match input.addr.as_deref().filter(|a| !a.is_empty()) {
             Some(a) => {
                 let port = requested_port(ctx, a)?;

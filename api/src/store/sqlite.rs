@@ -146,6 +146,34 @@ fn prefix_end(prefix: &str) -> Option<String> {
     None
 }
 
+/// Rows to ask for: one more than `limit`, to learn whether more remain.
+fn fetch(limit: usize) -> i64 {
+    i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
+}
+
+/// Runs a range query fetching `limit + 1` rows and returns one page.
+fn page(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+    limit: usize,
+    revision: Revision,
+) -> Result<Range> {
+    let mut stmt = conn.prepare(sql).map_err(backend)?;
+    let mut kvs = stmt
+        .query_map(params, kv_from_row)
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)?;
+    let more = kvs.len() > limit;
+    kvs.truncate(limit);
+    Ok(Range {
+        kvs,
+        more,
+        revision,
+    })
+}
+
 /// Runs a transaction on a locked connection and publishes its events.
 fn apply(
     inner: &Inner,
@@ -320,26 +348,15 @@ impl Store for SqliteStore {
             let revision = meta(&conn, "revision")?;
             let lower = after.unwrap_or_default();
             let upper = prefix_end(&prefix);
-            let mut stmt = conn
-                .prepare(
-                    "SELECT key, value, create_rev, mod_rev, lease FROM kv
-                     WHERE key >= ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3)
-                     ORDER BY key LIMIT ?4",
-                )
-                .map_err(backend)?;
-            let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-            let mut kvs = stmt
-                .query_map(params![prefix, lower, upper, fetch], kv_from_row)
-                .map_err(backend)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(backend)?;
-            let more = kvs.len() > limit;
-            kvs.truncate(limit);
-            Ok(Range {
-                kvs,
-                more,
+            page(
+                &conn,
+                "SELECT key, value, create_rev, mod_rev, lease FROM kv
+                 WHERE key >= ?1 AND key > ?2 AND (?3 IS NULL OR key < ?3)
+                 ORDER BY key LIMIT ?4",
+                params![prefix, lower, upper, fetch(limit)],
+                limit,
                 revision,
-            })
+            )
         })
         .await
     }
@@ -359,26 +376,15 @@ impl Store for SqliteStore {
                 (Some(b), Some(end)) => Some(b.min(end)),
                 (b, end) => b.or(end),
             };
-            let mut stmt = conn
-                .prepare(
-                    "SELECT key, value, create_rev, mod_rev, lease FROM kv
-                     WHERE key >= ?1 AND (?2 IS NULL OR key < ?2)
-                     ORDER BY key DESC LIMIT ?3",
-                )
-                .map_err(backend)?;
-            let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-            let mut kvs = stmt
-                .query_map(params![prefix, upper, fetch], kv_from_row)
-                .map_err(backend)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(backend)?;
-            let more = kvs.len() > limit;
-            kvs.truncate(limit);
-            Ok(Range {
-                kvs,
-                more,
+            page(
+                &conn,
+                "SELECT key, value, create_rev, mod_rev, lease FROM kv
+                 WHERE key >= ?1 AND (?2 IS NULL OR key < ?2)
+                 ORDER BY key DESC LIMIT ?3",
+                params![prefix, upper, fetch(limit)],
+                limit,
                 revision,
-            })
+            )
         })
         .await
     }
