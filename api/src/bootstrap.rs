@@ -6,7 +6,7 @@ use gangway_config::resources::{token_hash, ApiKey, Common, Credential};
 use crate::ids;
 use crate::resources::api_keys::{self, new_api_key};
 use crate::resources::credentials::{self, credential_for_token};
-use crate::resources::{now_rfc3339, Kind, Resource};
+use crate::resources::{index_key, now_rfc3339, Kind, Resource};
 use crate::store::{Compare, Op, Store, StoreError};
 
 fn common(kind: &Kind, description: &str) -> Common {
@@ -43,13 +43,13 @@ fn create_ops<T: serde::Serialize>(
 /// returns its secret (shown once; the caller saves it for the user).
 pub async fn api_key(store: &dyn Store, saved: Option<&str>) -> Result<String, StoreError> {
     if let Some(token) = saved.map(str::trim).filter(|t| !t.is_empty()) {
-        let index = format!("/idx/{}/{}", api_keys::TOKEN_INDEX, token_hash(token));
+        let index = index_key(api_keys::TOKEN_INDEX, &token_hash(token));
         if store.get(&index).await?.is_some() {
             return Ok(token.to_string());
         }
     }
     let (rec, token) = new_api_key(common(&ApiKey::KIND, "made by gangway server"), None);
-    let index = format!("/idx/{}/{}", api_keys::TOKEN_INDEX, rec.token_hash);
+    let index = index_key(api_keys::TOKEN_INDEX, &rec.token_hash);
     let ops = create_ops(
         ApiKey::KIND.key(&rec.common.id),
         &rec,
@@ -66,7 +66,7 @@ pub async fn ensure_credential(
     token: &str,
     description: &str,
 ) -> Result<(), StoreError> {
-    let index = format!("/idx/{}/{}", credentials::TOKEN_INDEX, token_hash(token));
+    let index = index_key(credentials::TOKEN_INDEX, &token_hash(token));
     if store.get(&index).await?.is_some() {
         return Ok(());
     }

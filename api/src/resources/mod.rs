@@ -57,6 +57,11 @@ impl Kind {
     }
 }
 
+/// The key of unique name `value` in index `index` (its value: the owner's id).
+pub fn index_key(index: &str, value: &str) -> String {
+    format!("/idx/{index}/{value}")
+}
+
 /// Description and metadata limits, as ngrok documents them.
 pub const MAX_DESCRIPTION: usize = 255;
 pub const MAX_METADATA: usize = 4096;
@@ -158,7 +163,7 @@ impl Ctx {
         w: &mut Writes,
         taken: impl FnOnce(&str) -> ApiError,
     ) -> ApiResult<()> {
-        let key = format!("/idx/{index}/{value}");
+        let key = index_key(index, value);
         match self.store.get(&key).await? {
             Some(kv) if kv.value == owner.as_bytes() => Ok(()),
             Some(kv) => Err(taken(&String::from_utf8_lossy(&kv.value))),
@@ -178,7 +183,7 @@ impl Ctx {
     pub async fn claimant(&self, index: &str, value: &str) -> ApiResult<Option<String>> {
         Ok(self
             .store
-            .get(&format!("/idx/{index}/{value}"))
+            .get(&index_key(index, value))
             .await?
             .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
     }
@@ -194,7 +199,7 @@ pub struct Writes {
 impl Writes {
     pub fn release(&mut self, index: &str, value: &str) {
         self.ops.push(Op::Delete {
-            key: format!("/idx/{index}/{value}"),
+            key: index_key(index, value),
         });
     }
 

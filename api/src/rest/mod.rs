@@ -107,7 +107,7 @@ async fn authenticate(
                 "The Authorization header must be 'Bearer <key>'.",
             )
         })?;
-    let key = format!("/idx/{}/{}", api_keys::TOKEN_INDEX, token_hash(token));
+    let key = resources::index_key(api_keys::TOKEN_INDEX, &token_hash(token));
     if st.store.get(&key).await?.is_none() {
         return Err(unauthorized(
             codes::INVALID_API_KEY,
