@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use gangway_api::live::LiveView;
+use gangway_api::live::{Command, CommandError, LiveSession, LiveTunnel, LiveView};
 use gangway_api::rest::{ApiSettings, ApiState};
 use gangway_api::store::sqlite::SqliteStore;
 use gangway_api::store::{Store, StoreError};
@@ -50,6 +50,7 @@ pub struct ControlOptions<'a> {
     /// The first-light authtoken, kept working as a credential.
     pub authtoken: &'a str,
     pub base_domain: String,
+    pub region: String,
     pub https_port: u16,
     pub tcp_host: String,
     pub tcp_ports: std::ops::RangeInclusive<u16>,
@@ -58,9 +59,85 @@ pub struct ControlOptions<'a> {
 /// The edge's registry as the API's live view.
 struct EdgeLive(Arc<Registry>);
 
+/// How long the API waits for an agent to answer a command.
+const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[async_trait::async_trait]
 impl LiveView for EdgeLive {
     fn tunnels_with_labels(&self, labels: &BTreeMap<String, String>) -> Vec<String> {
         self.0.tunnels_with_labels(labels)
+    }
+
+    fn sessions(&self) -> Vec<LiveSession> {
+        self.0
+            .sessions()
+            .into_iter()
+            .map(|(_, s)| LiveSession {
+                id: s.client_id,
+                agent_version: s.agent_version,
+                peer: s.peer,
+                os: s.os,
+                metadata: s.metadata,
+                credential_id: s.credential_id,
+                started_at_ms: s.started_at_ms,
+            })
+            .collect()
+    }
+
+    fn tunnels(&self) -> Vec<LiveTunnel> {
+        let ids: std::collections::HashMap<_, _> = self
+            .0
+            .sessions()
+            .into_iter()
+            .map(|(k, s)| (k, s.client_id))
+            .collect();
+        self.0
+            .tunnels()
+            .into_iter()
+            .filter_map(|t| {
+                Some(LiveTunnel {
+                    session_id: ids.get(&t.session)?.clone(),
+                    id: t.id,
+                    public_url: t.url,
+                    proto: t.proto,
+                    forwards_to: t.forwards_to,
+                    metadata: t.metadata,
+                    labels: t.labels,
+                    started_at_ms: t.started_at_ms,
+                })
+            })
+            .collect()
+    }
+
+    async fn command(&self, id: &str, cmd: Command) -> Result<(), CommandError> {
+        use gangway_proto::{msg, rpc};
+        let session = self
+            .0
+            .session_by_client_id(id)
+            .ok_or_else(|| CommandError::NoSession(id.to_string()))?;
+        let call = async {
+            match cmd {
+                Command::Restart => {
+                    rpc::call::<_, msg::CommandResp>(&session, msg::RESTART, &msg::Restart {}).await
+                }
+                Command::Stop => {
+                    rpc::call::<_, msg::CommandResp>(&session, msg::STOP, &msg::Stop {}).await
+                }
+                Command::Update => {
+                    let req = msg::Update::default();
+                    rpc::call::<_, msg::CommandResp>(&session, msg::UPDATE, &req).await
+                }
+            }
+        };
+        match tokio::time::timeout(COMMAND_TIMEOUT, call).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(rpc::RpcError::Remote(text))) => Err(CommandError::Refused(text)),
+            Ok(Err(e)) => Err(CommandError::Unreachable(e.to_string())),
+            Err(_) => Err(CommandError::Unreachable(format!(
+                "no answer within {} s",
+                COMMAND_TIMEOUT.as_secs()
+            ))),
+        }
     }
 }
 
@@ -115,6 +192,7 @@ pub fn start(
         settings: Arc::new(ApiSettings {
             api_addr: opts.api_addr.to_string(),
             base_domain: opts.base_domain,
+            region: opts.region,
             https_port: opts.https_port,
             tcp_host: opts.tcp_host,
             tcp_ports: opts.tcp_ports,

@@ -175,6 +175,7 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
         api_addr,
         authtoken: &dir.authtoken,
         base_domain: cfg.base_domain.clone(),
+        region: cfg.region.clone(),
         https_port: cfg.https_addr.port(),
         tcp_host: cfg.tcp_host.clone(),
         tcp_ports: cfg.tcp_ports.clone(),

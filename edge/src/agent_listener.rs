@@ -29,7 +29,7 @@ use tracing::{debug, info, warn};
 
 use crate::certs::CertKey;
 use crate::errors::{bind_error_code, rpc as codes};
-use crate::registry::{Registry, SessionInfo, SessionKey, TcpPorts, TunnelInfo};
+use crate::registry::{now_ms, Registry, SessionInfo, SessionKey, TcpPorts, TunnelInfo};
 use crate::route_table::TunnelOptions;
 use gangway_modules::basic_auth::BasicAuthConfig;
 
@@ -393,6 +393,16 @@ impl Conn {
             self.session.close(ErrorCode::NONE, "authentication failed");
             return;
         }
+        let credential_id = match &credential {
+            Some(Credential::Stored(hash)) => self
+                .app
+                .registry
+                .control()
+                .credential(hash)
+                .map(|g| g.id.clone())
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
         if let Some(c) = credential {
             let _ = self.credential.set(c);
         }
@@ -403,7 +413,8 @@ impl Conn {
         let client_id = if valid_tunnel_id(&req.client_id) {
             req.client_id.clone()
         } else {
-            random_id(32)
+            // The API lists sessions by this id (`ts_…`, like ngrok's).
+            format!("ts_{}", random_id(27))
         };
         let (interval, tolerance) =
             heartbeat::from_auth_nanos(req.extra.heartbeat_interval, req.extra.heartbeat_tolerance);
@@ -431,6 +442,8 @@ impl Conn {
                 os: req.extra.os.clone(),
                 agent_version: req.extra.version.clone(),
                 metadata: req.extra.metadata.clone(),
+                credential_id,
+                started_at_ms: now_ms(),
             },
         );
         let resp = AuthResp {
@@ -483,6 +496,8 @@ impl Conn {
                     proto: "https".to_string(),
                     forwards_to: req.forwards_to.clone(),
                     metadata: req.metadata.clone(),
+                    labels: req.labels.clone(),
+                    started_at_ms: now_ms(),
                 });
                 let resp = msg::StartTunnelWithLabelResp {
                     id,
@@ -547,6 +562,8 @@ impl Conn {
                     proto: resp.proto.clone(),
                     forwards_to: req.forwards_to.clone(),
                     metadata: req.extra.metadata.clone(),
+                    labels: Default::default(),
+                    started_at_ms: now_ms(),
                 });
                 self.send(&mut stream, &resp).await
             }

@@ -86,6 +86,10 @@ pub struct SessionInfo {
     pub os: String,
     pub agent_version: String,
     pub metadata: String,
+    /// The stored credential it authenticated with (empty: a static token).
+    pub credential_id: String,
+    /// Milliseconds since the Unix epoch.
+    pub started_at_ms: u64,
 }
 
 /// A bound tunnel as users list it.
@@ -97,6 +101,17 @@ pub struct TunnelInfo {
     pub proto: String,
     pub forwards_to: String,
     pub metadata: String,
+    /// StartTunnelWithLabel's labels (empty for named endpoints).
+    pub labels: BTreeMap<String, String>,
+    /// Milliseconds since the Unix epoch.
+    pub started_at_ms: u64,
+}
+
+/// Milliseconds since the Unix epoch, for `started_at` fields.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A tunnel started with labels, waiting for edges whose backend selects them.
@@ -324,6 +339,26 @@ impl Registry {
 
     pub fn session_info(&self, key: SessionKey) -> Option<SessionInfo> {
         self.lock().session_info.get(&key).cloned()
+    }
+
+    /// Every authenticated live session.
+    pub fn sessions(&self) -> Vec<(SessionKey, SessionInfo)> {
+        let st = self.lock();
+        st.session_info
+            .iter()
+            .map(|(k, i)| (*k, i.clone()))
+            .collect()
+    }
+
+    /// The session an agent knows as `client_id` (the newest, when a
+    /// reconnect overlaps the old session's last moments).
+    pub fn session_by_client_id(&self, client_id: &str) -> Option<Session> {
+        let st = self.lock();
+        st.session_info
+            .iter()
+            .filter(|(_, i)| i.client_id == client_id)
+            .max_by_key(|(k, _)| **k)
+            .and_then(|(k, _)| st.sessions.get(k).cloned())
     }
 
     /// Records a tunnel that was just bound (replacing its earlier record).
@@ -598,6 +633,8 @@ mod tests {
             proto: "https".into(),
             forwards_to: "http://localhost:8080".into(),
             metadata: format!("{{\"id\":\"{id}\"}}"),
+            labels: BTreeMap::new(),
+            started_at_ms: 1,
         };
         r.record_tunnel(tunnel("t1"));
         r.record_tunnel(tunnel("t2"));

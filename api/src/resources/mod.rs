@@ -11,6 +11,7 @@ pub mod backends;
 pub mod credentials;
 pub mod https_edges;
 pub mod ip_policies;
+pub mod live;
 pub mod reserved;
 pub mod routes;
 

@@ -39,6 +39,8 @@ pub mod codes {
     pub const HOSTPORT_TAKEN: u32 = 9044;
     pub const INVALID_HOSTPORT: u32 = 9045;
     pub const INVALID_MATCH: u32 = 9046;
+    pub const AGENT_REFUSED: u32 = 9048;
+    pub const AGENT_UNREACHABLE: u32 = 9049;
     pub const AUTH_MODULES_EXCLUSIVE: u32 = 7079;
     pub const INTERNAL: u32 = 500;
 }

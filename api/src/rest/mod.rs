@@ -27,6 +27,8 @@ pub struct ApiSettings {
     /// `host:port` clients reach the API at (used when a request has no Host).
     pub api_addr: String,
     pub base_domain: String,
+    /// The region agents are told at Auth (shown on sessions and tunnels).
+    pub region: String,
     /// The public TLS port (HTTPS edges accept it or 443 in `hostports`).
     pub https_port: u16,
     /// Host and port range of TCP addresses.
@@ -55,6 +57,7 @@ pub fn router(state: ApiState) -> Router {
     r = crud::<HttpsEdge>(r);
     r = resources::https_edges::modules(r);
     r = resources::routes::mount(r);
+    r = resources::live::mount(r);
     r.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
