@@ -14,6 +14,7 @@ use gangway_api::store::sqlite::SqliteStore;
 use gangway_api::store::{Store, StoreError};
 use gangway_api::{bootstrap, feed};
 use gangway_edge::registry::Registry;
+use gangway_edge::Edge;
 
 use crate::data_dir::{write_private, DataDirError};
 
@@ -142,12 +143,11 @@ impl LiveView for EdgeLive {
 }
 
 /// Opens the store, makes the first secrets, applies the stored config to
-/// `registry` and starts the API. Returns once the edge has its config, so
+/// `edge` and starts the API. Returns once the edge has its config, so
 /// agents are checked against the stored credentials from the start.
-pub fn start(
-    opts: ControlOptions<'_>,
-    registry: Arc<Registry>,
-) -> Result<ControlPlane, ControlError> {
+pub fn start(opts: ControlOptions<'_>, edge: &Edge) -> Result<ControlPlane, ControlError> {
+    let registry = edge.registry.clone();
+    let sink = edge.control_sink();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("gangway-api")
@@ -172,13 +172,9 @@ pub fn start(
         bootstrap::ensure_credential(store.as_ref(), opts.authtoken, "first-light authtoken")
             .await
             .map_err(store_err)?;
-        let apply_to = registry.clone();
-        feed::start(
-            store.clone(),
-            Arc::new(move |cfg| apply_to.set_control(cfg)),
-        )
-        .await
-        .map_err(store_err)?;
+        feed::start(store.clone(), Arc::new(sink))
+            .await
+            .map_err(store_err)?;
         let listener = tokio::net::TcpListener::bind(opts.api_addr)
             .await
             .map_err(|source| ControlError::Bind {

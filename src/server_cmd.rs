@@ -181,7 +181,7 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
         tcp_ports: cfg.tcp_ports.clone(),
     };
     let edge = gangway_edge::build_server(cfg)?;
-    let control = crate::control_plane::start(control, edge.registry.clone())?;
+    let control = crate::control_plane::start(control, &edge)?;
     let info = ServerInfo {
         api_key: control.api_key.clone(),
         ..info

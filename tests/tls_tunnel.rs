@@ -6,106 +6,15 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
+use support::tls::{
+    cert_for, client_trusting, local_tcp_server, local_tls_server, reverse_after_eof, TestCert,
+};
 use support::{agent_fails, Agent, Server};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// A self-signed certificate for some names, as PEM and DER.
-struct TestCert {
-    cert_pem: String,
-    key_pem: String,
-    der: CertificateDer<'static>,
-}
-
-fn cert_for(names: &[&str]) -> TestCert {
-    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    let ck = rcgen::generate_simple_self_signed(names).expect("cert");
-    TestCert {
-        cert_pem: ck.cert.pem(),
-        key_pem: ck.signing_key.serialize_pem(),
-        der: ck.cert.der().clone(),
-    }
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// A client that trusts only `cert`.
-fn client_trusting(cert: &TestCert) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der.clone()).expect("root");
-    let cfg = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-}
-
-fn acceptor_for(cert: &TestCert) -> tokio_rustls::TlsAcceptor {
-    let key = PrivateKeyDer::Pkcs8(
-        rustls_pemfile::pkcs8_private_keys(&mut cert.key_pem.as_bytes())
-            .next()
-            .expect("key")
-            .expect("pem"),
-    );
-    let cfg = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der.clone()], key)
-        .expect("server cert");
-    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
-}
-
-/// Reads to EOF, answers `<tag>:` + the bytes reversed, and closes.
-async fn reverse_after_eof<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, tag: &str) {
-    let mut got = Vec::new();
-    if io.read_to_end(&mut got).await.is_err() {
-        return;
-    }
-    got.reverse();
-    let mut reply = format!("{tag}:").into_bytes();
-    reply.extend(got);
-    let _ = io.write_all(&reply).await;
-    let _ = io.shutdown().await;
-}
-
-/// A local TLS service presenting `cert`.
-async fn local_tls_server(cert: &TestCert) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let acceptor = acceptor_for(cert);
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                if let Ok(tls) = acceptor.accept(tcp).await {
-                    reverse_after_eof(tls, "local-tls").await;
-                }
-            });
-        }
-    });
-    addr
-}
-
-/// A local plain TCP service.
-async fn local_tcp_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            tokio::spawn(reverse_after_eof(tcp, "local-plain"));
-        }
-    });
-    addr
-}
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// Connects to the edge's TLS port as `sni`, trusting `cert`; sends
 /// `payload`, half-closes and returns the reply.

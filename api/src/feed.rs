@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use gangway_config::control::{ControlConfig, Resources};
 use gangway_config::resources::{
-    ApiKey, Credential, HttpsEdge, HttpsEdgeRoute, IpPolicy, IpPolicyRule, ReservedAddr,
-    ReservedDomain, TunnelGroupBackend,
+    ApiKey, CertificateAuthority, Credential, HttpsEdge, HttpsEdgeRoute, IpPolicy, IpPolicyRule,
+    ReservedAddr, ReservedDomain, TcpEdge, TlsCertificate, TlsEdge, TunnelGroupBackend,
 };
 use serde::de::DeserializeOwned;
 
@@ -149,6 +149,10 @@ fn put(res: &mut Resources, key: &str, value: &[u8]) {
         k if k == IpPolicyRule::KIND.store => put_into!(ip_policy_rules),
         k if k == TunnelGroupBackend::KIND.store => put_into!(tunnel_groups),
         k if k == HttpsEdge::KIND.store => put_into!(https_edges),
+        k if k == TcpEdge::KIND.store => put_into!(tcp_edges),
+        k if k == TlsEdge::KIND.store => put_into!(tls_edges),
+        k if k == CertificateAuthority::KIND.store => put_into!(certificate_authorities),
+        k if k == TlsCertificate::KIND.store => put_into!(tls_certificates),
         k if k == ROUTE_KIND.store => {
             if let Some(v) = decode::<HttpsEdgeRoute>(key, value) {
                 res.https_routes.insert(id, v);
@@ -169,6 +173,10 @@ fn delete(res: &mut Resources, key: &str) {
         k if k == IpPolicyRule::KIND.store => drop(res.ip_policy_rules.remove(id)),
         k if k == TunnelGroupBackend::KIND.store => drop(res.tunnel_groups.remove(id)),
         k if k == HttpsEdge::KIND.store => drop(res.https_edges.remove(id)),
+        k if k == TcpEdge::KIND.store => drop(res.tcp_edges.remove(id)),
+        k if k == TlsEdge::KIND.store => drop(res.tls_edges.remove(id)),
+        k if k == CertificateAuthority::KIND.store => drop(res.certificate_authorities.remove(id)),
+        k if k == TlsCertificate::KIND.store => drop(res.tls_certificates.remove(id)),
         k if k == ROUTE_KIND.store => drop(res.https_routes.remove(id)),
         _ => {}
     }

@@ -11,8 +11,9 @@ use ipnet::IpNet;
 
 use crate::hostname::strip_port;
 use crate::resources::{
-    is_enabled, ApiKey, Credential, HttpsEdge, HttpsEdgeRoute, IpAction, IpPolicy, IpPolicyRule,
-    MatchType, ReservedAddr, ReservedDomain, RouteModules, TunnelGroupBackend,
+    is_enabled, ApiKey, CertificateAuthority, Credential, EdgeModules, HttpsEdge, HttpsEdgeRoute,
+    IpAction, IpPolicy, IpPolicyRule, MatchType, ReservedAddr, ReservedDomain, RouteModules,
+    TcpEdge, TlsCertificate, TlsEdge, TunnelGroupBackend,
 };
 
 /// Every stored resource an edge needs, by id.
@@ -27,6 +28,10 @@ pub struct Resources {
     pub tunnel_groups: BTreeMap<String, TunnelGroupBackend>,
     pub https_edges: BTreeMap<String, HttpsEdge>,
     pub https_routes: BTreeMap<String, HttpsEdgeRoute>,
+    pub tcp_edges: BTreeMap<String, TcpEdge>,
+    pub tls_edges: BTreeMap<String, TlsEdge>,
+    pub certificate_authorities: BTreeMap<String, CertificateAuthority>,
+    pub tls_certificates: BTreeMap<String, TlsCertificate>,
 }
 
 /// One credential's bind rules. No rules (or `*`) allows everything.
@@ -192,6 +197,30 @@ impl CompiledHttpsEdge {
     }
 }
 
+/// A TCP or TLS edge, ready to serve.
+#[derive(Debug, Clone)]
+pub struct CompiledL4Edge {
+    pub id: String,
+    /// Labels a tunnel must carry to serve it; `None`: no backend.
+    pub backend_labels: Option<BTreeMap<String, String>>,
+    pub ip_restriction: Option<IpSet>,
+    /// TLS edges: terminate at the edge (with the edge's certificates for
+    /// the name) and send plaintext; otherwise the bytes pass through.
+    pub terminate_at_edge: bool,
+    /// Enabled modules the edge cannot apply yet: connections are closed
+    /// rather than served unprotected.
+    pub unsupported: Vec<&'static str>,
+}
+
+/// A stored server certificate, and the reserved domains pinned to it.
+#[derive(Debug, Clone)]
+pub struct ServedCertificate {
+    pub id: String,
+    pub certificate_pem: String,
+    pub private_key_pem: String,
+    pub pinned_domains: Vec<String>,
+}
+
 /// Everything an edge serves from the control plane.
 #[derive(Debug, Default)]
 pub struct ControlConfig {
@@ -203,6 +232,12 @@ pub struct ControlConfig {
     reserved_ports: HashSet<u16>,
     /// Host name → edge.
     https_edges: HashMap<String, Arc<CompiledHttpsEdge>>,
+    /// Host name → TLS edge.
+    tls_edges: HashMap<String, Arc<CompiledL4Edge>>,
+    /// Port → TCP edge.
+    tcp_edges: HashMap<u16, Arc<CompiledL4Edge>>,
+    /// Server certificates, served by SNI.
+    pub certificates: Vec<Arc<ServedCertificate>>,
 }
 
 impl ControlConfig {
@@ -243,13 +278,85 @@ impl ControlConfig {
                 https_edges.insert(h.clone(), compiled.clone());
             }
         }
+        let mut tls_edges = HashMap::new();
+        for edge in res.tls_edges.values() {
+            let compiled = Arc::new(compile_l4(res, &index, &edge.common.id, &edge.modules));
+            for hp in &edge.hostports {
+                tls_edges.insert(strip_port(hp).to_string(), compiled.clone());
+            }
+        }
+        let mut tcp_edges = HashMap::new();
+        for edge in res.tcp_edges.values() {
+            let compiled = Arc::new(compile_l4(res, &index, &edge.common.id, &edge.modules));
+            for hp in &edge.hostports {
+                if let Some(port) = hp.rsplit_once(':').and_then(|(_, p)| p.parse().ok()) {
+                    tcp_edges.insert(port, compiled.clone());
+                }
+            }
+        }
+        let certificates = res
+            .tls_certificates
+            .values()
+            .map(|c| {
+                Arc::new(ServedCertificate {
+                    id: c.common.id.clone(),
+                    certificate_pem: c.certificate_pem.clone(),
+                    private_key_pem: c.private_key_pem.clone(),
+                    pinned_domains: res
+                        .reserved_domains
+                        .values()
+                        .filter(|d| d.certificate_id.as_deref() == Some(c.common.id.as_str()))
+                        .map(|d| d.domain.clone())
+                        .collect(),
+                })
+            })
+            .collect();
         ControlConfig {
             revision,
             credentials,
             reserved_domains,
             reserved_ports,
             https_edges,
+            tls_edges,
+            tcp_edges,
+            certificates,
         }
+    }
+
+    /// The id of the API edge (HTTPS or TLS) that owns `host`, if any:
+    /// agents cannot bind such a name themselves.
+    pub fn edge_owning(&self, host: &str) -> Option<&str> {
+        if let Some(e) = self.https_edge(host) {
+            return Some(&e.id);
+        }
+        self.tls_edge(host).map(|e| e.id.as_str())
+    }
+
+    /// The TLS edge serving `host`.
+    pub fn tls_edge(&self, host: &str) -> Option<&Arc<CompiledL4Edge>> {
+        if self.tls_edges.is_empty() {
+            return None;
+        }
+        let host = strip_port(host);
+        self.tls_edges.get(host).or_else(|| {
+            self.tls_edges
+                .get(&host.trim_end_matches('.').to_ascii_lowercase())
+        })
+    }
+
+    /// Every TLS edge once per name.
+    pub fn tls_edges(&self) -> impl Iterator<Item = (&String, &Arc<CompiledL4Edge>)> {
+        self.tls_edges.iter()
+    }
+
+    /// The TCP edge on `port`.
+    pub fn tcp_edge(&self, port: u16) -> Option<&Arc<CompiledL4Edge>> {
+        self.tcp_edges.get(&port)
+    }
+
+    /// Every TCP edge by port.
+    pub fn tcp_edges(&self) -> impl Iterator<Item = (&u16, &Arc<CompiledL4Edge>)> {
+        self.tcp_edges.iter()
     }
 
     /// The grant for an authtoken, by its [`token_hash`](crate::resources::token_hash).
@@ -306,6 +413,22 @@ impl<'a> Index<'a> {
 }
 
 fn compile_edge(res: &Resources, index: &Index<'_>, edge: &HttpsEdge) -> CompiledHttpsEdge {
+    // Edge-level settings the edge cannot apply yet fail every route closed.
+    let mut edge_unsupported = Vec::new();
+    if edge
+        .mutual_tls
+        .as_ref()
+        .is_some_and(|m| is_enabled(m.enabled))
+    {
+        edge_unsupported.push("mutual_tls");
+    }
+    let min_13 = edge
+        .tls_termination
+        .as_ref()
+        .is_some_and(|t| is_enabled(t.enabled) && t.min_version.as_deref() == Some("1.3"));
+    if min_13 {
+        edge_unsupported.push("tls_termination.min_version");
+    }
     let hostnames = edge
         .hostports
         .iter()
@@ -320,20 +443,18 @@ fn compile_edge(res: &Resources, index: &Index<'_>, edge: &HttpsEdge) -> Compile
             id: r.common.id.clone(),
             match_type: r.match_type,
             matches: r.matches.clone(),
-            backend_labels: r
-                .modules
-                .backend
-                .as_ref()
-                .filter(|b| is_enabled(b.enabled))
-                .and_then(|b| res.tunnel_groups.get(&b.backend_id))
-                .map(|g| g.labels.clone()),
+            backend_labels: backend_labels(res, r.modules.backend.as_ref()),
             ip_restriction: r
                 .modules
                 .ip_restriction
                 .as_ref()
                 .filter(|m| is_enabled(m.enabled))
                 .map(|m| ip_set(index, &m.ip_policy_ids)),
-            unsupported: unsupported_modules(&r.modules),
+            unsupported: edge_unsupported
+                .iter()
+                .copied()
+                .chain(unsupported_modules(&r.modules))
+                .collect(),
         })
         .collect();
     routes.sort_by(|a, b| a.id.cmp(&b.id));
@@ -354,6 +475,42 @@ fn compile_edge(res: &Resources, index: &Index<'_>, edge: &HttpsEdge) -> Compile
         exact,
         prefixes,
         routes,
+    }
+}
+
+fn backend_labels(
+    res: &Resources,
+    b: Option<&crate::resources::BackendModule>,
+) -> Option<BTreeMap<String, String>> {
+    b.filter(|b| is_enabled(b.enabled))
+        .and_then(|b| res.tunnel_groups.get(&b.backend_id))
+        .map(|g| g.labels.clone())
+}
+
+fn compile_l4(res: &Resources, index: &Index<'_>, id: &str, m: &EdgeModules) -> CompiledL4Edge {
+    let on = |e: Option<bool>| is_enabled(e);
+    let mut unsupported = Vec::new();
+    if m.mutual_tls.as_ref().is_some_and(|x| on(x.enabled)) {
+        unsupported.push("mutual_tls");
+    }
+    if m.traffic_policy.as_ref().is_some_and(|x| on(x.enabled)) {
+        unsupported.push("traffic_policy");
+    }
+    let termination = m.tls_termination.as_ref().filter(|t| on(t.enabled));
+    if termination.is_some_and(|t| t.min_version.as_deref() == Some("1.3")) {
+        unsupported.push("tls_termination.min_version");
+    }
+    CompiledL4Edge {
+        id: id.to_string(),
+        backend_labels: backend_labels(res, m.backend.as_ref()),
+        ip_restriction: m
+            .ip_restriction
+            .as_ref()
+            .filter(|r| on(r.enabled))
+            .map(|r| ip_set(index, &r.ip_policy_ids)),
+        terminate_at_edge: termination
+            .is_some_and(|t| t.terminate_at.as_deref() != Some("upstream")),
+        unsupported,
     }
 }
 

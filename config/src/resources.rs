@@ -96,6 +96,62 @@ pub struct TunnelGroupBackend {
     pub labels: BTreeMap<String, String>,
 }
 
+/// What the API parsed out of an X.509 certificate, kept with the record
+/// so listing never re-parses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertSummary {
+    pub subject_common_name: String,
+    #[serde(default)]
+    pub subject_organization: String,
+    #[serde(default)]
+    pub subject_organizational_unit: String,
+    #[serde(default)]
+    pub subject_locality: String,
+    #[serde(default)]
+    pub subject_province: String,
+    #[serde(default)]
+    pub subject_country: String,
+    #[serde(default)]
+    pub issuer_common_name: String,
+    /// Lowercase hex, no separators.
+    #[serde(default)]
+    pub serial_number: String,
+    /// RFC 3339, UTC.
+    pub not_before: String,
+    pub not_after: String,
+    #[serde(default)]
+    pub key_usages: Vec<String>,
+    #[serde(default)]
+    pub extended_key_usages: Vec<String>,
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+    #[serde(default)]
+    pub ips: Vec<String>,
+}
+
+/// A CA that client certificates (mutual TLS) are verified against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateAuthority {
+    #[serde(flatten)]
+    pub common: Common,
+    pub ca_pem: String,
+    pub summary: CertSummary,
+}
+
+/// A server certificate and its key, served by SNI for its names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsCertificate {
+    #[serde(flatten)]
+    pub common: Common,
+    /// The chain, leaf first.
+    pub certificate_pem: String,
+    /// Never rendered by the API.
+    pub private_key_pem: String,
+    /// `rsa`, `ecdsa` or `ed25519`.
+    pub private_key_type: String,
+    pub summary: CertSummary,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpsEdge {
     #[serde(flatten)]
@@ -107,6 +163,48 @@ pub struct HttpsEdge {
     pub mutual_tls: Option<MutualTlsModule>,
     #[serde(default)]
     pub tls_termination: Option<TlsTerminationModule>,
+}
+
+/// A TCP edge: reserved TCP addresses whose connections go to the tunnels
+/// its backend selects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpEdge {
+    #[serde(flatten)]
+    pub common: Common,
+    /// Reserved `host:port`s.
+    #[serde(default)]
+    pub hostports: Vec<String>,
+    #[serde(flatten)]
+    pub modules: EdgeModules,
+}
+
+/// A TLS edge: names on the TLS port whose connections (passed through,
+/// or terminated at the edge) go to the tunnels its backend selects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsEdge {
+    #[serde(flatten)]
+    pub common: Common,
+    /// `host:port`, hosts normalized.
+    #[serde(default)]
+    pub hostports: Vec<String>,
+    #[serde(flatten)]
+    pub modules: EdgeModules,
+}
+
+/// Modules of TCP and TLS edges (TCP edges use backend, ip_restriction and
+/// traffic_policy).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeModules {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendModule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_restriction: Option<IpRestrictionModule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutual_tls: Option<MutualTlsModule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_termination: Option<TlsTerminationModule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_policy: Option<TrafficPolicyModule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,7 +221,7 @@ pub struct MutualTlsModule {
 pub struct TlsTerminationModule {
     #[serde(default)]
     pub enabled: Option<bool>,
-    /// Only `edge` is meaningful on an HTTPS edge.
+    /// `edge`, or on TLS edges `upstream` (the agent's app terminates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminate_at: Option<String>,
     /// `"1.0"` .. `"1.3"`.

@@ -536,7 +536,7 @@ impl Conn {
         let id = format!("tn_{}", random_id(26));
         self.app
             .registry
-            .bind_labeled(self.key, &id, req.labels.clone(), "https")
+            .bind_labeled(self.key, &id, req.labels.clone())
             .map_err(|e| (e.to_string(), bind_error_code(&e)))?;
         Ok(id)
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use gangway_config::control::ServedCertificate;
 use pingora_core::listeners::TlsAccept;
 use pingora_core::protocols::tls::TlsRef;
 use pingora_core::tls::ext;
@@ -106,22 +107,68 @@ pub struct CertSet {
     exact: HashMap<String, Arc<CertKey>>,
     wildcard: HashMap<String, Arc<CertKey>>,
     default: Arc<CertKey>,
+    /// The certificates from files (default first), kept so the stored
+    /// ones can be swapped without reloading these.
+    base: Vec<Arc<CertKey>>,
 }
 
 impl CertSet {
     pub fn new(default: CertKey, others: Vec<CertKey>) -> Self {
         let default = Arc::new(default);
+        let base: Vec<Arc<CertKey>> = std::iter::once(default.clone())
+            .chain(others.into_iter().map(Arc::new))
+            .collect();
         let mut set = CertSet {
             exact: HashMap::new(),
             wildcard: HashMap::new(),
-            default: default.clone(),
+            default,
+            base: base.clone(),
         };
-        for ck in std::iter::once(default).chain(others.into_iter().map(Arc::new)) {
-            for name in ck.dns_names() {
-                match name.strip_prefix("*.") {
-                    Some(suffix) => set.wildcard.insert(suffix.to_string(), ck.clone()),
-                    None => set.exact.insert(name, ck.clone()),
-                };
+        for ck in base {
+            set.add(ck);
+        }
+        set
+    }
+
+    fn add(&mut self, ck: Arc<CertKey>) {
+        for name in ck.dns_names() {
+            match name.strip_prefix("*.") {
+                Some(suffix) => self.wildcard.insert(suffix.to_string(), ck.clone()),
+                None => self.exact.insert(name, ck.clone()),
+            };
+        }
+    }
+
+    /// This set's file certificates plus the API's stored ones: a stored
+    /// certificate serves its names (over a file one), and a reserved
+    /// domain pinned to a certificate is served with that one. A stored
+    /// certificate that does not load is skipped and logged.
+    pub fn with_stored(&self, stored: &[Arc<ServedCertificate>]) -> CertSet {
+        let mut set = CertSet {
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+            default: self.default.clone(),
+            base: self.base.clone(),
+        };
+        for ck in &self.base {
+            set.add(ck.clone());
+        }
+        for sc in stored {
+            let loaded = CertKey::from_pem(
+                sc.certificate_pem.as_bytes(),
+                sc.private_key_pem.as_bytes(),
+                &sc.id,
+            );
+            let ck = match loaded {
+                Ok(ck) => Arc::new(ck),
+                Err(e) => {
+                    tracing::warn!(certificate = %sc.id, error = %e, "stored certificate skipped");
+                    continue;
+                }
+            };
+            set.add(ck.clone());
+            for domain in &sc.pinned_domains {
+                set.exact.insert(domain.clone(), ck.clone());
             }
         }
         set

@@ -45,6 +45,9 @@ pub struct PublicTlsApp {
     http: Arc<HttpProxy<EdgeProxy>>,
     /// For HTTPS: edge certificates by SNI, h2 and http/1.1 by ALPN.
     acceptor: SslAcceptor,
+    /// For TLS edges terminated here: edge certificates, no ALPN (the
+    /// bytes inside are the app's, not HTTP we serve).
+    raw_acceptor: SslAcceptor,
     certs: SniResolver,
 }
 
@@ -59,10 +62,14 @@ impl PublicTlsApp {
         b.set_alpn_select_callback(|_, client| {
             ssl::select_next_proto(b"\x02h2\x08http/1.1", client).ok_or(AlpnError::NOACK)
         });
+        let raw_acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())
+            .map_err(|e| e.to_string())?
+            .build();
         Ok(PublicTlsApp {
             registry,
             http: Arc::new(http),
             acceptor: b.build(),
+            raw_acceptor,
             certs,
         })
     }
@@ -76,6 +83,19 @@ impl PublicTlsApp {
         hello_len: usize,
     ) {
         let peer = client.map(|a| a.to_string()).unwrap_or_default();
+        if target.options.terminated_at_edge {
+            let tls = tokio::time::timeout(
+                HANDSHAKE_TIMEOUT,
+                handshake_with_callback(&self.raw_acceptor, l4, &self.certs),
+            )
+            .await;
+            match tls {
+                Ok(Ok(tls)) => pipe_to_agent(tls, &target, client, server, &[]).await,
+                Ok(Err(e)) => debug!(%peer, error = %e, "TLS edge handshake failed"),
+                Err(_) => debug!(%peer, "TLS edge handshake timed out"),
+            }
+            return;
+        }
         if let Some(acceptor) = &target.options.tls_termination {
             let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(acceptor, l4)).await;
             match tls {
@@ -159,6 +179,10 @@ impl ServerApp for PublicTlsApp {
         let route = {
             let table = self.registry.table();
             match table.route_tls(&sni) {
+                TlsRoute::Tunnel(ep) if !ep.admits(client.map(|a| a.ip())) => {
+                    debug!(%peer, %sni, "TLS edge refused the client");
+                    return None;
+                }
                 TlsRoute::Tunnel(ep) => Some(ep.pick().cloned()),
                 TlsRoute::Https => None,
             }

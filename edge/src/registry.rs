@@ -16,7 +16,9 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use gangway_config::control::ControlConfig;
 
-use crate::route_table::{EdgeRoutes, Endpoint, RouteTable, Scheme, Target, TunnelOptions};
+use crate::route_table::{
+    EdgeRoutes, EdgeType, Endpoint, RouteTable, Scheme, Target, TunnelOptions,
+};
 
 /// Whether a tunnel's labels include every wanted label.
 fn carries(have: &BTreeMap<String, String>, want: &BTreeMap<String, String>) -> bool {
@@ -117,7 +119,6 @@ pub fn now_ms() -> u64 {
 /// A tunnel started with labels, waiting for edges whose backend selects them.
 struct LabeledTunnel {
     labels: BTreeMap<String, String>,
-    proto: Arc<str>,
 }
 
 #[derive(Default)]
@@ -128,6 +129,8 @@ struct State {
     tunnel_info: BTreeMap<(SessionKey, String), TunnelInfo>,
     endpoints: BTreeMap<(Scheme, String), EndpointState>,
     tcp: BTreeMap<u16, TcpEndpointState>,
+    /// Listeners of TCP edges' ports that no agent-bound endpoint shares.
+    edge_listeners: BTreeMap<u16, DropGuard>,
 }
 
 /// Sessions, endpoints and the current route table.
@@ -137,6 +140,8 @@ pub struct Registry {
     /// What the control plane configured; swapped whole on every change.
     control: ArcSwap<ControlConfig>,
     next_key: AtomicU64,
+    /// Where TCP edges' ports listen.
+    tcp_ip: IpAddr,
 }
 
 impl Default for Registry {
@@ -147,11 +152,17 @@ impl Default for Registry {
 
 impl Registry {
     pub fn new() -> Self {
+        Self::with_tcp_ip(IpAddr::from([127, 0, 0, 1]))
+    }
+
+    /// A registry whose TCP edges listen on `tcp_ip`.
+    pub fn with_tcp_ip(tcp_ip: IpAddr) -> Self {
         Registry {
             state: Mutex::new(State::default()),
             table: Arc::new(ArcSwap::from_pointee(RouteTable::default())),
             control: ArcSwap::from_pointee(ControlConfig::default()),
             next_key: AtomicU64::new(1),
+            tcp_ip,
         }
     }
 
@@ -177,27 +188,21 @@ impl Registry {
         self.rebuild(&mut st);
     }
 
-    /// Starts a labeled tunnel: it serves every edge route whose backend's
-    /// labels it carries.
+    /// Starts a labeled tunnel: it serves every edge (or edge route) whose
+    /// backend's labels it carries, speaking that edge's protocol.
     pub fn bind_labeled(
         &self,
         key: SessionKey,
         tunnel_id: &str,
         labels: BTreeMap<String, String>,
-        proto: &str,
     ) -> Result<(), BindError> {
         let mut st = self.lock();
         if !st.sessions.contains_key(&key) {
             return Err(BindError::SessionGone);
         }
         st.labeled.retain(|(_, id), _| &**id != tunnel_id);
-        st.labeled.insert(
-            (key, Arc::from(tunnel_id)),
-            LabeledTunnel {
-                labels,
-                proto: Arc::from(proto),
-            },
-        );
+        st.labeled
+            .insert((key, Arc::from(tunnel_id)), LabeledTunnel { labels });
         self.rebuild(&mut st);
         Ok(())
     }
@@ -237,10 +242,10 @@ impl Registry {
         let live: Vec<SessionKey> = st.sessions.keys().copied().collect();
         let scheme = Scheme::from_proto(proto);
         if scheme != Scheme::Http {
-            if let Some(edge) = self.control.load().https_edge(hostname) {
+            if let Some(edge) = self.control.load().edge_owning(hostname) {
                 return Err(BindError::EdgeOwned {
                     host: hostname.to_string(),
-                    edge: edge.id.clone(),
+                    edge: edge.to_string(),
                 });
             }
         }
@@ -403,6 +408,12 @@ impl Registry {
                     last,
                 });
             }
+            if let Some(edge) = self.control.load().tcp_edge(p) {
+                return Err(BindError::EdgeOwned {
+                    host: format!("port {p}"),
+                    edge: edge.id.clone(),
+                });
+            }
         }
         let live: Vec<SessionKey> = st.sessions.keys().copied().collect();
         let previous = st
@@ -502,6 +513,7 @@ impl Registry {
         };
         st.endpoints.retain(|_, ep| fresh(ep));
         st.tcp.retain(|_, t| fresh(&t.ep));
+        self.sync_edge_listeners(st);
         let sessions = &st.sessions;
         let compile = |name: String, ep: &EndpointState| {
             let targets = ep
@@ -527,9 +539,68 @@ impl Registry {
             .iter()
             .map(|(port, t)| (*port, compile(format!(":{port}"), &t.ep)));
         let edges = self.compile_edges(st);
+        let control = self.control.load();
+        let tls_edges = control.tls_edges().map(|(host, edge)| {
+            let opts = TunnelOptions {
+                terminated_at_edge: edge.terminate_at_edge,
+                edge_type: EdgeType::Tls,
+                ..TunnelOptions::default()
+            };
+            let targets = labeled_targets(st, edge.backend_labels.as_ref(), "tls", Arc::new(opts));
+            (
+                Scheme::Tls,
+                Endpoint::for_l4_edge(host.clone(), targets, edge.clone()),
+            )
+        });
+        let tcp_edges = control.tcp_edges().map(|(port, edge)| {
+            let opts = TunnelOptions {
+                edge_type: EdgeType::Tcp,
+                ..TunnelOptions::default()
+            };
+            let targets = labeled_targets(st, edge.backend_labels.as_ref(), "tcp", Arc::new(opts));
+            (
+                *port,
+                Endpoint::for_l4_edge(format!(":{port}"), targets, edge.clone()),
+            )
+        });
+        // Edges come last: they own their names and ports.
         self.table.store(Arc::new(
-            RouteTable::with_tcp(hosts, ports).with_edges(edges),
+            RouteTable::with_tcp(hosts.chain(tls_edges), ports.chain(tcp_edges)).with_edges(edges),
         ));
+    }
+
+    /// Keeps one listener on every TCP edge's port (an agent-bound
+    /// endpoint's listener on the same port serves too: listeners route by
+    /// the table). A port that cannot be bound now is retried on the next
+    /// change.
+    fn sync_edge_listeners(&self, st: &mut State) {
+        let control = self.control.load();
+        let wanted: Vec<u16> = control
+            .tcp_edges()
+            .map(|(p, _)| *p)
+            .filter(|p| !st.tcp.contains_key(p))
+            .collect();
+        st.edge_listeners.retain(|p, _| wanted.contains(p));
+        for port in wanted {
+            if st.edge_listeners.contains_key(&port) {
+                continue;
+            }
+            let Some(listener) = bind_port(self.tcp_ip, port) else {
+                tracing::warn!(
+                    port,
+                    "cannot listen on a TCP edge's port; retrying on the next change"
+                );
+                continue;
+            };
+            let cancel = CancellationToken::new();
+            tokio::spawn(crate::tcp_listener::serve(
+                listener,
+                port,
+                self.table.clone(),
+                cancel.clone(),
+            ));
+            st.edge_listeners.insert(port, cancel.drop_guard());
+        }
     }
 
     /// Each API edge with the labeled tunnels its routes' backends select.
@@ -539,26 +610,16 @@ impl Registry {
         let mut out = HashMap::new();
         for (host, edge) in control.https_edges() {
             let routes = by_id.entry(edge.id.as_str()).or_insert_with(|| {
+                let opts = Arc::new(TunnelOptions {
+                    edge_type: EdgeType::Https,
+                    ..TunnelOptions::default()
+                });
                 let endpoints = edge
                     .routes
                     .iter()
                     .map(|r| {
-                        let targets = match &r.backend_labels {
-                            None => Vec::new(),
-                            Some(want) => st
-                                .labeled
-                                .iter()
-                                .filter(|(_, t)| carries(&t.labels, want))
-                                .filter_map(|((k, id), t)| {
-                                    st.sessions.get(k).map(|s| Target {
-                                        session: s.clone(),
-                                        tunnel_id: id.clone(),
-                                        proto: t.proto.clone(),
-                                        options: Arc::new(TunnelOptions::default()),
-                                    })
-                                })
-                                .collect(),
-                        };
+                        let targets =
+                            labeled_targets(st, r.backend_labels.as_ref(), "https", opts.clone());
                         Arc::new(Endpoint::new(host.clone(), targets))
                     })
                     .collect();
@@ -571,6 +632,32 @@ impl Registry {
         }
         out
     }
+}
+
+/// The live labeled tunnels carrying `want` (none without a backend), as
+/// targets speaking `proto`.
+fn labeled_targets(
+    st: &State,
+    want: Option<&BTreeMap<String, String>>,
+    proto: &str,
+    options: Arc<TunnelOptions>,
+) -> Vec<Target> {
+    let Some(want) = want else {
+        return Vec::new();
+    };
+    let proto: Arc<str> = Arc::from(proto);
+    st.labeled
+        .iter()
+        .filter(|(_, t)| carries(&t.labels, want))
+        .filter_map(|((k, id), _)| {
+            st.sessions.get(k).map(|s| Target {
+                session: s.clone(),
+                tunnel_id: id.clone(),
+                proto: proto.clone(),
+                options: options.clone(),
+            })
+        })
+        .collect()
 }
 
 /// Binds `ip:port` now, so "in use" is known at bind time, not later.

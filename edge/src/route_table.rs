@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use gangway_config::control::{CompiledHttpsEdge, CompiledRoute};
+use std::net::IpAddr;
+
+use gangway_config::control::{CompiledHttpsEdge, CompiledL4Edge, CompiledRoute};
 pub use gangway_config::hostname::strip_port;
 use gangway_modules::basic_auth::BasicAuth;
 use gangway_proto::Session;
@@ -22,6 +24,34 @@ pub struct TunnelOptions {
     /// PROXY protocol version (1 or 2) sent ahead of each connection's
     /// bytes; 0 for none.
     pub proxy_proto: u8,
+    /// TLS edges with `tls_termination`: the edge terminates with its own
+    /// certificates and the agent gets plaintext.
+    pub terminated_at_edge: bool,
+    /// The ProxyHeader's `EdgeType` for tunnels serving an API edge.
+    pub edge_type: EdgeType,
+}
+
+/// Which kind of API edge a connection arrived through (the ProxyHeader's
+/// `EdgeType`, numbered as the agent SDKs number it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EdgeType {
+    /// A named endpoint bound by the agent itself.
+    #[default]
+    None,
+    Tcp,
+    Tls,
+    Https,
+}
+
+impl EdgeType {
+    pub fn wire(self) -> &'static str {
+        match self {
+            EdgeType::None => "",
+            EdgeType::Tcp => "1",
+            EdgeType::Tls => "2",
+            EdgeType::Https => "3",
+        }
+    }
 }
 
 impl std::fmt::Debug for TunnelOptions {
@@ -30,6 +60,8 @@ impl std::fmt::Debug for TunnelOptions {
             .field("basic_auth", &self.basic_auth.is_some())
             .field("tls_termination", &self.tls_termination.is_some())
             .field("proxy_proto", &self.proxy_proto)
+            .field("terminated_at_edge", &self.terminated_at_edge)
+            .field("edge_type", &self.edge_type)
             .finish()
     }
 }
@@ -49,6 +81,8 @@ pub struct Target {
 pub struct Endpoint {
     pub hostname: String,
     pub targets: Vec<Target>,
+    /// Set when this is a TCP or TLS edge from the API.
+    pub l4_edge: Option<Arc<CompiledL4Edge>>,
     next: AtomicUsize,
 }
 
@@ -57,7 +91,32 @@ impl Endpoint {
         Endpoint {
             hostname,
             targets,
+            l4_edge: None,
             next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The endpoint of a TCP or TLS edge.
+    pub fn for_l4_edge(hostname: String, targets: Vec<Target>, edge: Arc<CompiledL4Edge>) -> Self {
+        Endpoint {
+            l4_edge: Some(edge),
+            ..Endpoint::new(hostname, targets)
+        }
+    }
+
+    /// Whether a connection from `client` may be served. Edges fail
+    /// closed while they have a module the edge cannot apply yet.
+    pub fn admits(&self, client: Option<IpAddr>) -> bool {
+        let Some(edge) = &self.l4_edge else {
+            return true;
+        };
+        if !edge.unsupported.is_empty() {
+            return false;
+        }
+        match (&edge.ip_restriction, client) {
+            (None, _) => true,
+            (Some(set), Some(ip)) => set.allows(ip),
+            (Some(_), None) => false,
         }
     }
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use gangway_config::control::ControlConfig;
 use gangway_config::EdgeConfig;
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::configuration::ServerConf;
@@ -34,6 +35,23 @@ pub enum EdgeError {
 pub struct Edge {
     pub server: Server,
     pub registry: Arc<Registry>,
+    /// Server certificates by SNI (public TLS port and agent listener).
+    pub certs: Arc<ArcSwap<CertSet>>,
+}
+
+impl Edge {
+    /// What the control plane calls with each new config: routes and
+    /// certificates change at once, connections stay.
+    pub fn control_sink(&self) -> impl Fn(Arc<ControlConfig>) + Send + Sync + 'static {
+        let registry = self.registry.clone();
+        let certs = self.certs.clone();
+        // The file certificates, as loaded at start.
+        let base = certs.load_full();
+        move |cfg: Arc<ControlConfig>| {
+            certs.store(Arc::new(base.with_stored(&cfg.certificates)));
+            registry.set_control(cfg);
+        }
+    }
 }
 
 /// Builds the Pingora server for `cfg`. Binding happens when it runs.
@@ -54,7 +72,7 @@ pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let registry = Arc::new(Registry::new());
+    let registry = Arc::new(Registry::with_tcp_ip(cfg.tcp_ip));
 
     let mut agents = Service::new(
         "agent listener".to_string(),
@@ -93,5 +111,9 @@ pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
     server.add_service(agents);
     server.add_service(https);
     server.add_service(http);
-    Ok(Edge { server, registry })
+    Ok(Edge {
+        server,
+        registry,
+        certs,
+    })
 }

@@ -52,9 +52,13 @@ pub async fn serve(
 async fn proxy(tcp: TcpStream, client: SocketAddr, port: u16, table: Arc<ArcSwap<RouteTable>>) {
     let target = {
         let table = table.load();
-        table.lookup_port(port).and_then(|ep| ep.pick().cloned())
+        table
+            .lookup_port(port)
+            .filter(|ep| ep.admits(Some(client.ip())))
+            .and_then(|ep| ep.pick().cloned())
     };
-    // Offline endpoint (agent gone, name kept): close at once.
+    // Offline endpoint (agent gone, name kept) or a blocked client: close
+    // at once.
     let Some(target) = target else {
         return;
     };

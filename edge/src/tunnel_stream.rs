@@ -78,10 +78,12 @@ pub fn proxy_header_bytes(
         id: target.tunnel_id.to_string(),
         client_addr: client.map(|a| a.to_string()).unwrap_or_default(),
         proto: target.proto.to_string(),
-        edge_type: String::new(),
+        edge_type: target.options.edge_type.wire().to_string(),
         // TLS endpoints get the client's raw TLS unless the edge holds
-        // the tunnel's certificate.
-        passthrough_tls: &*target.proto == "tls" && target.options.tls_termination.is_none(),
+        // the tunnel's certificate or terminates with its own.
+        passthrough_tls: &*target.proto == "tls"
+            && target.options.tls_termination.is_none()
+            && !target.options.terminated_at_edge,
     };
     let mut out = Vec::with_capacity(192);
     encode_proxy_header(&header, &mut out);

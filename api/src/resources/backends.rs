@@ -117,6 +117,16 @@ impl Resource for TunnelGroupBackend {
                 ));
             }
         }
+        let used = super::l4_edges::l4_user(ctx, |m| {
+            m.backend.as_ref().is_some_and(|b| b.backend_id == *id)
+        })
+        .await?;
+        if let Some(edge) = used {
+            return Err(ApiError::conflict(
+                codes::IN_USE,
+                format!("Backend {id} is used by edge {edge}; remove it there first."),
+            ));
+        }
         Ok(())
     }
 

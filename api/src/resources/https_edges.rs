@@ -9,7 +9,8 @@ use axum::routing::put;
 use axum::{Json, Router};
 use gangway_config::hostname::normalize_hostname;
 use gangway_config::resources::{
-    is_enabled, Common, HttpsEdge, HttpsEdgeRoute, MutualTlsModule, TlsTerminationModule,
+    is_enabled, CertificateAuthority, Common, HttpsEdge, HttpsEdgeRoute, MutualTlsModule,
+    TlsTerminationModule,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -37,19 +38,9 @@ pub struct CreateHttpsEdge {
     pub tls_termination: Option<TlsTerminationModule>,
 }
 
-/// The CA resource's kind, for references (the resource itself lands
-/// with mutual TLS).
-pub const CA_KIND: Kind = Kind {
-    store: "certificate_authorities",
-    prefix: "ca",
-    path: "/certificate_authorities",
-    list_key: "certificate_authorities",
-    noun: "certificate authority",
-};
-
 const TLS_VERSIONS: [&str; 4] = ["1.0", "1.1", "1.2", "1.3"];
 
-async fn check_mutual_tls(
+pub(super) async fn check_mutual_tls(
     ctx: &Ctx,
     m: &MutualTlsModule,
     field: &str,
@@ -57,7 +48,7 @@ async fn check_mutual_tls(
 ) -> ApiResult<()> {
     for (i, id) in m.certificate_authority_ids.iter().enumerate() {
         ctx.referenced::<Value>(
-            &CA_KIND,
+            &CertificateAuthority::KIND,
             id,
             &format!("{field}.certificate_authority_ids[{i}]"),
             w,
@@ -68,6 +59,16 @@ async fn check_mutual_tls(
 }
 
 fn check_tls_termination(t: &TlsTerminationModule, field: &str) -> ApiResult<()> {
+    check_termination(t, field, &["edge"])
+}
+
+/// `min_version` is a TLS version; `terminate_at` one of `places`
+/// (`upstream` only on TLS edges, and then without `min_version`).
+pub(super) fn check_termination(
+    t: &TlsTerminationModule,
+    field: &str,
+    places: &[&str],
+) -> ApiResult<()> {
     if let Some(v) = t.min_version.as_deref() {
         if !TLS_VERSIONS.contains(&v) {
             return Err(ApiError::invalid(
@@ -78,11 +79,23 @@ fn check_tls_termination(t: &TlsTerminationModule, field: &str) -> ApiResult<()>
         }
     }
     if let Some(at) = t.terminate_at.as_deref() {
-        if at != "edge" {
+        if !places.contains(&at) {
             return Err(ApiError::invalid(
                 codes::INVALID_VALUE,
                 &format!("{field}.terminate_at"),
-                format!("{field}.terminate_at: an HTTPS edge terminates at \"edge\", not {at:?}."),
+                format!(
+                    "{field}.terminate_at: {at:?} is not one of {}.",
+                    places.join(", ")
+                ),
+            ));
+        }
+        if at == "upstream" && t.min_version.is_some() {
+            return Err(ApiError::invalid(
+                codes::INVALID_VALUE,
+                &format!("{field}.min_version"),
+                format!(
+                    "{field}.min_version: the upstream sets the TLS version when it terminates."
+                ),
             ));
         }
     }
@@ -91,7 +104,7 @@ fn check_tls_termination(t: &TlsTerminationModule, field: &str) -> ApiResult<()>
 
 /// Normalizes `host:port`s, checking each host is servable here: under
 /// the base domain or reserved. Duplicates are dropped.
-async fn parse_hostports(ctx: &Ctx, raw: &[String]) -> ApiResult<Vec<(String, String)>> {
+pub(super) async fn parse_hostports(ctx: &Ctx, raw: &[String]) -> ApiResult<Vec<(String, String)>> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for (i, hp) in raw.iter().enumerate() {
@@ -158,7 +171,7 @@ async fn claim_hosts(
     Ok(())
 }
 
-fn host_of(hp: &str) -> &str {
+pub(super) fn host_of(hp: &str) -> &str {
     hp.rsplit_once(':').map_or(hp, |(h, _)| h)
 }
 
@@ -266,7 +279,7 @@ fn render_mutual_tls(ctx: &Ctx, m: Option<&MutualTlsModule>) -> Value {
         Some(m) => serde_json::json!({
             "enabled": is_enabled(m.enabled),
             "certificate_authorities": m.certificate_authority_ids.iter()
-                .map(|id| ctx.reference(&CA_KIND, id)).collect::<Vec<_>>(),
+                .map(|id| ctx.reference(&CertificateAuthority::KIND, id)).collect::<Vec<_>>(),
         }),
     }
 }

@@ -71,6 +71,18 @@ impl Resource for IpPolicy {
             }
             let _ = rev;
         }
+        let used = super::l4_edges::l4_user(ctx, |m| {
+            m.ip_restriction
+                .as_ref()
+                .is_some_and(|r| r.ip_policy_ids.contains(id))
+        })
+        .await?;
+        if let Some(edge) = used {
+            return Err(ApiError::conflict(
+                codes::IN_USE,
+                format!("IP policy {id} is used by edge {edge}; remove it there first."),
+            ));
+        }
         for (rule, rev) in load_all::<IpPolicyRule>(ctx, &IpPolicyRule::KIND.key_prefix()).await? {
             if rule.ip_policy_id == *id {
                 let key = IpPolicyRule::KIND.key(&rule.common.id);

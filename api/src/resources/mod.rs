@@ -8,12 +8,15 @@
 
 pub mod api_keys;
 pub mod backends;
+pub mod certificates;
 pub mod credentials;
 pub mod https_edges;
 pub mod ip_policies;
+pub mod l4_edges;
 pub mod live;
 pub mod reserved;
 pub mod routes;
+pub mod x509;
 
 use std::sync::Arc;
 

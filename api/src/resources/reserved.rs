@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use gangway_config::hostname::normalize_hostname;
-use gangway_config::resources::{Common, ReservedAddr, ReservedDomain};
+use gangway_config::resources::{Common, ReservedAddr, ReservedDomain, TlsCertificate};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -55,18 +55,7 @@ pub struct UpdateReservedDomain {
 
 /// Features of a reserved domain this server does not offer yet are
 /// refused rather than silently dropped.
-fn refuse_unsupported(
-    certificate_id: &Option<String>,
-    policy: &Option<Value>,
-    resolves_to: &Option<Vec<Value>>,
-) -> ApiResult<()> {
-    if certificate_id.as_deref().is_some_and(|c| !c.is_empty()) {
-        return Err(ApiError::invalid(
-            codes::INVALID_VALUE,
-            "certificate_id",
-            "certificate_id: attaching a certificate to a reserved domain is not supported yet; names under the base domain use the server's certificate.",
-        ));
-    }
+fn refuse_unsupported(policy: &Option<Value>, resolves_to: &Option<Vec<Value>>) -> ApiResult<()> {
     if policy.as_ref().is_some_and(|p| !p.is_null()) {
         return Err(ApiError::invalid(
             codes::INVALID_VALUE,
@@ -82,6 +71,41 @@ fn refuse_unsupported(
         ));
     }
     Ok(())
+}
+
+/// Checks a domain's `certificate_id` (empty: none) names a stored
+/// certificate that covers the domain.
+async fn certificate_for(
+    ctx: &Ctx,
+    domain: &str,
+    certificate_id: Option<String>,
+    w: &mut Writes,
+) -> ApiResult<Option<String>> {
+    let Some(id) = certificate_id.filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let cert: TlsCertificate = ctx
+        .referenced(&TlsCertificate::KIND, &id, "certificate_id", w)
+        .await?;
+    let covers = cert.summary.dns_names.iter().any(|n| {
+        n == domain
+            || n.strip_prefix("*.").is_some_and(|suffix| {
+                domain
+                    .split_once('.')
+                    .is_some_and(|(label, rest)| label != "*" && rest == suffix)
+            })
+    });
+    if !covers {
+        return Err(ApiError::invalid(
+            codes::INVALID_VALUE,
+            "certificate_id",
+            format!(
+                "certificate_id: certificate {id} is for {:?}, not {domain:?}.",
+                cert.summary.dns_names
+            ),
+        ));
+    }
+    Ok(Some(id))
 }
 
 #[async_trait]
@@ -107,11 +131,7 @@ impl Resource for ReservedDomain {
         w: &mut Writes,
     ) -> ApiResult<(Self, Option<String>)> {
         update_common(&mut common, input.description.take(), input.metadata.take())?;
-        refuse_unsupported(
-            &input.certificate_id,
-            &input.certificate_management_policy,
-            &input.resolves_to,
-        )?;
+        refuse_unsupported(&input.certificate_management_policy, &input.resolves_to)?;
         let raw = input.domain.or(input.name).unwrap_or_default();
         if raw.is_empty() {
             return Err(ApiError::invalid(
@@ -130,26 +150,27 @@ impl Resource for ReservedDomain {
             )
         })
         .await?;
+        let certificate_id = certificate_for(ctx, &domain, input.certificate_id, w).await?;
         let rec = ReservedDomain {
             common,
             domain,
             region: input.region.unwrap_or_default(),
-            certificate_id: None,
+            certificate_id,
         };
         Ok((rec, None))
     }
 
     async fn update(
         &mut self,
-        _: &Ctx,
+        ctx: &Ctx,
         input: UpdateReservedDomain,
-        _: &mut Writes,
+        w: &mut Writes,
     ) -> ApiResult<()> {
-        refuse_unsupported(
-            &input.certificate_id,
-            &input.certificate_management_policy,
-            &input.resolves_to,
-        )?;
+        refuse_unsupported(&input.certificate_management_policy, &input.resolves_to)?;
+        if input.certificate_id.is_some() {
+            self.certificate_id =
+                certificate_for(ctx, &self.domain, input.certificate_id, w).await?;
+        }
         update_common(&mut self.common, input.description, input.metadata)
     }
 
@@ -179,7 +200,12 @@ impl Resource for ReservedDomain {
             format!("{}.cname.{base}", body.to_ascii_lowercase())
         });
         m.insert("cname_target".into(), cname.into());
-        m.insert("certificate".into(), Value::Null);
+        m.insert(
+            "certificate".into(),
+            self.certificate_id
+                .as_ref()
+                .map_or(Value::Null, |id| ctx.reference(&TlsCertificate::KIND, id)),
+        );
         m.insert("certificate_management_policy".into(), Value::Null);
         m.insert("certificate_management_status".into(), Value::Null);
         m.insert("acme_challenge_cname_target".into(), Value::Null);
@@ -289,8 +315,17 @@ impl Resource for ReservedAddr {
         update_common(&mut self.common, input.description, input.metadata)
     }
 
-    async fn delete(&self, _: &Ctx, w: &mut Writes) -> ApiResult<()> {
+    async fn delete(&self, ctx: &Ctx, w: &mut Writes) -> ApiResult<()> {
         if let Some((_, port)) = self.addr.rsplit_once(':') {
+            if let Some(edge) = ctx.claimant(super::l4_edges::TCP_EDGE_INDEX, port).await? {
+                return Err(ApiError::conflict(
+                    codes::IN_USE,
+                    format!(
+                        "The address {} is served by TCP edge {edge}; remove it from the edge first.",
+                        self.addr
+                    ),
+                ));
+            }
             w.release(ADDR_INDEX, port);
         }
         Ok(())

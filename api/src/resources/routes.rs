@@ -13,10 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use gangway_config::resources::{
-    is_enabled, BackendModule, CircuitBreakerModule, Common, EnabledModule, HeadersModule,
-    HttpsEdge, HttpsEdgeRoute, IpPolicy, IpRestrictionModule, MatchType, RouteModules,
-    TrafficPolicyModule, TunnelGroupBackend, UserAgentFilterModule, WebhookVerificationModule,
-    WEBHOOK_PROVIDERS,
+    is_enabled, BackendModule, CertificateAuthority, CircuitBreakerModule, Common, EnabledModule,
+    HeadersModule, HttpsEdge, HttpsEdgeRoute, IpPolicy, IpRestrictionModule, MatchType,
+    RouteModules, TrafficPolicyModule, TunnelGroupBackend, UserAgentFilterModule,
+    WebhookVerificationModule, WEBHOOK_PROVIDERS,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -157,7 +157,7 @@ fn check_match(m: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn typed<T: DeserializeOwned>(field: &str, v: &Value) -> ApiResult<T> {
+pub(super) fn typed<T: DeserializeOwned>(field: &str, v: &Value) -> ApiResult<T> {
     let bytes = serde_json::to_vec(v).map_err(ApiError::internal)?;
     crate::rest::extract::parse_json::<T>(&bytes).map_err(|e| {
         let inner = e.details.get("field").and_then(Value::as_str).unwrap_or("");
@@ -224,7 +224,12 @@ fn check_headers(field: &str, h: &mut HeadersModule) -> ApiResult<()> {
 }
 
 /// Validates one module body and returns its stored form.
-async fn validate_module(ctx: &Ctx, name: &str, v: &Value, w: &mut Writes) -> ApiResult<Value> {
+pub(super) async fn validate_module(
+    ctx: &Ctx,
+    name: &str,
+    v: &Value,
+    w: &mut Writes,
+) -> ApiResult<Value> {
     let stored = match name {
         "backend" => {
             let m: BackendModule = typed(name, v)?;
@@ -381,7 +386,7 @@ fn enabled_of(v: &Value) -> bool {
 }
 
 /// A stored module in ngrok's response shape.
-fn render_module(ctx: &Ctx, name: &str, v: &Value) -> Value {
+pub(super) fn render_module(ctx: &Ctx, name: &str, v: &Value) -> Value {
     let mut out = match v {
         Value::Object(m) => m.clone(),
         _ => Map::new(),
@@ -408,6 +413,18 @@ fn render_module(ctx: &Ctx, name: &str, v: &Value) -> Value {
                 "ip_policies".into(),
                 ids.iter()
                     .map(|id| ctx.reference(&IpPolicy::KIND, id))
+                    .collect(),
+            );
+        }
+        "mutual_tls" => {
+            let ids: Vec<String> = out
+                .remove("certificate_authority_ids")
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default();
+            out.insert(
+                "certificate_authorities".into(),
+                ids.iter()
+                    .map(|id| ctx.reference(&CertificateAuthority::KIND, id))
                     .collect(),
             );
         }

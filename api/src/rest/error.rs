@@ -41,7 +41,9 @@ pub mod codes {
     pub const INVALID_MATCH: u32 = 9046;
     pub const AGENT_REFUSED: u32 = 9048;
     pub const AGENT_UNREACHABLE: u32 = 9049;
+    pub const INVALID_PEM: u32 = 9050;
     pub const AUTH_MODULES_EXCLUSIVE: u32 = 7079;
+    pub const TCP_EDGE_NEEDS_ADDR: u32 = 7120;
     pub const INTERNAL: u32 = 500;
 }
 

@@ -13,8 +13,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use gangway_config::resources::{
-    token_hash, ApiKey, Credential, HttpsEdge, IpPolicy, IpPolicyRule, ReservedAddr,
-    ReservedDomain, TunnelGroupBackend,
+    token_hash, ApiKey, CertificateAuthority, Credential, HttpsEdge, IpPolicy, IpPolicyRule,
+    ReservedAddr, ReservedDomain, TcpEdge, TlsCertificate, TlsEdge, TunnelGroupBackend,
 };
 
 use crate::live::LiveView;
@@ -54,7 +54,12 @@ pub fn router(state: ApiState) -> Router {
     r = crud::<IpPolicy>(r);
     r = crud::<IpPolicyRule>(r);
     r = crud::<TunnelGroupBackend>(r);
+    r = crud::<CertificateAuthority>(r);
+    r = crud::<TlsCertificate>(r);
     r = crud::<HttpsEdge>(r);
+    r = crud::<TcpEdge>(r);
+    r = crud::<TlsEdge>(r);
+    r = resources::l4_edges::modules(r);
     r = resources::https_edges::modules(r);
     r = resources::routes::mount(r);
     r = resources::live::mount(r);
