@@ -51,6 +51,7 @@ pub struct ControlOptions<'a> {
     /// The first-light authtoken, kept working as a credential.
     pub authtoken: &'a str,
     pub base_domain: String,
+    pub agent_addr: String,
     pub region: String,
     pub https_port: u16,
     pub tcp_host: String,
@@ -104,6 +105,7 @@ impl LiveView for EdgeLive {
                     forwards_to: t.forwards_to,
                     metadata: t.metadata,
                     labels: t.labels,
+                    bindings: t.bindings,
                     started_at_ms: t.started_at_ms,
                 })
             })
@@ -188,6 +190,7 @@ pub fn start(opts: ControlOptions<'_>, edge: &Edge) -> Result<ControlPlane, Cont
         settings: Arc::new(ApiSettings {
             api_addr: opts.api_addr.to_string(),
             base_domain: opts.base_domain,
+            agent_addr: opts.agent_addr,
             region: opts.region,
             https_port: opts.https_port,
             tcp_host: opts.tcp_host,

@@ -175,6 +175,7 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
         api_addr,
         authtoken: &dir.authtoken,
         base_domain: cfg.base_domain.clone(),
+        agent_addr: info.agent_addr.clone(),
         region: cfg.region.clone(),
         https_port: cfg.https_addr.port(),
         tcp_host: cfg.tcp_host.clone(),

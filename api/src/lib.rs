@@ -6,10 +6,13 @@
 //! - [`resources`]: each kind of resource: validation, storage, rendering.
 //! - [`feed`]: watches the store and compiles what edges serve.
 //! - [`bootstrap`]: the first API key and credential of a new deployment.
+//! - [`deployment_ca`]: the CA that signs Kubernetes operators' client certificates.
+//! - [`live`]: the edge's sessions and tunnels as the API reads them.
 //!
 //! Layer: control plane; must not depend on pingora or the edge.
 
 pub mod bootstrap;
+pub mod deployment_ca;
 pub mod feed;
 pub mod ids;
 pub mod live;

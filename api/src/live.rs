@@ -34,6 +34,8 @@ pub struct LiveTunnel {
     pub forwards_to: String,
     pub metadata: String,
     pub labels: BTreeMap<String, String>,
+    /// Requested bindings; empty means public.
+    pub bindings: Vec<String>,
     pub started_at_ms: u64,
 }
 

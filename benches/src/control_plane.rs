@@ -320,6 +320,7 @@ async fn control_plane(
         settings: Arc::new(ApiSettings {
             api_addr: addr.to_string(),
             base_domain: "bench.test".into(),
+            agent_addr: "localhost:4443".into(),
             region: "local".into(),
             https_port: 443,
             tcp_host: "localhost".into(),

@@ -415,3 +415,57 @@ pub fn token_hash(token: &str) -> String {
     let digest = boring::sha::sha256(token.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A domain agents connect to instead of the edge's own agent address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentIngress {
+    #[serde(flatten)]
+    pub common: Common,
+    /// Normalized; agents dial `tunnel.<region>.<domain>`.
+    pub domain: String,
+}
+
+/// A Kubernetes operator installation that registered with the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubernetesOperator {
+    #[serde(flatten)]
+    pub common: Common,
+    pub updated_at: String,
+    /// Lowercase: `ingress`, `gateway`, `bindings`.
+    #[serde(default)]
+    pub enabled_features: Vec<String>,
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub deployment: OperatorDeployment,
+    #[serde(default)]
+    pub binding: Option<OperatorBinding>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorDeployment {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub cluster_name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorBinding {
+    #[serde(default)]
+    pub endpoint_selectors: Vec<String>,
+    #[serde(default)]
+    pub ingress_endpoint: String,
+    /// The client certificate signed from the operator's CSR (PEM).
+    #[serde(default)]
+    pub cert_pem: String,
+    /// RFC 3339 validity of `cert_pem`.
+    #[serde(default)]
+    pub not_before: String,
+    #[serde(default)]
+    pub not_after: String,
+}

@@ -264,6 +264,42 @@ fn bad_opts(e: MsgError) -> (String, &'static str) {
     )
 }
 
+/// An endpoint with the `kubernetes` binding: private, addressed as
+/// `name.namespace` inside clusters whose Kubernetes operator binds it (the
+/// API lists it in the operator's `bound_endpoints`); never routed from
+/// the public listeners.
+fn kubernetes_bound(
+    req: &Bind,
+    tunnel_id: String,
+    hostname: &str,
+) -> Result<BindResp, (String, &'static str)> {
+    let labels: Vec<&str> = hostname.split('.').collect();
+    if labels.len() != 2 || labels.iter().any(|l| l.is_empty() || *l == "*") {
+        return Err((
+            format!("A kubernetes-bound endpoint is named 'service.namespace', not {hostname:?}."),
+            codes::BAD_BIND,
+        ));
+    }
+    if req.extra.bindings.len() != 1 {
+        return Err((
+            "An endpoint has one binding: 'kubernetes' cannot be combined with others.".to_string(),
+            codes::BAD_BIND,
+        ));
+    }
+    let mut opts = req.opts.clone();
+    msg::fill_required_opts(&req.proto, &mut opts);
+    Ok(BindResp {
+        id: tunnel_id,
+        url: format!("http://{hostname}"),
+        proto: req.proto.clone(),
+        opts,
+        extra: msg::BindRespExtra {
+            token: String::new(),
+        },
+        error: String::new(),
+    })
+}
+
 fn valid_tunnel_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
@@ -497,6 +533,7 @@ impl Conn {
                     forwards_to: req.forwards_to.clone(),
                     metadata: req.metadata.clone(),
                     labels: req.labels.clone(),
+                    bindings: Vec::new(),
                     started_at_ms: now_ms(),
                 });
                 let resp = msg::StartTunnelWithLabelResp {
@@ -563,6 +600,7 @@ impl Conn {
                     forwards_to: req.forwards_to.clone(),
                     metadata: req.extra.metadata.clone(),
                     labels: Default::default(),
+                    bindings: req.extra.bindings.clone(),
                     started_at_ms: now_ms(),
                 });
                 self.send(&mut stream, &resp).await
@@ -610,6 +648,9 @@ impl Conn {
                     codes::ACL_DENIED,
                 ));
             }
+        }
+        if req.extra.bindings.iter().any(|b| b == "kubernetes") {
+            return kubernetes_bound(req, tunnel_id, &hostname);
         }
         self.app
             .registry

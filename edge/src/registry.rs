@@ -105,6 +105,8 @@ pub struct TunnelInfo {
     pub metadata: String,
     /// StartTunnelWithLabel's labels (empty for named endpoints).
     pub labels: BTreeMap<String, String>,
+    /// Bind's requested bindings (`public`, `kubernetes`, ...).
+    pub bindings: Vec<String>,
     /// Milliseconds since the Unix epoch.
     pub started_at_ms: u64,
 }
@@ -721,6 +723,7 @@ mod tests {
             forwards_to: "http://localhost:8080".into(),
             metadata: format!("{{\"id\":\"{id}\"}}"),
             labels: BTreeMap::new(),
+            bindings: Vec::new(),
             started_at_ms: 1,
         };
         r.record_tunnel(tunnel("t1"));

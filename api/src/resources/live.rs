@@ -47,7 +47,7 @@ fn render_session(ctx: &Ctx, s: &LiveSession) -> Value {
 }
 
 /// An agent-started endpoint's id, derived from its tunnel's.
-fn endpoint_id(tunnel_id: &str) -> String {
+pub(super) fn endpoint_id(tunnel_id: &str) -> String {
     format!("ep_{}", tunnel_id.strip_prefix("tn_").unwrap_or(tunnel_id))
 }
 
@@ -72,7 +72,7 @@ fn render_tunnel(ctx: &Ctx, t: &LiveTunnel) -> Value {
 }
 
 /// An agent-started endpoint: one per tunnel with a URL of its own.
-fn render_endpoint(ctx: &Ctx, t: &LiveTunnel) -> Option<Value> {
+pub(super) fn render_endpoint(ctx: &Ctx, t: &LiveTunnel) -> Option<Value> {
     if t.public_url.is_empty() {
         return None;
     }
@@ -101,14 +101,14 @@ fn render_endpoint(ctx: &Ctx, t: &LiveTunnel) -> Option<Value> {
         "metadata": t.metadata,
         "description": "",
         "upstream_url": t.forwards_to,
-        "bindings": ["public"],
+        "bindings": if t.bindings.is_empty() { vec!["public".to_string()] } else { t.bindings.clone() },
         "tunnel": reference(ctx, "/tunnels", &t.id),
         "tunnel_session": reference(ctx, "/tunnel_sessions", &t.session_id),
     }))
 }
 
 /// Pages an in-memory list, newest first, the way stored lists page.
-fn page(
+pub(super) fn page(
     ctx: &Ctx,
     path: &str,
     key: &str,

@@ -6,12 +6,14 @@
 //! index keys under `/idx/`. Every write is one store transaction guarded by
 //! the revisions it read, so a rejected or racing write stores nothing.
 
+pub mod agent_ingresses;
 pub mod api_keys;
 pub mod backends;
 pub mod certificates;
 pub mod credentials;
 pub mod https_edges;
 pub mod ip_policies;
+pub mod kubernetes_operators;
 pub mod l4_edges;
 pub mod live;
 pub mod reserved;

@@ -13,8 +13,9 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use gangway_config::resources::{
-    token_hash, ApiKey, CertificateAuthority, Credential, HttpsEdge, IpPolicy, IpPolicyRule,
-    ReservedAddr, ReservedDomain, TcpEdge, TlsCertificate, TlsEdge, TunnelGroupBackend,
+    token_hash, AgentIngress, ApiKey, CertificateAuthority, Credential, HttpsEdge, IpPolicy,
+    IpPolicyRule, KubernetesOperator, ReservedAddr, ReservedDomain, TcpEdge, TlsCertificate,
+    TlsEdge, TunnelGroupBackend,
 };
 
 use crate::live::LiveView;
@@ -27,6 +28,8 @@ pub struct ApiSettings {
     /// `host:port` clients reach the API at (used when a request has no Host).
     pub api_addr: String,
     pub base_domain: String,
+    /// `host:port` agents dial (agent ingresses point their names here).
+    pub agent_addr: String,
     /// The region agents are told at Auth (shown on sessions and tunnels).
     pub region: String,
     /// The public TLS port (HTTPS edges accept it or 443 in `hostports`).
@@ -54,6 +57,9 @@ pub fn router(state: ApiState) -> Router {
     r = crud::<IpPolicy>(r);
     r = crud::<IpPolicyRule>(r);
     r = crud::<TunnelGroupBackend>(r);
+    r = crud::<AgentIngress>(r);
+    r = crud::<KubernetesOperator>(r);
+    r = resources::kubernetes_operators::mount(r);
     r = crud::<CertificateAuthority>(r);
     r = crud::<TlsCertificate>(r);
     r = crud::<HttpsEdge>(r);
