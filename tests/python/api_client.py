@@ -14,7 +14,9 @@ from ngrok.datatypes import (
     EndpointCircuitBreaker,
     EndpointCompression,
     EndpointIPPolicyMutate,
+    EndpointMutualTLSMutate,
     EndpointRequestHeaders,
+    EndpointTLSTermination,
     EndpointTLSTerminationAtEdge,
     EndpointUserAgentFilter,
     EndpointWebhookValidation,
@@ -202,11 +204,88 @@ def check_edges(domain):
     client.backends.tunnel_group.delete(tg.id)
 
 
+def check_certificates_and_l4_edges():
+    ca_pem = os.environ["GANGWAY_TEST_CA_PEM"]
+    ca = client.certificate_authorities.create(ca_pem=ca_pem, description="test root")
+    assert ca.id.startswith("ca_") and ca.subject_common_name == "Gangway Client Test CA", ca
+    assert "cert_sign" in ca.key_usages and ca.not_after > ca.not_before, ca
+    ca = client.certificate_authorities.update(ca.id, metadata='{"team":"edge"}')
+    assert ca.metadata == '{"team":"edge"}' and ca.ca_pem == ca_pem
+    e = expect_error("ERR_NGROK_9050", 400, client.certificate_authorities.create,
+                     ca_pem=os.environ["GANGWAY_TEST_LEAF_PEM"])
+    assert e.details["field"] == "ca_pem", e.details
+    assert [c.id for c in client.certificate_authorities.list()] == [ca.id]
+
+    cert = client.tls_certificates.create(
+        certificate_pem=os.environ["GANGWAY_TEST_LEAF_PEM"],
+        private_key_pem=os.environ["GANGWAY_TEST_LEAF_KEY"],
+    )
+    assert cert.subject_alternative_names.dns_names == [f"app.{BASE}"], cert
+    assert cert.issuer_common_name == "Gangway Client Test CA" and cert.private_key_type == "ecdsa"
+    assert [c.id for c in client.tls_certificates.list()] == [cert.id]
+
+    tg = client.backends.tunnel_group.create(labels={"tier": "db"})
+    addr = client.reserved_addrs.create(description="db")
+    tcp = client.edges.tcp.create(
+        hostports=[addr.addr], backend=module(EndpointBackendMutate, backend_id=tg.id))
+    assert tcp.id.startswith("edgtcp_") and tcp.hostports == [addr.addr], tcp
+    assert tcp.backend.backend.id == tg.id
+    e = expect_error("ERR_NGROK_7120", 400, client.edges.tcp.create, hostports=["db.example.com:5432"])
+    assert e.details["field"] == "hostports[0]"
+    mods = client.edge_modules
+    policy = client.ip_policies.create()
+    r = mods.tcp_edge_ip_restriction.replace(tcp.id, module(EndpointIPPolicyMutate, ip_policy_ids=[policy.id]))
+    assert [p.id for p in r.ip_policies] == [policy.id]
+    assert client.edges.tcp.get(tcp.id).ip_restriction.ip_policies[0].id == policy.id
+    mods.tcp_edge_ip_restriction.delete(tcp.id)
+    expect_not_found(mods.tcp_edge_ip_restriction.get, tcp.id)
+    tcp = client.edges.tcp.update(tcp.id, description="postgres")
+    assert tcp.description == "postgres" and tcp.hostports == [addr.addr]
+
+    tls = client.edges.tls.create(
+        hostports=[f"app.{BASE}:443"],
+        backend=module(EndpointBackendMutate, backend_id=tg.id),
+        mutual_tls=module(EndpointMutualTLSMutate, certificate_authority_ids=[ca.id]),
+    )
+    assert tls.id.startswith("edgtls_") and tls.mutual_tls.certificate_authorities[0].id == ca.id, tls
+    t = mods.tls_edge_tls_termination.replace(
+        tls.id, module(EndpointTLSTermination, terminate_at="edge", min_version="1.2"))
+    assert (t.terminate_at, t.min_version) == ("edge", "1.2"), t
+    expect_error("ERR_NGROK_9040", 409, client.certificate_authorities.delete, ca.id)
+    assert len(list(client.edges.tls.list())) == 1
+
+    client.edges.tls.delete(tls.id)
+    client.edges.tcp.delete(tcp.id)
+    expect_not_found(client.edges.tcp.get, tcp.id)
+    client.certificate_authorities.delete(ca.id)
+    client.tls_certificates.delete(cert.id)
+    client.reserved_addrs.delete(addr.id)
+    client.ip_policies.delete(policy.id)
+    client.backends.tunnel_group.delete(tg.id)
+
+
+def check_agent_ingresses_and_live_views():
+    ing = client.agent_ingresses.create(domain="connect.example.org", description="devices")
+    assert ing.id.startswith("agin_") and ing.region_domains, ing
+    ing = client.agent_ingresses.update(ing.id, description="fleet")
+    assert ing.description == "fleet" and ing.domain == "connect.example.org"
+    assert [i.id for i in client.agent_ingresses.list()] == [ing.id]
+    client.agent_ingresses.delete(ing.id)
+    expect_not_found(client.agent_ingresses.get, ing.id)
+    # Nothing is connected in this test: the live views are empty lists.
+    assert list(client.tunnel_sessions.list()) == []
+    assert list(client.tunnels.list()) == []
+    assert list(client.endpoints.list()) == []
+    expect_not_found(client.tunnel_sessions.get, "ts_nobody")
+
+
 def main():
     check_ip_policies()
     check_credentials_and_keys()
     domain = check_reserved()
     check_edges(domain)
+    check_certificates_and_l4_edges()
+    check_agent_ingresses_and_live_views()
     bad = ngrok.Client("not-a-key", base_url=os.environ["GANGWAY_API_URL"])
     expect_error("ERR_NGROK_203", 401, bad.credentials.list)
     print("ngrok-api client: all checks passed")
