@@ -23,6 +23,16 @@ use crate::rest::extract::Body;
 use crate::rest::ApiState;
 use crate::store::Compare;
 
+/// Modules of each kind, in ngrok's field order.
+pub const TCP_MODULES: [&str; 3] = ["backend", "ip_restriction", "traffic_policy"];
+pub const TLS_MODULES: [&str; 5] = [
+    "backend",
+    "ip_restriction",
+    "mutual_tls",
+    "tls_termination",
+    "traffic_policy",
+];
+
 /// Index of TCP addresses held by TCP edges (value: the edge id).
 pub const TCP_EDGE_INDEX: &str = "tcp_edge_port";
 
@@ -271,7 +281,7 @@ l4_resource!(
 
 #[async_trait]
 impl L4Edge for TcpEdge {
-    const MODULES: &'static [&'static str] = &["backend", "ip_restriction", "traffic_policy"];
+    const MODULES: &'static [&'static str] = &TCP_MODULES;
     const INDEX: &'static str = TCP_EDGE_INDEX;
 
     fn parts(&mut self) -> (&mut Common, &mut Vec<String>, &mut EdgeModules) {
@@ -324,13 +334,7 @@ impl L4Edge for TcpEdge {
 
 #[async_trait]
 impl L4Edge for TlsEdge {
-    const MODULES: &'static [&'static str] = &[
-        "backend",
-        "ip_restriction",
-        "mutual_tls",
-        "tls_termination",
-        "traffic_policy",
-    ];
+    const MODULES: &'static [&'static str] = &TLS_MODULES;
     const INDEX: &'static str = HOSTPORT_INDEX;
 
     fn parts(&mut self) -> (&mut Common, &mut Vec<String>, &mut EdgeModules) {

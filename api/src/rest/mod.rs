@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod openapi;
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -72,7 +73,13 @@ pub fn router(state: ApiState) -> Router {
     r.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        // The description of the API is public, like ngrok's documentation.
+        .route("/openapi.json", axum::routing::get(openapi_json))
         .with_state(state)
+}
+
+async fn openapi_json() -> axum::Json<&'static serde_json::Value> {
+    axum::Json(openapi::document())
 }
 
 async fn not_found() -> ApiError {
