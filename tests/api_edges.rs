@@ -73,6 +73,21 @@ async fn until(server: &Server, url: &str, status: u16, expect: &str) {
     .await
 }
 
+/// (CA PEM, leaf PEM, leaf key PEM) for `name`, made with rcgen.
+fn ca_and_leaf(name: &str) -> (String, String, String) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let ca = params.self_signed(&ca_key).expect("ca");
+    let issuer = rcgen::Issuer::new(params, ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let leaf = rcgen::CertificateParams::new(vec![name.to_string()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("leaf");
+    (ca.pem(), leaf.pem(), key.serialize_pem())
+}
+
 fn id(v: &Value) -> String {
     v["id"].as_str().expect("id").to_string()
 }
@@ -384,7 +399,48 @@ async fn every_resource_survives_a_kill_restart() {
         .create("/reserved_addrs", json!({"description": "db"}))
         .await;
     let key = api.create("/api_keys", json!({"description": "ci"})).await;
+    let (ca_pem, cert_pem, key_pem) = ca_and_leaf("kept.example.test");
+    let ca = api
+        .create("/certificate_authorities", json!({"ca_pem": ca_pem}))
+        .await;
+    let cert = api
+        .create(
+            "/tls_certificates",
+            json!({"certificate_pem": cert_pem, "private_key_pem": key_pem}),
+        )
+        .await;
+    let tcp_edge = api
+        .create(
+            "/edges/tcp",
+            json!({"hostports": [addr["addr"]], "backend": {"backend_id": id(&group)}}),
+        )
+        .await;
+    let tls_edge = api
+        .create(
+            "/edges/tls",
+            json!({
+                "hostports": ["kept.example.test:443"],
+                "mutual_tls": {"enabled": false, "certificate_authority_ids": [id(&ca)]},
+                "tls_termination": {"terminate_at": "upstream"},
+            }),
+        )
+        .await;
+    let ingress = api
+        .create("/agent_ingresses", json!({"domain": "connect.kept.test"}))
+        .await;
+    let operator = api
+        .create(
+            "/kubernetes_operators",
+            json!({"enabled_features": ["ingress"], "deployment": {"name": "op", "namespace": "ngrok"}}),
+        )
+        .await;
     let paths = [
+        format!("/certificate_authorities/{}", id(&ca)),
+        format!("/tls_certificates/{}", id(&cert)),
+        format!("/edges/tcp/{}", id(&tcp_edge)),
+        format!("/edges/tls/{}", id(&tls_edge)),
+        format!("/agent_ingresses/{}", id(&ingress)),
+        format!("/kubernetes_operators/{}", id(&operator)),
         format!("/credentials/{}", id(&cred)),
         format!("/backends/tunnel_group/{}", id(&group)),
         format!("/edges/https/{}", id(&edge)),
