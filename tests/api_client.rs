@@ -9,6 +9,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
+use support::tls::TestCa;
 use support::Server;
 
 fn python() -> PathBuf {
@@ -21,33 +22,13 @@ fn python() -> PathBuf {
     venv
 }
 
-/// A CA and a leaf for `name` it signs (PEM), for the certificate checks.
-fn test_pems(name: &str) -> (String, String, String) {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Gangway Client Test CA");
-    let ca_key = rcgen::KeyPair::generate().expect("key");
-    let ca = params.self_signed(&ca_key).expect("ca");
-    let issuer = rcgen::Issuer::new(params, ca_key);
-    let key = rcgen::KeyPair::generate().expect("key");
-    let leaf = rcgen::CertificateParams::new(vec![name.to_string()])
-        .expect("params")
-        .signed_by(&key, &issuer)
-        .expect("leaf");
-    (ca.pem(), leaf.pem(), key.serialize_pem())
-}
-
 #[tokio::test]
 async fn official_python_api_client_works_against_gangway() {
     let server = Server::start().await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/api_client.py");
-    let (ca_pem, leaf_pem, leaf_key) = test_pems(&format!("app.{}", server.info.base_domain));
+    let ca = TestCa::new("Gangway Client Test CA");
+    let (leaf_pem, leaf_key) = ca.leaf(&[&format!("app.{}", server.info.base_domain)]);
+    let ca_pem = ca.cert_pem.clone();
     let out = tokio::task::spawn_blocking({
         let info = server.info.clone();
         let port = server.https_addr().port().to_string();

@@ -14,6 +14,7 @@ use axum::Router;
 use ngrok::config::ForwarderBuilder;
 use ngrok::prelude::*;
 use serde_json::{json, Value};
+use support::tls::TestCa;
 use support::{eventually, Server, DEADLINE};
 use tokio::time::timeout;
 
@@ -71,21 +72,6 @@ async fn until(server: &Server, url: &str, status: u16, expect: &str) {
         (s == status && (body == expect || code == expect)).then_some(())
     })
     .await
-}
-
-/// (CA PEM, leaf PEM, leaf key PEM) for `name`, made with rcgen.
-fn ca_and_leaf(name: &str) -> (String, String, String) {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_key = rcgen::KeyPair::generate().expect("key");
-    let ca = params.self_signed(&ca_key).expect("ca");
-    let issuer = rcgen::Issuer::new(params, ca_key);
-    let key = rcgen::KeyPair::generate().expect("key");
-    let leaf = rcgen::CertificateParams::new(vec![name.to_string()])
-        .expect("params")
-        .signed_by(&key, &issuer)
-        .expect("leaf");
-    (ca.pem(), leaf.pem(), key.serialize_pem())
 }
 
 fn id(v: &Value) -> String {
@@ -399,7 +385,9 @@ async fn every_resource_survives_a_kill_restart() {
         .create("/reserved_addrs", json!({"description": "db"}))
         .await;
     let key = api.create("/api_keys", json!({"description": "ci"})).await;
-    let (ca_pem, cert_pem, key_pem) = ca_and_leaf("kept.example.test");
+    let test_ca = TestCa::new("Kept CA");
+    let (cert_pem, key_pem) = test_ca.leaf(&["kept.example.test"]);
+    let ca_pem = test_ca.cert_pem.clone();
     let ca = api
         .create("/certificate_authorities", json!({"ca_pem": ca_pem}))
         .await;

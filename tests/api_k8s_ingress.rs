@@ -12,6 +12,7 @@ use ngrok::config::ForwarderBuilder;
 use ngrok::prelude::*;
 use rustls::pki_types::ServerName;
 use serde_json::{json, Value};
+use support::tls::TestCa;
 use support::{eventually, Server, DEADLINE};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -21,26 +22,6 @@ fn id(v: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("id in {v}"))
         .to_string()
-}
-
-/// A CA, and a certificate it signs for `name`, made with rcgen.
-fn ca_and_leaf(name: &str) -> (rustls::RootCertStore, String, String) {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Ingress Test CA");
-    let ca_key = rcgen::KeyPair::generate().expect("key");
-    let ca = params.self_signed(&ca_key).expect("ca");
-    let issuer = rcgen::Issuer::new(params, ca_key);
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.der().clone()).expect("root");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let leaf = rcgen::CertificateParams::new(vec![name.to_string()])
-        .expect("params")
-        .signed_by(&key, &issuer)
-        .expect("leaf");
-    (roots, leaf.pem(), key.serialize_pem())
 }
 
 #[tokio::test]
@@ -110,22 +91,14 @@ async fn agent_ingresses_over_raw_http_and_served_by_the_agent_listener() {
 
     // With a certificate for the region domain uploaded, agents dialing it
     // verify the agent listener against the user's own CA.
-    let (roots, cert_pem, key_pem) = ca_and_leaf(&region_domain);
+    let ca = TestCa::new("Ingress Test CA");
+    let (cert_pem, key_pem) = ca.leaf(&[&region_domain]);
     api.create(
         "/tls_certificates",
         json!({"certificate_pem": cert_pem, "private_key_pem": key_pem}),
     )
     .await;
-    let cfg = Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    );
-    let connector = tokio_rustls::TlsConnector::from(cfg);
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(ca.client_config()));
     eventually(
         "agent listener presents the ingress certificate",
         || async {

@@ -13,7 +13,9 @@ use ngrok::config::ForwarderBuilder;
 use ngrok::prelude::*;
 use rustls::pki_types::ServerName;
 use serde_json::{json, Value};
-use support::tls::{cert_for, client_trusting, local_tcp_server, local_tls_server, TestCert};
+use support::tls::{
+    cert_for, client_trusting, local_tcp_server, local_tls_server, TestCa, TestCert,
+};
 use support::{eventually, Server, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -309,57 +311,11 @@ async fn tcp_and_tls_edges_serve_labeled_tunnels_and_change_live() {
     );
 }
 
-/// A CA made with rcgen, and leaf certificates it signs.
-struct TestCa {
-    cert_pem: String,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    roots: rustls::RootCertStore,
-}
-
-fn test_ca(cn: &str) -> TestCa {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, cn);
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = params.self_signed(&key).expect("ca");
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der().clone()).expect("root");
-    TestCa {
-        cert_pem: cert.pem(),
-        issuer: rcgen::Issuer::new(params, key),
-        roots,
-    }
-}
-
-/// (cert PEM, key PEM) for `names`, signed by `ca`.
-fn leaf(ca: &TestCa, names: &[&str]) -> (String, String) {
-    let mut params =
-        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .expect("params");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, names[0]);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "Gangway Tests");
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, &ca.issuer).expect("leaf");
-    (cert.pem(), key.serialize_pem())
-}
-
 #[tokio::test]
 async fn uploaded_certificates_are_parsed_checked_and_served_by_sni() {
     let server = Server::start().await;
     let api = server.api();
-    let ca = test_ca("Gangway Test Root");
+    let ca = TestCa::new("Gangway Test Root");
 
     // Certificate authorities: parsed, and only CAs accepted.
     let rec = api
@@ -378,7 +334,7 @@ async fn uploaded_certificates_are_parsed_checked_and_served_by_sni() {
         "{rec}"
     );
     assert!(rec["not_before"].as_str().is_some_and(|t| t.ends_with('Z')));
-    let (shop_cert, shop_key) = leaf(&ca, &["shop.example.net"]);
+    let (shop_cert, shop_key) = ca.leaf(&["shop.example.net"]);
     for (body, why) in [
         (json!({"ca_pem": shop_cert}), "a leaf"),
         (
@@ -413,7 +369,7 @@ async fn uploaded_certificates_are_parsed_checked_and_served_by_sni() {
         .as_str()
         .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())));
     assert!(cert.get("private_key_pem").is_none());
-    let (_, other_key) = leaf(&ca, &["other.example.net"]);
+    let (_, other_key) = ca.leaf(&["other.example.net"]);
     let (status, err) = api
         .post(
             "/tls_certificates",
@@ -427,7 +383,7 @@ async fn uploaded_certificates_are_parsed_checked_and_served_by_sni() {
     );
 
     // A reserved domain pinned to it; a certificate for another name is refused.
-    let (other_cert, other_key) = leaf(&ca, &["other.example.net"]);
+    let (other_cert, other_key) = ca.leaf(&["other.example.net"]);
     let other = api
         .create(
             "/tls_certificates",
@@ -467,17 +423,8 @@ async fn uploaded_certificates_are_parsed_checked_and_served_by_sni() {
     .await
     .expect("bind timed out")
     .expect("bind");
-    let roots = ca.roots.clone();
     let ca_client = reqwest::Client::builder()
-        .use_preconfigured_tls(
-            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-        )
+        .use_preconfigured_tls(ca.client_config())
         .resolve("shop.example.net", server.https_addr())
         .no_proxy()
         .build()

@@ -99,3 +99,62 @@ pub async fn local_tcp_server() -> SocketAddr {
     });
     addr
 }
+
+/// A CA made with rcgen, for certificates the edge is given through the
+/// API (uploads, mutual TLS, ingress names).
+pub struct TestCa {
+    pub cert_pem: String,
+    pub der: CertificateDer<'static>,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn new(common_name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("ca");
+        TestCa {
+            cert_pem: cert.pem(),
+            der: cert.der().clone(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// (certificate PEM, key PEM) of a server certificate for `names`
+    /// (the first is also the subject CN).
+    pub fn leaf(&self, names: &[&str]) -> (String, String) {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, names[0]);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Gangway Tests");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A rustls client config trusting only this CA.
+    pub fn client_config(&self) -> rustls::ClientConfig {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.der.clone()).expect("root");
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth()
+    }
+}

@@ -207,6 +207,21 @@ fn render<R: L4Edge>(rec: &R, ctx: &Ctx) -> Map<String, Value> {
     m
 }
 
+/// The record accessors of [`L4Edge`], the same for both kinds.
+macro_rules! l4_accessors {
+    () => {
+        fn parts(&mut self) -> (&mut Common, &mut Vec<String>, &mut EdgeModules) {
+            (&mut self.common, &mut self.hostports, &mut self.modules)
+        }
+        fn modules(&self) -> &EdgeModules {
+            &self.modules
+        }
+        fn hostports(&self) -> &[String] {
+            &self.hostports
+        }
+    };
+}
+
 macro_rules! l4_resource {
     ($t:ty, $kind:expr) => {
         #[async_trait]
@@ -284,15 +299,7 @@ impl L4Edge for TcpEdge {
     const MODULES: &'static [&'static str] = &TCP_MODULES;
     const INDEX: &'static str = TCP_EDGE_INDEX;
 
-    fn parts(&mut self) -> (&mut Common, &mut Vec<String>, &mut EdgeModules) {
-        (&mut self.common, &mut self.hostports, &mut self.modules)
-    }
-    fn modules(&self) -> &EdgeModules {
-        &self.modules
-    }
-    fn hostports(&self) -> &[String] {
-        &self.hostports
-    }
+    l4_accessors!();
 
     /// Each must be a reserved TCP address (`host:port`).
     async fn parse_hostports(ctx: &Ctx, raw: &[String]) -> ApiResult<Vec<(String, String)>> {
@@ -337,15 +344,7 @@ impl L4Edge for TlsEdge {
     const MODULES: &'static [&'static str] = &TLS_MODULES;
     const INDEX: &'static str = HOSTPORT_INDEX;
 
-    fn parts(&mut self) -> (&mut Common, &mut Vec<String>, &mut EdgeModules) {
-        (&mut self.common, &mut self.hostports, &mut self.modules)
-    }
-    fn modules(&self) -> &EdgeModules {
-        &self.modules
-    }
-    fn hostports(&self) -> &[String] {
-        &self.hostports
-    }
+    l4_accessors!();
 
     /// Names on the TLS port, as for HTTPS edges (one edge per name, of
     /// either kind: they share the port).
