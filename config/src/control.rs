@@ -213,7 +213,7 @@ pub struct CompiledL4Edge {
 }
 
 /// A stored server certificate, and the reserved domains pinned to it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServedCertificate {
     pub id: String,
     pub certificate_pem: String,

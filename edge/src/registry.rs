@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use gangway_proto::Session;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use gangway_config::control::ControlConfig;
+use gangway_config::control::{CompiledL4Edge, ControlConfig};
 
 use crate::route_table::{
     EdgeRoutes, EdgeType, Endpoint, RouteTable, Scheme, Target, TunnelOptions,
@@ -543,26 +543,15 @@ impl Registry {
         let edges = self.compile_edges(st);
         let control = self.control.load();
         let tls_edges = control.tls_edges().map(|(host, edge)| {
-            let opts = TunnelOptions {
-                terminated_at_edge: edge.terminate_at_edge,
-                edge_type: EdgeType::Tls,
-                ..TunnelOptions::default()
-            };
-            let targets = labeled_targets(st, edge.backend_labels.as_ref(), "tls", Arc::new(opts));
             (
                 Scheme::Tls,
-                Endpoint::for_l4_edge(host.clone(), targets, edge.clone()),
+                l4_endpoint(st, host.clone(), edge, EdgeType::Tls),
             )
         });
         let tcp_edges = control.tcp_edges().map(|(port, edge)| {
-            let opts = TunnelOptions {
-                edge_type: EdgeType::Tcp,
-                ..TunnelOptions::default()
-            };
-            let targets = labeled_targets(st, edge.backend_labels.as_ref(), "tcp", Arc::new(opts));
             (
                 *port,
-                Endpoint::for_l4_edge(format!(":{port}"), targets, edge.clone()),
+                l4_endpoint(st, format!(":{port}"), edge, EdgeType::Tcp),
             )
         });
         // Edges come last: they own their names and ports.
@@ -660,6 +649,22 @@ fn labeled_targets(
             })
         })
         .collect()
+}
+
+/// A TCP or TLS edge's endpoint, served by the labeled tunnels its
+/// backend selects.
+fn l4_endpoint(st: &State, name: String, edge: &Arc<CompiledL4Edge>, kind: EdgeType) -> Endpoint {
+    let (proto, terminated_at_edge) = match kind {
+        EdgeType::Tls => ("tls", edge.terminate_at_edge),
+        _ => ("tcp", false),
+    };
+    let opts = TunnelOptions {
+        terminated_at_edge,
+        edge_type: kind,
+        ..TunnelOptions::default()
+    };
+    let targets = labeled_targets(st, edge.backend_labels.as_ref(), proto, Arc::new(opts));
+    Endpoint::for_l4_edge(name, targets, edge.clone())
 }
 
 /// Binds `ip:port` now, so "in use" is known at bind time, not later.

@@ -47,8 +47,15 @@ impl Edge {
         let certs = self.certs.clone();
         // The file certificates, as loaded at start.
         let base = certs.load_full();
+        // Most changes touch no certificate: parse them only when they do.
+        let applied = std::sync::Mutex::new(Vec::new());
         move |cfg: Arc<ControlConfig>| {
-            certs.store(Arc::new(base.with_stored(&cfg.certificates)));
+            let mut last = applied.lock().unwrap_or_else(|p| p.into_inner());
+            if *last != cfg.certificates {
+                certs.store(Arc::new(base.with_stored(&cfg.certificates)));
+                *last = cfg.certificates.clone();
+            }
+            drop(last);
             registry.set_control(cfg);
         }
     }

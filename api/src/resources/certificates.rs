@@ -4,11 +4,13 @@
 
 use async_trait::async_trait;
 use gangway_config::resources::{
-    CertSummary, CertificateAuthority, Common, HttpsEdge, ReservedDomain, TlsCertificate, TlsEdge,
+    CertSummary, CertificateAuthority, Common, HttpsEdge, MutualTlsModule, ReservedDomain,
+    TlsCertificate,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::l4_edges::l4_user;
 use super::x509::{check_key, pem_certificates, summarize};
 use super::{load_all, render_common, update_common, Ctx, Kind, Resource, Writes};
 use crate::rest::error::{codes, ApiError, ApiResult};
@@ -60,9 +62,9 @@ fn render_summary(m: &mut Map<String, Value>, s: &CertSummary) {
     m.insert("extended_key_usages".into(), json!(s.extended_key_usages));
 }
 
-/// Whether any edge's mutual TLS trusts CA `id` (then it cannot go).
+/// An edge whose mutual TLS trusts CA `id`, if any (then it cannot go).
 async fn ca_user(ctx: &Ctx, id: &str) -> ApiResult<Option<String>> {
-    let uses = |m: &Option<gangway_config::resources::MutualTlsModule>| {
+    let uses = |m: &Option<MutualTlsModule>| {
         m.as_ref()
             .is_some_and(|m| m.certificate_authority_ids.iter().any(|c| c == id))
     };
@@ -71,12 +73,7 @@ async fn ca_user(ctx: &Ctx, id: &str) -> ApiResult<Option<String>> {
             return Ok(Some(e.common.id));
         }
     }
-    for (e, _) in load_all::<TlsEdge>(ctx, &TlsEdge::KIND.key_prefix()).await? {
-        if uses(&e.modules.mutual_tls) {
-            return Ok(Some(e.common.id));
-        }
-    }
-    Ok(None)
+    l4_user(ctx, |m| uses(&m.mutual_tls)).await
 }
 
 #[async_trait]

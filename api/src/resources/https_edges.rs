@@ -17,7 +17,10 @@ use serde_json::{Map, Value};
 
 use super::reserved::HOSTPORT_INDEX;
 use super::routes;
-use super::{check_common, load_all, render_common, update_common, Ctx, Kind, Resource, Writes};
+use super::routes::render_module;
+use super::{
+    check_common, load_all, modify, render_common, update_common, Ctx, Kind, Resource, Writes,
+};
 use crate::rest::error::{codes, ApiError, ApiResult};
 use crate::rest::extract::Body;
 use crate::rest::ApiState;
@@ -273,15 +276,10 @@ impl Resource for HttpsEdge {
     }
 }
 
+/// Rendered like the TLS edges' module (references for the CA ids).
 fn render_mutual_tls(ctx: &Ctx, m: Option<&MutualTlsModule>) -> Value {
-    match m {
-        None => Value::Null,
-        Some(m) => serde_json::json!({
-            "enabled": is_enabled(m.enabled),
-            "certificate_authorities": m.certificate_authority_ids.iter()
-                .map(|id| ctx.reference(&CertificateAuthority::KIND, id)).collect::<Vec<_>>(),
-        }),
-    }
+    m.and_then(|m| serde_json::to_value(m).ok())
+        .map_or(Value::Null, |v| render_module(ctx, "mutual_tls", &v))
 }
 
 fn render_tls_termination(t: Option<&TlsTerminationModule>) -> Value {
@@ -294,29 +292,6 @@ fn render_tls_termination(t: Option<&TlsTerminationModule>) -> Value {
     }
 }
 
-/// Loads an edge, applies `f`, and writes it back guarded.
-async fn modify_edge(
-    ctx: &Ctx,
-    id: &str,
-    f: impl for<'a> Fn(&'a mut HttpsEdge) -> ApiResult<()>,
-) -> ApiResult<HttpsEdge> {
-    for _ in 0..8 {
-        let (mut edge, rev) = ctx.load::<HttpsEdge>(&HttpsEdge::KIND, id).await?;
-        f(&mut edge)?;
-        let mut w = Writes::default();
-        let key = HttpsEdge::KIND.key(id);
-        w.compares.push(Compare::ModRevision(key.clone(), rev));
-        w.put(key, &edge)?;
-        if super::commit(ctx, w).await? {
-            return Ok(edge);
-        }
-    }
-    Err(ApiError::conflict(
-        codes::IN_USE,
-        "The edge kept changing; try again.",
-    ))
-}
-
 async fn put_mutual_tls(
     ctx: Ctx,
     Path(id): Path<String>,
@@ -324,7 +299,8 @@ async fn put_mutual_tls(
 ) -> ApiResult<Json<Value>> {
     let mut w = Writes::default();
     check_mutual_tls(&ctx, &m, "mutual_tls", &mut w).await?;
-    let edge = modify_edge(&ctx, &id, |e| {
+    // Guarded by the CAs it refers to, so none can vanish meanwhile.
+    let edge = modify::<HttpsEdge>(&ctx, &id, &w.compares, |e| {
         e.mutual_tls = Some(m.clone());
         Ok(())
     })
@@ -341,7 +317,7 @@ async fn get_mutual_tls(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Json<Valu
 }
 
 async fn delete_mutual_tls(ctx: Ctx, Path(id): Path<String>) -> ApiResult<axum::http::StatusCode> {
-    modify_edge(&ctx, &id, |e| {
+    modify::<HttpsEdge>(&ctx, &id, &[], |e| {
         e.mutual_tls = None;
         Ok(())
     })
@@ -355,7 +331,7 @@ async fn put_tls_termination(
     Body(t): Body<TlsTerminationModule>,
 ) -> ApiResult<Json<Value>> {
     check_tls_termination(&t, "tls_termination")?;
-    let edge = modify_edge(&ctx, &id, |e| {
+    let edge = modify::<HttpsEdge>(&ctx, &id, &[], |e| {
         e.tls_termination = Some(t.clone());
         Ok(())
     })
@@ -375,7 +351,7 @@ async fn delete_tls_termination(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<axum::http::StatusCode> {
-    modify_edge(&ctx, &id, |e| {
+    modify::<HttpsEdge>(&ctx, &id, &[], |e| {
         e.tls_termination = None;
         Ok(())
     })

@@ -17,11 +17,10 @@ use serde_json::{Map, Value};
 use super::https_edges::{check_mutual_tls, check_termination, host_of, parse_hostports};
 use super::reserved::{ADDR_INDEX, HOSTPORT_INDEX};
 use super::routes::{render_module, typed, validate_module};
-use super::{commit, render_common, update_common, Ctx, Kind, Resource, Writes};
+use super::{modify, render_common, update_common, Ctx, Kind, Resource, Writes};
 use crate::rest::error::{codes, ApiError, ApiResult};
 use crate::rest::extract::Body;
 use crate::rest::ApiState;
-use crate::store::Compare;
 
 /// Modules of each kind, in ngrok's field order.
 pub const TCP_MODULES: [&str; 3] = ["backend", "ip_restriction", "traffic_policy"];
@@ -369,33 +368,6 @@ pub async fn l4_user(ctx: &Ctx, uses: impl Fn(&EdgeModules) -> bool) -> ApiResul
     Ok(None)
 }
 
-/// Loads an edge, applies `f`, and writes it back guarded.
-async fn modify<R: L4Edge>(
-    ctx: &Ctx,
-    id: &str,
-    w: Writes,
-    f: impl Fn(&mut R) -> ApiResult<()>,
-) -> ApiResult<R> {
-    for _ in 0..8 {
-        let (mut rec, rev) = ctx.load::<R>(&R::KIND, id).await?;
-        f(&mut rec)?;
-        let mut writes = Writes {
-            compares: w.compares.clone(),
-            ops: Vec::new(),
-        };
-        let key = R::KIND.key(id);
-        writes.compares.push(Compare::ModRevision(key.clone(), rev));
-        writes.put(key, &rec)?;
-        if commit(ctx, writes).await? {
-            return Ok(rec);
-        }
-    }
-    Err(ApiError::conflict(
-        codes::IN_USE,
-        "The edge kept changing; try again.",
-    ))
-}
-
 fn known_module<R: L4Edge>(raw: &str) -> ApiResult<&'static str> {
     R::MODULES
         .iter()
@@ -412,7 +384,7 @@ async fn put_module<R: L4Edge>(
     let name = known_module::<R>(&module)?;
     let mut w = Writes::default();
     let stored = validate(&ctx, R::MODULES, name, &body, &mut w).await?;
-    let rec = modify::<R>(&ctx, &id, w, |r| {
+    let rec = modify::<R>(&ctx, &id, &w.compares, |r| {
         set_module(r.parts().2, name, Some(stored.clone()))
     })
     .await?;
@@ -437,10 +409,7 @@ async fn delete_module<R: L4Edge>(
     Path((id, module)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let name = known_module::<R>(&module)?;
-    modify::<R>(&ctx, &id, Writes::default(), |r| {
-        set_module(r.parts().2, name, None)
-    })
-    .await?;
+    modify::<R>(&ctx, &id, &[], |r| set_module(r.parts().2, name, None)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -347,6 +347,32 @@ where
     Err(busy())
 }
 
+/// Loads record `id`, applies `f`, and writes it back, guarded by its own
+/// revision and by `guards` (e.g. the references `f`'s input was checked
+/// against). Retried when the record changed meanwhile.
+pub async fn modify<R: Resource>(
+    ctx: &Ctx,
+    id: &str,
+    guards: &[Compare],
+    f: impl Fn(&mut R) -> ApiResult<()>,
+) -> ApiResult<R> {
+    for _ in 0..WRITE_ATTEMPTS {
+        let (mut rec, rev) = ctx.load::<R>(&R::KIND, id).await?;
+        f(&mut rec)?;
+        let mut w = Writes {
+            compares: guards.to_vec(),
+            ops: Vec::new(),
+        };
+        let key = R::KIND.key(id);
+        w.compares.push(Compare::ModRevision(key.clone(), rev));
+        w.put(key, &rec)?;
+        if commit(ctx, w).await? {
+            return Ok(rec);
+        }
+    }
+    Err(busy())
+}
+
 pub async fn get_one<R: Resource>(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let (rec, _) = ctx.load::<R>(&R::KIND, &id).await?;
     Ok(Json(Value::Object(rec.render(&ctx).await?)))
