@@ -136,21 +136,66 @@ pub struct CredentialGrant {
 }
 
 /// Allowed iff the address matches an allow rule and no deny rule.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IpSet {
     allow: Vec<IpNet>,
     deny: Vec<IpNet>,
+    /// Agent `IPRestriction` with only deny CIDRs: everything not denied
+    /// is allowed (IP policies instead block what matches nothing).
+    allow_unlisted: bool,
+}
+
+/// A CIDR that does not parse: which list, which entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{list}[{index}]: {value:?} is not a CIDR (like 10.0.0.0/8 or 2001:db8::/32)")]
+pub struct CidrError {
+    pub list: &'static str,
+    pub index: usize,
+    pub value: String,
 }
 
 impl IpSet {
+    /// The agent option's form: allow and deny CIDR lists; with no allow
+    /// list, everything not denied is allowed. A bare address is a /32 or
+    /// /128.
+    pub fn from_cidrs(allow: &[String], deny: &[String]) -> Result<IpSet, CidrError> {
+        let parse = |list: &'static str, items: &[String]| {
+            items
+                .iter()
+                .enumerate()
+                .map(|(index, v)| {
+                    parse_cidr(v).ok_or_else(|| CidrError {
+                        list,
+                        index,
+                        value: v.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(IpSet {
+            allow_unlisted: allow.is_empty(),
+            allow: parse("allow_cidrs", allow)?,
+            deny: parse("deny_cidrs", deny)?,
+        })
+    }
+
     pub fn allows(&self, ip: IpAddr) -> bool {
         // An IPv4 client reached over a dual-stack socket appears mapped.
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
             v4 => v4,
         };
-        self.allow.iter().any(|n| n.contains(&ip)) && !self.deny.iter().any(|n| n.contains(&ip))
+        (self.allow_unlisted || self.allow.iter().any(|n| n.contains(&ip)))
+            && !self.deny.iter().any(|n| n.contains(&ip))
     }
+}
+
+/// `10.0.0.0/8`, `2001:db8::/32`, or a bare address.
+pub fn parse_cidr(v: &str) -> Option<IpNet> {
+    let v = v.trim();
+    v.parse::<IpNet>()
+        .ok()
+        .or_else(|| v.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 /// A route of an HTTPS edge, ready to serve.
@@ -162,6 +207,8 @@ pub struct CompiledRoute {
     /// Labels a tunnel must carry to serve this route; `None`: no backend.
     pub backend_labels: Option<BTreeMap<String, String>>,
     pub ip_restriction: Option<IpSet>,
+    /// The route's module configuration; the edge compiles it into a chain.
+    pub modules: RouteModules,
     /// Enabled modules this edge cannot enforce yet: the route refuses
     /// requests (fails closed) rather than serve them unprotected.
     pub unsupported: Vec<&'static str>,
@@ -450,6 +497,7 @@ fn compile_edge(res: &Resources, index: &Index<'_>, edge: &HttpsEdge) -> Compile
                 .as_ref()
                 .filter(|m| is_enabled(m.enabled))
                 .map(|m| ip_set(index, &m.ip_policy_ids)),
+            modules: r.modules.clone(),
             unsupported: edge_unsupported
                 .iter()
                 .copied()

@@ -3,6 +3,8 @@
 
 use base64::Engine;
 
+use crate::chain::{EdgeResponse, Flow, RequestInfo, RequestState, RouteModule, Stage};
+use crate::decisions::{ALLOW, BLOCK};
 use crate::ConfigError;
 
 /// Realm in the challenge, as ngrok sends it.
@@ -68,7 +70,7 @@ impl BasicAuthConfig {
 }
 
 /// Compares in time independent of where the inputs differ.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
     for i in 0..a.len().max(b.len()) {
         diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
@@ -111,6 +113,54 @@ impl BasicAuth {
         match allowed {
             Some(username) => AuthDecision::Allow { username },
             None => AuthDecision::Deny,
+        }
+    }
+}
+
+impl RouteModule for BasicAuth {
+    fn stage(&self) -> Stage {
+        Stage::Auth
+    }
+
+    fn name(&self) -> &'static str {
+        "basic_auth"
+    }
+
+    fn on_request(&self, req: &RequestInfo<'_>, st: &mut RequestState) -> Flow {
+        let header = req.headers.get(http::header::AUTHORIZATION);
+        match self.check(header.map(|h| h.as_bytes())) {
+            AuthDecision::Allow { username } => {
+                st.decisions.basic_auth = Some(ALLOW);
+                st.decisions.basic_auth_username = Some(username.clone());
+                st.username = Some(username);
+                // The credential is the edge's, not the app's.
+                st.strip_authorization = true;
+                Flow::Continue
+            }
+            AuthDecision::Deny => {
+                st.decisions.basic_auth = Some(BLOCK);
+                let mut resp = EdgeResponse::empty(401);
+                resp.body = bytes::Bytes::from_static(b"Authentication required.\n");
+                resp.headers.push((
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; charset=utf-8"),
+                ));
+                if let Ok(v) = http::HeaderValue::from_str(&self.challenge()) {
+                    resp.headers.push((http::header::WWW_AUTHENTICATE, v));
+                }
+                Flow::Respond(resp)
+            }
+        }
+    }
+
+    fn upstream_request(
+        &self,
+        _req: &RequestInfo<'_>,
+        head: &mut dyn crate::chain::HeaderEdits,
+        st: &mut RequestState,
+    ) {
+        if st.strip_authorization {
+            head.remove(&http::header::AUTHORIZATION);
         }
     }
 }

@@ -1,0 +1,324 @@
+//! `compression`: gzip or deflate chosen by the client's Accept-Encoding
+//! (RFC 9110 q-values), streamed chunk by chunk so the first bytes leave
+//! before the upstream finishes. Responses already encoded, partial, or
+//! marked `no-transform` pass untouched.
+
+use std::io::Write;
+
+use bytes::Bytes;
+use flate2::write::{GzEncoder, ZlibEncoder};
+use flate2::Compression as Level;
+use http::{HeaderMap, HeaderValue, Method};
+
+use crate::chain::{HeaderEdits, RequestInfo, RequestState, RouteModule, Stage};
+
+/// Content codings the module produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    Gzip,
+    Deflate,
+}
+
+impl Coding {
+    pub fn token(self) -> &'static str {
+        match self {
+            Coding::Gzip => "gzip",
+            Coding::Deflate => "deflate",
+        }
+    }
+}
+
+/// Picks the coding the client prefers among `supported` (first wins a
+/// tie). `identity` is always acceptable, so a refusal is `None`.
+pub fn negotiate(accept_encoding: &str, supported: &[Coding]) -> Option<Coding> {
+    let mut star: Option<f32> = None;
+    let mut explicit: Vec<(String, f32)> = Vec::new();
+    for item in accept_encoding.split(',') {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        if coding.is_empty() {
+            continue;
+        }
+        let mut q = 1.0f32;
+        for p in parts {
+            if let Some((k, v)) = p.split_once('=') {
+                if k.trim().eq_ignore_ascii_case("q") {
+                    q = v.trim().parse::<f32>().unwrap_or(0.0).clamp(0.0, 1.0);
+                }
+            }
+        }
+        if coding == "*" {
+            star = Some(q);
+        } else {
+            // `x-gzip` is gzip (RFC 9110 §8.4.1.3).
+            let coding = if coding == "x-gzip" {
+                "gzip".into()
+            } else {
+                coding
+            };
+            explicit.push((coding, q));
+        }
+    }
+    let q_of = |c: Coding| {
+        explicit
+            .iter()
+            .find(|(name, _)| name == c.token())
+            .map(|(_, q)| *q)
+            .or(star)
+            .unwrap_or(0.0)
+    };
+    let mut best: Option<(Coding, f32)> = None;
+    for &c in supported {
+        let q = q_of(c);
+        if q > 0.0 && best.is_none_or(|(_, bq)| q > bq) {
+            best = Some((c, q));
+        }
+    }
+    best.map(|(c, _)| c)
+}
+
+/// A streaming encoder for one response.
+pub struct Encoder {
+    inner: Inner,
+    bytes_in: u64,
+    bytes_out: u64,
+    finished: bool,
+}
+
+enum Inner {
+    Gzip(GzEncoder<Vec<u8>>),
+    Deflate(ZlibEncoder<Vec<u8>>),
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("bytes_in", &self.bytes_in)
+            .field("bytes_out", &self.bytes_out)
+            .finish()
+    }
+}
+
+impl Encoder {
+    pub fn new(coding: Coding) -> Self {
+        // Level 6 is zlib's default and nginx's common choice.
+        let level = Level::new(6);
+        let inner = match coding {
+            Coding::Gzip => Inner::Gzip(GzEncoder::new(Vec::new(), level)),
+            // HTTP's "deflate" is the zlib format (RFC 9110 §8.4.1.2).
+            Coding::Deflate => Inner::Deflate(ZlibEncoder::new(Vec::new(), level)),
+        };
+        Encoder {
+            inner,
+            bytes_in: 0,
+            bytes_out: 0,
+            finished: false,
+        }
+    }
+
+    /// Compresses `chunk` and returns what can be sent now: a sync flush
+    /// per chunk keeps the stream moving. `end` finishes the stream.
+    pub fn encode(&mut self, chunk: &[u8], end: bool) -> Bytes {
+        if self.finished {
+            return Bytes::new();
+        }
+        self.bytes_in += chunk.len() as u64;
+        // Writes into a Vec cannot fail.
+        let _ = match &mut self.inner {
+            Inner::Gzip(e) => write_chunk(e, chunk, end),
+            Inner::Deflate(e) => write_chunk(e, chunk, end),
+        };
+        let out = match &mut self.inner {
+            Inner::Gzip(e) => std::mem::take(e.get_mut()),
+            Inner::Deflate(e) => std::mem::take(e.get_mut()),
+        };
+        self.finished = end;
+        self.bytes_out += out.len() as u64;
+        Bytes::from(out)
+    }
+
+    /// Input bytes minus output bytes (negative when it grew).
+    pub fn bytes_saved(&self) -> i64 {
+        self.bytes_in as i64 - self.bytes_out as i64
+    }
+}
+
+trait Finish: Write {
+    fn finish_stream(&mut self) -> std::io::Result<()>;
+}
+
+impl Finish for GzEncoder<Vec<u8>> {
+    fn finish_stream(&mut self) -> std::io::Result<()> {
+        self.try_finish()
+    }
+}
+
+impl Finish for ZlibEncoder<Vec<u8>> {
+    fn finish_stream(&mut self) -> std::io::Result<()> {
+        self.try_finish()
+    }
+}
+
+fn write_chunk(e: &mut impl Finish, chunk: &[u8], end: bool) -> std::io::Result<()> {
+    e.write_all(chunk)?;
+    if end {
+        e.finish_stream()
+    } else if !chunk.is_empty() {
+        e.flush()
+    } else {
+        Ok(())
+    }
+}
+
+/// The compression module: gzip and deflate.
+#[derive(Debug, Clone)]
+pub struct Compression {
+    supported: Vec<Coding>,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression {
+            supported: vec![Coding::Gzip, Coding::Deflate],
+        }
+    }
+}
+
+/// Whether a response may be re-encoded at all.
+fn compressible(method: &Method, status: u16, headers: &HeaderMap) -> bool {
+    if *method == Method::HEAD || status < 200 || status == 204 || status == 206 || status == 304 {
+        return false;
+    }
+    if headers
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return false;
+    }
+    !headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.to_ascii_lowercase().contains("no-transform"))
+        })
+}
+
+impl RouteModule for Compression {
+    fn stage(&self) -> Stage {
+        Stage::Compression
+    }
+
+    fn on_response(
+        &self,
+        req: &RequestInfo<'_>,
+        status: u16,
+        headers: &HeaderMap,
+        out: &mut dyn HeaderEdits,
+        st: &mut RequestState,
+    ) {
+        st.decisions.compression_algorithm = Some("none");
+        let Some(accept) = req.header("accept-encoding") else {
+            return;
+        };
+        if !compressible(req.method, status, headers) {
+            return;
+        }
+        let Some(coding) = negotiate(accept, &self.supported) else {
+            return;
+        };
+        out.remove(&http::header::CONTENT_LENGTH);
+        // The validator names the identity bytes; a strong one would lie.
+        if let Some(etag) = headers.get(http::header::ETAG) {
+            if let Ok(s) = etag.to_str() {
+                if !s.starts_with("W/") {
+                    if let Ok(weak) = HeaderValue::from_str(&format!("W/{s}")) {
+                        out.insert(http::header::ETAG, weak);
+                    }
+                }
+            }
+        }
+        out.insert(
+            http::header::CONTENT_ENCODING,
+            HeaderValue::from_static(coding.token()),
+        );
+        out.append(
+            http::header::VARY,
+            HeaderValue::from_static("Accept-Encoding"),
+        );
+        st.decisions.compression_algorithm = Some(coding.token());
+        st.encoder = Some(Encoder::new(coding));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    const BOTH: &[Coding] = &[Coding::Gzip, Coding::Deflate];
+
+    #[test]
+    fn negotiation_follows_q_values() {
+        assert_eq!(negotiate("gzip, deflate", BOTH), Some(Coding::Gzip));
+        assert_eq!(negotiate("deflate", BOTH), Some(Coding::Deflate));
+        assert_eq!(
+            negotiate("gzip;q=0.5, deflate", BOTH),
+            Some(Coding::Deflate)
+        );
+        assert_eq!(negotiate("gzip;q=0, deflate;q=0", BOTH), None);
+        assert_eq!(negotiate("br", BOTH), None);
+        assert_eq!(negotiate("*", BOTH), Some(Coding::Gzip));
+        assert_eq!(negotiate("*;q=0.1, gzip;q=0", BOTH), Some(Coding::Deflate));
+        assert_eq!(negotiate("identity", BOTH), None);
+        assert_eq!(negotiate("X-GZIP", BOTH), Some(Coding::Gzip));
+        assert_eq!(negotiate("gzip;q=abc", BOTH), None);
+    }
+
+    #[test]
+    fn streamed_chunks_decode_to_the_original() {
+        let original: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        for coding in [Coding::Gzip, Coding::Deflate] {
+            let mut enc = Encoder::new(coding);
+            let mut wire = Vec::new();
+            let mut first_len = 0;
+            for (i, chunk) in original.chunks(16_384).enumerate() {
+                let out = enc.encode(chunk, false);
+                if i == 0 {
+                    first_len = out.len();
+                }
+                wire.extend_from_slice(&out);
+            }
+            assert!(first_len > 0, "the first chunk is sent before the end");
+            wire.extend_from_slice(&enc.encode(&[], true));
+            let mut decoded = Vec::new();
+            match coding {
+                Coding::Gzip => flate2::read::GzDecoder::new(&wire[..]).read_to_end(&mut decoded),
+                Coding::Deflate => {
+                    flate2::read::ZlibDecoder::new(&wire[..]).read_to_end(&mut decoded)
+                }
+            }
+            .unwrap();
+            assert_eq!(decoded, original);
+            assert!(enc.bytes_saved() > 0);
+        }
+    }
+
+    #[test]
+    fn encoded_partial_and_no_transform_responses_pass() {
+        let mut h = HeaderMap::new();
+        assert!(compressible(&Method::GET, 200, &h));
+        assert!(!compressible(&Method::HEAD, 200, &h));
+        assert!(!compressible(&Method::GET, 206, &h));
+        h.insert("content-encoding", HeaderValue::from_static("br"));
+        assert!(!compressible(&Method::GET, 200, &h));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "cache-control",
+            HeaderValue::from_static("public, no-transform"),
+        );
+        assert!(!compressible(&Method::GET, 200, &h));
+    }
+}
