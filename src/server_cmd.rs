@@ -58,6 +58,11 @@ pub struct ServerArgs {
     /// another region are told which one they got.
     #[arg(long, default_value = "local", value_parser = parse_region)]
     region: String,
+    /// Where to write one JSON event per HTTP request and TCP connection
+    /// (`http_request_complete.v0`, `tcp_connection_closed.v0`): `off`,
+    /// `stdout`, or a file path to append to.
+    #[arg(long, env = "GANGWAY_EVENTS", default_value = "off")]
+    events: gangway_config::edge::EventsOutput,
 }
 
 fn parse_region(s: &str) -> Result<String, String> {
@@ -146,6 +151,7 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
         }),
         tcp_ports: args.tcp_ports.clone(),
         region: args.region.clone(),
+        events: args.events.clone(),
     };
     let api_addr = resolve_port(args.api_addr)?;
     let info = ServerInfo {

@@ -194,13 +194,13 @@ async fn https_edge_routes_labeled_agents_and_changes_live() {
     assert_eq!(api.get(&module).await.0, 404, "module gone");
 
     // A module this edge cannot apply yet fails closed, not open.
-    let compression = format!("/edges/https/{edge_id}/routes/{}/compression", id(&root));
-    assert_eq!(api.put(&compression, json!({"enabled": true})).await.0, 200);
-    until(&server, &format!("{base}/x"), 503, "ERR_NGROK_9047").await;
-    assert_eq!(
-        api.put(&compression, json!({"enabled": false})).await.0,
-        200
+    let converter = format!(
+        "/edges/https/{edge_id}/routes/{}/websocket_tcp_converter",
+        id(&root)
     );
+    assert_eq!(api.put(&converter, json!({"enabled": true})).await.0, 200);
+    until(&server, &format!("{base}/x"), 503, "ERR_NGROK_9047").await;
+    assert_eq!(api.put(&converter, json!({"enabled": false})).await.0, 200);
     until(&server, &format!("{base}/x"), 200, "web:/x").await;
 
     // The edge owns its name: an agent cannot bind it directly.

@@ -563,37 +563,14 @@ fn compile_l4(res: &Resources, index: &Index<'_>, id: &str, m: &EdgeModules) -> 
 }
 
 /// Modules configured and enabled on a route that the edge does not apply
-/// yet (they land with the route-module chain).
+/// yet: the route fails closed until they land.
 fn unsupported_modules(m: &RouteModules) -> Vec<&'static str> {
     let on = |e: Option<bool>| is_enabled(e);
     let json_on = |v: &Option<serde_json::Value>| {
         v.as_ref()
             .is_some_and(|v| v.get("enabled").and_then(|e| e.as_bool()) != Some(false))
     };
-    let mut out = Vec::new();
-    let checks: [(&'static str, bool); 11] = [
-        (
-            "circuit_breaker",
-            m.circuit_breaker.as_ref().is_some_and(|x| on(x.enabled)),
-        ),
-        (
-            "compression",
-            m.compression.as_ref().is_some_and(|x| on(x.enabled)),
-        ),
-        (
-            "request_headers",
-            m.request_headers.as_ref().is_some_and(|x| on(x.enabled)),
-        ),
-        (
-            "response_headers",
-            m.response_headers.as_ref().is_some_and(|x| on(x.enabled)),
-        ),
-        (
-            "webhook_verification",
-            m.webhook_verification
-                .as_ref()
-                .is_some_and(|x| on(x.enabled)),
-        ),
+    let checks: [(&'static str, bool); 5] = [
         ("oauth", json_on(&m.oauth)),
         ("saml", json_on(&m.saml)),
         ("oidc", json_on(&m.oidc)),
@@ -604,20 +581,14 @@ fn unsupported_modules(m: &RouteModules) -> Vec<&'static str> {
                 .is_some_and(|x| on(x.enabled)),
         ),
         (
-            "user_agent_filter",
-            m.user_agent_filter.as_ref().is_some_and(|x| on(x.enabled)),
-        ),
-        (
             "traffic_policy",
             m.traffic_policy.as_ref().is_some_and(|x| on(x.enabled)),
         ),
     ];
-    for (name, enabled) in checks {
-        if enabled {
-            out.push(name);
-        }
-    }
-    out
+    checks
+        .into_iter()
+        .filter_map(|(name, enabled)| enabled.then_some(name))
+        .collect()
 }
 
 /// All rules of the given policies as one set.

@@ -45,6 +45,31 @@ pub struct EdgeConfig {
     pub tcp_ports: RangeInclusive<u16>,
     /// Region name this edge reports to agents (ngrok's `us`, `eu`, ...).
     pub region: String,
+    /// Where `http_request_complete.v0` / `tcp_connection_closed.v0`
+    /// events are written.
+    pub events: EventsOutput,
+}
+
+/// The event sink an edge writes JSON lines to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum EventsOutput {
+    #[default]
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+impl std::str::FromStr for EventsOutput {
+    type Err = std::convert::Infallible;
+
+    /// `off`, `stdout`, or a file path (appended to).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim() {
+            "" | "off" | "none" => EventsOutput::Off,
+            "stdout" | "-" => EventsOutput::Stdout,
+            path => EventsOutput::File(PathBuf::from(path)),
+        })
+    }
 }
 
 impl EdgeConfig {

@@ -382,34 +382,6 @@ pub struct TrafficPolicyModule {
     pub value: String,
 }
 
-/// Webhook providers whose signature scheme is published (MODULES.md);
-/// `clerk` and `brex` sign with svix.
-pub const WEBHOOK_PROVIDERS: &[&str] = &[
-    "github",
-    "stripe",
-    "slack",
-    "twilio",
-    "shopify",
-    "sendgrid",
-    "mailgun",
-    "zoom",
-    "intercom",
-    "gitlab",
-    "bitbucket",
-    "square",
-    "hubspot",
-    "pagerduty",
-    "twitter",
-    "sns",
-    "typeform",
-    "svix",
-    "clerk",
-    "brex",
-    "xero",
-    "worldline",
-    "discord",
-];
-
 /// Hex SHA-256 of a secret token: what the store keeps instead of it.
 pub fn token_hash(token: &str) -> String {
     let digest = boring::sha::sha256(token.as_bytes());

@@ -31,7 +31,16 @@ use crate::certs::CertKey;
 use crate::errors::{bind_error_code, rpc as codes};
 use crate::registry::{now_ms, Registry, SessionInfo, SessionKey, TcpPorts, TunnelInfo};
 use crate::route_table::TunnelOptions;
-use gangway_modules::basic_auth::BasicAuthConfig;
+use gangway_config::control::IpSet;
+use gangway_modules::basic_auth::{BasicAuth, BasicAuthConfig};
+use gangway_modules::chain::{Chain, RouteModule};
+use gangway_modules::circuit_breaker::{BreakerConfig, CircuitBreaker};
+use gangway_modules::compression::Compression;
+use gangway_modules::headers::{Direction, HeaderRewrite};
+use gangway_modules::ip_restriction::IpRestriction;
+use gangway_modules::user_agent::UserAgentFilter;
+use gangway_modules::webhook::WebhookVerification;
+use gangway_modules::ConfigError;
 
 /// An agent must authenticate this soon after connecting.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -155,9 +164,102 @@ fn subdomain_for(tunnel_id: &str) -> String {
     format!("{:012x}", h & 0xFFFF_FFFF_FFFF)
 }
 
-/// Compiles what an HTTP Bind asks the edge to enforce: `BasicAuth`
-/// credentials and the legacy `Auth` "user:pass".
+/// Compiles what an HTTP Bind asks the edge to enforce into the
+/// endpoint's module chain. Options this edge cannot apply yet refuse the
+/// Bind rather than serve the endpoint unprotected.
 fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, (String, &'static str)> {
+    let invalid = |e: ConfigError| (format!("Invalid {e}."), codes::INVALID_OPTIONS);
+    let unsupported = [
+        ("OAuth", opts.oauth.as_ref().is_some_and(|v| !v.is_null())),
+        ("OIDC", opts.oidc.as_ref().is_some_and(|v| !v.is_null())),
+        (
+            "TrafficPolicy",
+            opts.traffic_policy
+                .as_ref()
+                .is_some_and(|p| !p.trim().is_empty()),
+        ),
+        (
+            "WebsocketTCPConverter",
+            opts.websocket_tcp_converter.is_some(),
+        ),
+        (
+            "MutualTLSCA",
+            opts.mutual_tls_ca
+                .as_ref()
+                .is_some_and(|m| !m.mutual_tls_ca.is_empty()),
+        ),
+    ];
+    if let Some((name, _)) = unsupported.iter().find(|(_, set)| *set) {
+        return Err((
+            format!("{name} is not supported by this edge yet; the endpoint was not started rather than served without it."),
+            codes::INVALID_OPTIONS,
+        ));
+    }
+    let mut modules: Vec<Box<dyn RouteModule>> = Vec::new();
+    if let Some(ip) = &opts.ip_restriction {
+        let set = IpSet::from_cidrs(&ip.allow_cidrs, &ip.deny_cidrs).map_err(|e| {
+            invalid(ConfigError::new(
+                format!("IPRestriction.{}[{}]", e.list, e.index),
+                format!("{:?} is not a CIDR", e.value),
+            ))
+        })?;
+        modules.push(Box::new(IpRestriction::new(set)));
+    }
+    if let Some(auth) = compile_basic_auth(opts)? {
+        modules.push(Box::new(auth));
+    }
+    if let Some(ua) = &opts.user_agent_filter {
+        modules.push(Box::new(
+            UserAgentFilter::compile("UserAgentFilter", &ua.allow, &ua.deny).map_err(invalid)?,
+        ));
+    }
+    if let Some(wv) = &opts.webhook_verification {
+        if wv.secret.is_empty() && !wv.sealed_secret.is_empty() {
+            return Err((
+                "WebhookVerification: sealed secrets are not supported; send secret.".into(),
+                codes::INVALID_OPTIONS,
+            ));
+        }
+        modules.push(Box::new(
+            WebhookVerification::compile("WebhookVerification", &wv.provider, &wv.secret)
+                .map_err(invalid)?,
+        ));
+    }
+    if let Some(cb) = &opts.circuit_breaker {
+        let cfg = BreakerConfig {
+            error_threshold: cb.error_threshold,
+            ..BreakerConfig::default()
+        };
+        modules.push(Box::new(
+            CircuitBreaker::new("CircuitBreaker", cfg).map_err(invalid)?,
+        ));
+    }
+    for (field, dir, h) in [
+        ("RequestHeaders", Direction::Request, &opts.request_headers),
+        (
+            "ResponseHeaders",
+            Direction::Response,
+            &opts.response_headers,
+        ),
+    ] {
+        if let Some(h) = h {
+            modules.push(Box::new(
+                HeaderRewrite::from_pairs(field, dir, &h.add, &h.remove).map_err(invalid)?,
+            ));
+        }
+    }
+    if opts.compression.is_some() {
+        modules.push(Box::new(Compression::default()));
+    }
+    Ok(TunnelOptions {
+        chain: Arc::new(Chain::new(modules)),
+        proxy_proto: proxy_proto_version(opts.proxy_proto)?,
+        ..TunnelOptions::default()
+    })
+}
+
+/// `BasicAuth` credentials and the legacy `Auth` "user:pass".
+fn compile_basic_auth(opts: &HttpOpts) -> Result<Option<BasicAuth>, (String, &'static str)> {
     let mut creds = Vec::new();
     if let Some(ba) = &opts.basic_auth {
         for (i, c) in ba.credentials.iter().enumerate() {
@@ -179,25 +281,37 @@ fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, (String, &'sta
         })?;
         creds.push(pair);
     }
-    let basic_auth = if creds.is_empty() {
-        None
-    } else {
-        let cfg = BasicAuthConfig { credentials: creds };
-        Some(cfg.compile().map_err(|e| {
-            // ngrok's codes: 359 for the username, 360 for the password.
-            let code = if e.field.ends_with(".username") {
-                codes::BAD_BASIC_AUTH_USER
-            } else {
-                codes::BAD_BASIC_AUTH
-            };
-            (format!("Invalid {e}."), code)
-        })?)
-    };
-    Ok(TunnelOptions {
-        basic_auth,
-        proxy_proto: proxy_proto_version(opts.proxy_proto)?,
-        ..TunnelOptions::default()
+    if creds.is_empty() {
+        return Ok(None);
+    }
+    let cfg = BasicAuthConfig { credentials: creds };
+    cfg.compile().map(Some).map_err(|e| {
+        // ngrok's codes: 359 for the username, 360 for the password.
+        let code = if e.field.ends_with(".username") {
+            codes::BAD_BASIC_AUTH_USER
+        } else {
+            codes::BAD_BASIC_AUTH
+        };
+        (format!("Invalid {e}."), code)
     })
+}
+
+/// A TCP or TLS Bind's `IPRestriction`.
+fn compile_l4_ip(
+    ip: Option<&gangway_proto::msg::IpRestriction>,
+) -> Result<Option<IpSet>, (String, &'static str)> {
+    let Some(ip) = ip else { return Ok(None) };
+    IpSet::from_cidrs(&ip.allow_cidrs, &ip.deny_cidrs)
+        .map(Some)
+        .map_err(|e| {
+            (
+                format!(
+                    "Invalid IPRestriction.{}[{}]: {:?} is not a CIDR.",
+                    e.list, e.index, e.value
+                ),
+                codes::INVALID_OPTIONS,
+            )
+        })
 }
 
 /// `ProxyProto`: 0 (none), 1 or 2.
@@ -224,7 +338,9 @@ fn compile_tls_options(opts: &TlsOpts) -> Result<TunnelOptions, (String, &'stati
             "MutualTLSAtEdge is not supported by this edge yet; terminate mutual TLS at the agent instead.".into(),
         ));
     }
+    refuse_traffic_policy(opts.traffic_policy.as_deref())?;
     let proxy_proto = proxy_proto_version(opts.proxy_proto)?;
+    let ip_restriction = compile_l4_ip(opts.ip_restriction.as_ref())?;
     let Some(term) = opts
         .tls_termination
         .as_ref()
@@ -232,6 +348,7 @@ fn compile_tls_options(opts: &TlsOpts) -> Result<TunnelOptions, (String, &'stati
     else {
         return Ok(TunnelOptions {
             proxy_proto,
+            ip_restriction,
             ..TunnelOptions::default()
         });
     };
@@ -253,8 +370,21 @@ fn compile_tls_options(opts: &TlsOpts) -> Result<TunnelOptions, (String, &'stati
     Ok(TunnelOptions {
         tls_termination: Some(acceptor),
         proxy_proto,
+        ip_restriction,
         ..TunnelOptions::default()
     })
+}
+
+/// TCP and TLS endpoints: a Traffic Policy refuses the Bind until the
+/// policy engine lands, rather than being ignored.
+fn refuse_traffic_policy(policy: Option<&str>) -> Result<(), (String, &'static str)> {
+    if policy.is_some_and(|p| !p.trim().is_empty()) {
+        return Err((
+            "TrafficPolicy is not supported by this edge yet; the endpoint was not started rather than served without it.".into(),
+            codes::INVALID_OPTIONS,
+        ));
+    }
+    Ok(())
 }
 
 fn bad_opts(e: MsgError) -> (String, &'static str) {
@@ -719,6 +849,7 @@ impl Conn {
     fn try_bind_tcp(&self, req: &Bind) -> Result<BindResp, (String, &'static str)> {
         let cfg = &self.app.cfg;
         let opts = TcpOpts::from_value(&req.opts).map_err(bad_opts)?;
+        refuse_traffic_policy(opts.traffic_policy.as_deref())?;
         let tunnel_id = self.tunnel_id(req)?;
         let requested = match opts
             .addr
@@ -785,6 +916,7 @@ impl Conn {
                 req.extra.pooling_enabled,
                 Arc::new(TunnelOptions {
                     proxy_proto: proxy_proto_version(opts.proxy_proto)?,
+                    ip_restriction: compile_l4_ip(opts.ip_restriction.as_ref())?,
                     ..TunnelOptions::default()
                 }),
             )

@@ -18,6 +18,7 @@
 pub mod agent_listener;
 pub mod certs;
 pub mod errors;
+pub mod events;
 pub mod proxy;
 pub mod public_tls;
 pub mod registry;

@@ -1,28 +1,39 @@
-//! The public HTTP(S) data path: route by Host, hand the request to an agent
-//! tunnel over a muxado stream, answer edge errors with a code.
+//! The public HTTP(S) data path: route by Host, run the route's module
+//! chain, hand the request to an agent tunnel over a muxado stream, answer
+//! edge errors with a code, and emit one event per request.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora_core::protocols::l4::socket::SocketAddr as L4SocketAddr;
 use pingora_core::upstreams::peer::{HttpPeer, PeerOptions, Scheme};
-use pingora_error::{ErrorSource, ErrorType, Result};
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
-
-use tracing::warn;
+use serde_json::{json, Map, Value};
+use tracing::{debug, warn};
 
 use crate::errors::{EdgeFailure, ERROR_CODE_HEADER};
+use crate::events::{rfc3339, HTTP_REQUEST_COMPLETE};
 use crate::registry::Registry;
 use crate::route_table::{strip_port, Scheme as PublicScheme, Target};
-use crate::tunnel_stream::{TunnelConnector, AGENT_UNAVAILABLE};
-use gangway_modules::basic_auth::AuthDecision;
+use crate::tunnel_stream::{TunnelConnector, WriteGate, AGENT_UNAVAILABLE};
+use gangway_modules::chain::{
+    Chain, ClientCert, ConnInfo, EdgeResponse, Flow, HeaderEdits, Outcome, RequestInfo,
+    RequestState, TlsInfo, BODY_LIMIT,
+};
 
 /// Placeholder address for virtual peers: Pingora wants one for logging
 /// and pooling keys; no socket is ever opened to it.
 const VIRTUAL_PEER_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+
+/// Error type for "a module answered while the body streamed in": the
+/// answer waits in the request's context for `fail_to_proxy` to write.
+const EDGE_ANSWERED: ErrorType = ErrorType::Custom("EdgeAnswered");
 
 /// One per public listener (`tls` tells which).
 pub struct EdgeProxy {
@@ -34,15 +45,54 @@ impl EdgeProxy {
     pub fn new(registry: Arc<Registry>, tls: bool) -> Self {
         EdgeProxy { registry, tls }
     }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
 }
 
 /// Per-request state.
-#[derive(Default)]
 pub struct RequestCtx {
     host: String,
     target: Option<Target>,
-    /// Basic auth passed at the edge: the credential is not the app's.
-    strip_authorization: bool,
+    chain: Option<Arc<Chain>>,
+    conn: ConnInfo,
+    modules: RequestState,
+    /// Holds the request at the edge while a module reads the body.
+    gate: Option<Arc<WriteGate>>,
+    body: Vec<u8>,
+    /// A module's answer decided after proxying began (body phase).
+    answer: Option<EdgeResponse>,
+    /// The request went to the agent.
+    forwarded: bool,
+    upstream_status: Option<u16>,
+    started: SystemTime,
+    request_body_bytes: u64,
+    response_body_bytes: u64,
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        RequestCtx {
+            host: String::new(),
+            target: None,
+            chain: None,
+            conn: ConnInfo::default(),
+            modules: RequestState::default(),
+            gate: None,
+            body: Vec::new(),
+            answer: None,
+            forwarded: false,
+            upstream_status: None,
+            started: SystemTime::now(),
+            request_body_bytes: 0,
+            response_body_bytes: 0,
+        }
+    }
 }
 
 fn request_host(req: &RequestHeader) -> Option<String> {
@@ -58,37 +108,223 @@ fn request_host(req: &RequestHeader) -> Option<String> {
     (!host.is_empty()).then_some(host)
 }
 
-fn client_addr(session: &Session) -> Option<SocketAddr> {
-    match session.client_addr() {
+fn inet(addr: Option<&L4SocketAddr>) -> Option<SocketAddr> {
+    match addr {
         Some(L4SocketAddr::Inet(a)) => Some(*a),
         _ => None,
     }
 }
 
-/// Writes a small error response carrying `ngrok-error-code`.
-async fn respond(session: &mut Session, failure: EdgeFailure, host: &str) -> Result<()> {
-    let body = Bytes::from(format!("{}\n{}\n", failure.message(host), failure.code()));
-    let mut resp = ResponseHeader::build(failure.status(), Some(4))?;
-    resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    resp.insert_header(ERROR_CODE_HEADER, failure.code())?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await
+fn client_addr(session: &Session) -> Option<SocketAddr> {
+    inet(session.client_addr())
 }
 
-/// 401 with a basic-auth challenge.
-async fn challenge(session: &mut Session, www_authenticate: &str) -> Result<()> {
-    let body = Bytes::from_static(b"Authentication required.\n");
-    let mut resp = ResponseHeader::build(401, Some(4))?;
-    resp.insert_header(http::header::WWW_AUTHENTICATE, www_authenticate)?;
-    resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+/// The connection as modules and events see it.
+fn conn_info(session: &Session, host: &str) -> ConnInfo {
+    let tls = session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .map(|d| TlsInfo {
+            version: d.version.to_string(),
+            cipher_suite: d.cipher.to_string(),
+            client_cert: d.extension.get::<ClientCert>().cloned(),
+        });
+    ConnInfo {
+        client: client_addr(session),
+        server: inet(session.server_addr()),
+        server_name: host.to_string(),
+        tls,
+    }
+}
+
+/// Pingora's request head keeps its own case map: edit through its API.
+struct RequestEdits<'a>(&'a mut RequestHeader);
+
+impl HeaderEdits for RequestEdits<'_> {
+    fn remove(&mut self, name: &HeaderName) {
+        self.0.remove_header(name);
+    }
+    fn append(&mut self, name: HeaderName, value: HeaderValue) {
+        let _ = self.0.append_header(name, value);
+    }
+    fn insert(&mut self, name: HeaderName, value: HeaderValue) {
+        let _ = self.0.insert_header(name, value);
+    }
+}
+
+struct ResponseEdits<'a>(&'a mut ResponseHeader);
+
+impl HeaderEdits for ResponseEdits<'_> {
+    fn remove(&mut self, name: &HeaderName) {
+        self.0.remove_header(name);
+    }
+    fn append(&mut self, name: HeaderName, value: HeaderValue) {
+        let _ = self.0.append_header(name, value);
+    }
+    fn insert(&mut self, name: HeaderName, value: HeaderValue) {
+        let _ = self.0.insert_header(name, value);
+    }
+}
+
+/// Writes a response the edge generated (errors carry `ngrok-error-code`).
+async fn write_answer(session: &mut Session, answer: &EdgeResponse) -> Result<()> {
+    let mut resp = ResponseHeader::build(answer.status, Some(answer.headers.len() + 3))?;
+    for (name, value) in &answer.headers {
+        resp.append_header(name.clone(), value.clone())?;
+    }
+    resp.insert_header(http::header::CONTENT_LENGTH, answer.body.len().to_string())?;
+    if let Some(code) = answer.code {
+        resp.insert_header(ERROR_CODE_HEADER, code)?;
+    }
     session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await
+    session
+        .write_response_body(Some(answer.body.clone()), true)
+        .await
+}
+
+fn failure_answer(failure: EdgeFailure, host: &str) -> EdgeResponse {
+    EdgeResponse::error(failure.status(), failure.code(), failure.message(host))
 }
 
 fn is_upgrade(req: &RequestHeader) -> bool {
     req.headers.contains_key(http::header::UPGRADE)
+}
+
+/// Whether a request carries no body (so a body-reading module can decide
+/// before anything is proxied).
+fn has_no_body(req: &RequestHeader) -> bool {
+    let chunked = req
+        .headers
+        .get(http::header::TRANSFER_ENCODING)
+        .is_some_and(|v| !v.as_bytes().is_empty());
+    let length = req
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    !chunked && length.unwrap_or(0) == 0
+}
+
+macro_rules! request_info {
+    ($session:expr, $ctx:expr, $scheme:expr) => {{
+        let req = $session.req_header();
+        RequestInfo {
+            conn: &$ctx.conn,
+            method: &req.method,
+            uri: &req.uri,
+            headers: &req.headers,
+            scheme: $scheme,
+            host: &$ctx.host,
+        }
+    }};
+}
+
+/// Where a request goes, before any module ran.
+enum Routed {
+    /// An API edge's route: its chain, and a tunnel if one is online.
+    Edge {
+        chain: Arc<Chain>,
+        target: Option<Target>,
+    },
+    /// An agent-bound endpoint; its chain comes with the tunnel.
+    Agent(Target),
+}
+
+impl EdgeProxy {
+    fn route(&self, host: &str, path: &str) -> std::result::Result<Routed, EdgeFailure> {
+        let table = self.registry.table();
+        if self.tls {
+            if let Some(edge) = table.lookup_edge(host) {
+                let m = edge.route(path).ok_or(EdgeFailure::NoRoute)?;
+                if !m.route.unsupported.is_empty() {
+                    warn!(%host, route = %m.route.id, modules = ?m.route.unsupported, "route has modules this edge cannot apply; refusing");
+                    return Err(EdgeFailure::ModuleUnavailable);
+                }
+                let chain = m.chain.cloned().ok_or(EdgeFailure::ModuleUnavailable)?;
+                return Ok(Routed::Edge {
+                    chain,
+                    target: m.endpoint.pick().cloned(),
+                });
+            }
+        }
+        let scheme = if self.tls {
+            PublicScheme::Https
+        } else {
+            PublicScheme::Http
+        };
+        let endpoint = table.lookup(host, scheme).ok_or(EdgeFailure::UnknownHost)?;
+        let target = endpoint.pick().ok_or(EdgeFailure::AgentOffline)?;
+        Ok(Routed::Agent(target.clone()))
+    }
+
+    /// The `http_request_complete.v0` object.
+    fn request_event(&self, session: &Session, ctx: &RequestCtx) -> Map<String, Value> {
+        let req = session.req_header();
+        let mut obj = Map::new();
+        let conn = &ctx.conn;
+        obj.insert(
+            "conn".into(),
+            json!({
+                "client_ip": conn.client.map(|a| a.ip().to_string()),
+                "server_ip": conn.server.map(|a| a.ip().to_string()),
+                "server_name": conn.server_name,
+                "server_port": conn.server.map(|a| a.port()),
+                "start_ts": rfc3339(ctx.started),
+            }),
+        );
+        let info = request_info!(session, ctx, self.scheme());
+        let response = session.response_written();
+        obj.insert(
+            "http".into(),
+            json!({
+                "request": {
+                    "method": req.method.as_str().to_ascii_lowercase(),
+                    "url": {
+                        "raw": info.full_url(),
+                        "scheme": self.scheme(),
+                        "host": ctx.host,
+                        "path": req.uri.path(),
+                        "query": req.uri.query().unwrap_or(""),
+                    },
+                    "headers": headers_json(&req.headers),
+                    "body_length": ctx.request_body_bytes,
+                    "user_agent": info.header("user-agent").unwrap_or(""),
+                },
+                "response": {
+                    "status_code": response.map(|r| r.status.as_u16()),
+                    "headers": response.map(|r| headers_json(&r.headers)),
+                    "body_length": ctx.response_body_bytes,
+                },
+            }),
+        );
+        obj.insert("backend".into(), json!({ "connection_reused": false }));
+        if let Some(tls) = &conn.tls {
+            let mut t = json!({ "version": tls.version, "cipher_suite": tls.cipher_suite });
+            if let Some(cert) = &tls.client_cert {
+                t["client_cert"] = json!({
+                    "serial_number": cert.serial_number,
+                    "subject": { "cn": cert.subject_cn },
+                });
+            }
+            obj.insert("tls".into(), t);
+        }
+        ctx.modules.decisions.write_into(&mut obj);
+        obj
+    }
+}
+
+fn headers_json(h: &HeaderMap) -> Value {
+    let mut out = Map::new();
+    for (name, value) in h {
+        let v = Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned());
+        match out.get_mut(name.as_str()) {
+            Some(Value::Array(list)) => list.push(v),
+            _ => {
+                out.insert(name.as_str().to_string(), Value::Array(vec![v]));
+            }
+        }
+    }
+    Value::Object(out)
 }
 
 #[async_trait]
@@ -101,68 +337,45 @@ impl ProxyHttp for EdgeProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let Some(host) = request_host(session.req_header()) else {
-            respond(session, EdgeFailure::MissingHost, "").await?;
+            write_answer(session, &failure_answer(EdgeFailure::MissingHost, "")).await?;
             return Ok(true);
         };
-        let table = self.registry.table();
-        let scheme = if self.tls {
-            PublicScheme::Https
-        } else {
-            PublicScheme::Http
-        };
-        if self.tls {
-            if let Some(edge) = table.lookup_edge(&host) {
-                let failure = match edge.route(session.req_header().uri.path()) {
-                    None => EdgeFailure::NoRoute,
-                    Some((route, _)) if !route.unsupported.is_empty() => {
-                        warn!(%host, route = %route.id, modules = ?route.unsupported, "route has modules this edge cannot apply; refusing");
-                        EdgeFailure::ModuleUnavailable
-                    }
-                    Some((route, ep)) => {
-                        let blocked = route.ip_restriction.as_ref().is_some_and(|ips| {
-                            client_addr(session).is_none_or(|a| !ips.allows(a.ip()))
-                        });
-                        match ep.pick() {
-                            _ if blocked => EdgeFailure::IpBlocked,
-                            Some(t) => {
-                                ctx.target = Some(t.clone());
-                                ctx.host = host;
-                                return Ok(false);
-                            }
-                            None => EdgeFailure::AgentOffline,
-                        }
-                    }
-                };
-                respond(session, failure, &host).await?;
+        ctx.conn = conn_info(session, &host);
+        ctx.host = host;
+        let routed = self.route(&ctx.host, session.req_header().uri.path());
+        let (chain, target) = match routed {
+            Ok(Routed::Edge { chain, target }) => (chain, target),
+            Ok(Routed::Agent(t)) => (t.options.chain.clone(), Some(t)),
+            Err(failure) => {
+                write_answer(session, &failure_answer(failure, &ctx.host)).await?;
                 return Ok(true);
             }
-        }
-        let failure = match table.lookup(&host, scheme) {
-            None => EdgeFailure::UnknownHost,
-            Some(ep) => match ep.pick() {
-                Some(t) => {
-                    if let Some(auth) = &t.options.basic_auth {
-                        let header = session
-                            .req_header()
-                            .headers
-                            .get(http::header::AUTHORIZATION);
-                        match auth.check(header.map(|h| h.as_bytes())) {
-                            AuthDecision::Allow { .. } => ctx.strip_authorization = true,
-                            AuthDecision::Deny => {
-                                challenge(session, &auth.challenge()).await?;
-                                return Ok(true);
-                            }
-                        }
-                    }
-                    ctx.target = Some(t.clone());
-                    ctx.host = host;
-                    return Ok(false);
-                }
-                None => EdgeFailure::AgentOffline,
-            },
         };
-        respond(session, failure, &host).await?;
-        Ok(true)
+        ctx.chain = Some(chain.clone());
+        let mut flow = chain.on_connect(&ctx.conn, &mut ctx.modules);
+        if flow == Flow::Continue && target.is_none() {
+            flow = Flow::Respond(failure_answer(EdgeFailure::AgentOffline, &ctx.host));
+        }
+        if flow == Flow::Continue {
+            let info = request_info!(session, ctx, self.scheme());
+            flow = chain.on_request(&info, &mut ctx.modules);
+            if flow == Flow::Continue && chain.wants_body() {
+                if has_no_body(session.req_header()) {
+                    flow = chain.on_request_body(&info, &[], &mut ctx.modules);
+                } else {
+                    ctx.gate = Some(WriteGate::new());
+                }
+            }
+        }
+        if let Flow::Respond(answer) = flow {
+            if let Some(why) = ctx.modules.refusal {
+                debug!(host = %ctx.host, why, "module refused the request");
+            }
+            write_answer(session, &answer).await?;
+            return Ok(true);
+        }
+        ctx.target = target;
+        Ok(false)
     }
 
     async fn upstream_peer(
@@ -173,15 +386,13 @@ impl ProxyHttp for EdgeProxy {
         let Some(target) = ctx.target.clone() else {
             return Err(crate::tunnel_stream::agent_unavailable("no tunnel chosen"));
         };
-        let server = match session.server_addr() {
-            Some(L4SocketAddr::Inet(a)) => Some(*a),
-            _ => None,
-        };
+        ctx.forwarded = true;
         let mut options = PeerOptions::new();
         options.custom_l4 = Some(Arc::new(TunnelConnector {
             target,
             client: client_addr(session),
-            server,
+            server: inet(session.server_addr()),
+            gate: ctx.gate.clone(),
         }));
         Ok(Box::new(HttpPeer {
             _address: L4SocketAddr::Inet(VIRTUAL_PEER_ADDR),
@@ -212,7 +423,7 @@ impl ProxyHttp for EdgeProxy {
             };
             upstream.insert_header("x-forwarded-for", xff)?;
         }
-        let proto = if self.tls { "https" } else { "http" };
+        let proto = self.scheme();
         let xfp = match upstream
             .headers
             .get("x-forwarded-proto")
@@ -222,9 +433,6 @@ impl ProxyHttp for EdgeProxy {
             _ => proto.to_string(),
         };
         upstream.insert_header("x-forwarded-proto", xfp)?;
-        if ctx.strip_authorization {
-            upstream.remove_header(&http::header::AUTHORIZATION);
-        }
         let forwarded_host = session
             .req_header()
             .headers
@@ -243,18 +451,117 @@ impl ProxyHttp for EdgeProxy {
         if !is_upgrade(upstream) {
             upstream.insert_header(http::header::CONNECTION, "close")?;
         }
+        if let Some(chain) = ctx.chain.clone() {
+            let info = request_info!(session, ctx, self.scheme());
+            chain.upstream_request(&info, &mut RequestEdits(upstream), &mut ctx.modules);
+        }
         Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let len = body.as_ref().map_or(0, |b| b.len());
+        ctx.request_body_bytes += len as u64;
+        let (Some(gate), Some(chain)) = (ctx.gate.clone(), ctx.chain.clone()) else {
+            return Ok(());
+        };
+        if ctx.body.len() + len > BODY_LIMIT {
+            return Err(self.answer_now(
+                ctx,
+                &gate,
+                EdgeResponse::error(
+                    413,
+                    gangway_modules::webhook::ERROR_CODE,
+                    "The request body is larger than the 25 MiB the edge verifies.",
+                ),
+            ));
+        }
+        if let Some(b) = body {
+            ctx.body.extend_from_slice(b);
+        }
+        if !end_of_stream {
+            return Ok(());
+        }
+        let whole = std::mem::take(&mut ctx.body);
+        let flow = {
+            let info = request_info!(session, ctx, self.scheme());
+            chain.on_request_body(&info, &whole, &mut ctx.modules)
+        };
+        match flow {
+            Flow::Continue => {
+                ctx.gate = None;
+                gate.open();
+                Ok(())
+            }
+            Flow::Respond(answer) => {
+                if let Some(why) = ctx.modules.refusal {
+                    debug!(host = %ctx.host, why, "module refused the request");
+                }
+                Err(self.answer_now(ctx, &gate, answer))
+            }
+        }
     }
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
-        _ctx: &mut Self::CTX,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         // Only the edge may claim an edge error.
         upstream_response.remove_header(ERROR_CODE_HEADER);
+        let status = upstream_response.status.as_u16();
+        if status != 100 {
+            ctx.upstream_status = Some(status);
+        }
+        if let Some(chain) = ctx.chain.clone().filter(|c| !c.is_empty()) {
+            let headers = upstream_response.headers.clone();
+            let info = request_info!(session, ctx, self.scheme());
+            chain.on_response(
+                &info,
+                status,
+                &headers,
+                &mut ResponseEdits(upstream_response),
+                &mut ctx.modules,
+            );
+        }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>> {
+        if let Some(chain) = &ctx.chain {
+            chain.response_body(body, end_of_stream, &mut ctx.modules);
+        }
+        ctx.response_body_bytes += body.as_ref().map_or(0, |b| b.len()) as u64;
+        Ok(None)
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        let outcome = Outcome {
+            forwarded: ctx.forwarded,
+            status: ctx.upstream_status,
+        };
+        if let Some(chain) = ctx.chain.clone() {
+            chain.on_complete(&outcome, &mut ctx.modules);
+        }
+        if ctx.host.is_empty() {
+            return;
+        }
+        let events = self.registry.events().sink();
+        if events.enabled() {
+            events.emit(HTTP_REQUEST_COMPLETE, self.request_event(session, ctx));
+        }
     }
 
     async fn fail_to_proxy(
@@ -263,6 +570,17 @@ impl ProxyHttp for EdgeProxy {
         e: &pingora_error::Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
+        if *e.etype() == EDGE_ANSWERED {
+            if let Some(answer) = ctx.answer.take() {
+                if session.response_written().is_none() {
+                    let _ = write_answer(session, &answer).await;
+                }
+                return FailToProxy {
+                    error_code: answer.status,
+                    can_reuse_downstream: false,
+                };
+            }
+        }
         let failure = match e.etype() {
             ErrorType::HTTPStatus(code) => {
                 let code = *code;
@@ -301,13 +619,29 @@ impl ProxyHttp for EdgeProxy {
                 can_reuse_downstream: false,
             };
         };
-        tracing::debug!(host = %ctx.host, error = %e, "proxy failure");
+        debug!(host = %ctx.host, error = %e, "proxy failure");
         if session.response_written().is_none() {
-            let _ = respond(session, failure, &ctx.host).await;
+            let _ = write_answer(session, &failure_answer(failure, &ctx.host)).await;
         }
         FailToProxy {
             error_code: failure.status(),
             can_reuse_downstream: false,
         }
+    }
+}
+
+impl EdgeProxy {
+    /// Drops the held request and keeps `answer` for `fail_to_proxy`.
+    fn answer_now(
+        &self,
+        ctx: &mut RequestCtx,
+        gate: &WriteGate,
+        answer: EdgeResponse,
+    ) -> Box<Error> {
+        gate.close();
+        ctx.gate = None;
+        ctx.forwarded = false;
+        ctx.answer = Some(answer);
+        Error::explain(EDGE_ANSWERED, "a route module answered the request")
     }
 }

@@ -4,9 +4,9 @@
 //! everything else is terminated with the edge's certificates (chosen by
 //! SNI) and served by the HTTP proxy.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use gangway_proto::client_hello::{self, Hello};
@@ -21,10 +21,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, warn};
 
 use crate::certs::SniResolver;
+use crate::events::L4Conn;
 use crate::proxy::EdgeProxy;
 use crate::registry::Registry;
 use crate::route_table::{Target, TlsRoute};
-use crate::tcp_listener::pipe_to_agent;
+use crate::tcp_listener::{admit, pipe_to_agent};
 
 /// A client must have sent its whole ClientHello this soon.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,9 +80,10 @@ impl PublicTlsApp {
         &self,
         mut l4: L4Stream,
         target: Target,
-        (client, server): (Option<SocketAddr>, Option<SocketAddr>),
+        conn: &L4Conn,
         hello_len: usize,
-    ) {
+    ) -> (u64, u64) {
+        let (client, server) = (conn.client, conn.server);
         let peer = client.map(|a| a.to_string()).unwrap_or_default();
         if target.options.terminated_at_edge {
             let tls = tokio::time::timeout(
@@ -89,28 +91,39 @@ impl PublicTlsApp {
                 handshake_with_callback(&self.raw_acceptor, l4, &self.certs),
             )
             .await;
-            match tls {
+            return match tls {
                 Ok(Ok(tls)) => pipe_to_agent(tls, &target, client, server, &[]).await,
-                Ok(Err(e)) => debug!(%peer, error = %e, "TLS edge handshake failed"),
-                Err(_) => debug!(%peer, "TLS edge handshake timed out"),
-            }
-            return;
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "TLS edge handshake failed");
+                    (0, 0)
+                }
+                Err(_) => {
+                    debug!(%peer, "TLS edge handshake timed out");
+                    (0, 0)
+                }
+            };
         }
         if let Some(acceptor) = &target.options.tls_termination {
             let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(acceptor, l4)).await;
-            match tls {
+            return match tls {
                 Ok(Ok(tls)) => pipe_to_agent(tls, &target, client, server, &[]).await,
-                Ok(Err(e)) => debug!(%peer, error = %e, "TLS endpoint handshake failed"),
-                Err(_) => debug!(%peer, "TLS endpoint handshake timed out"),
-            }
-            return;
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "TLS endpoint handshake failed");
+                    (0, 0)
+                }
+                Err(_) => {
+                    debug!(%peer, "TLS endpoint handshake timed out");
+                    (0, 0)
+                }
+            };
         }
         // Passthrough: take the peeked ClientHello back out so it rides in
         // the stream's first frame with the ProxyHeader.
         let mut hello = vec![0; hello_len];
-        if l4.read_exact(&mut hello).await.is_ok() {
-            pipe_to_agent(l4, &target, client, server, &hello).await;
+        if l4.read_exact(&mut hello).await.is_err() {
+            return (0, 0);
         }
+        pipe_to_agent(l4, &target, client, server, &hello).await
     }
 
     /// Terminates TLS with the edge's certificates and runs the HTTP proxy
@@ -179,24 +192,36 @@ impl ServerApp for PublicTlsApp {
         let route = {
             let table = self.registry.table();
             match table.route_tls(&sni) {
-                TlsRoute::Tunnel(ep) if !ep.admits(client.map(|a| a.ip())) => {
-                    debug!(%peer, %sni, "TLS edge refused the client");
-                    return None;
-                }
-                TlsRoute::Tunnel(ep) => Some(ep.pick().cloned()),
+                TlsRoute::Tunnel(ep) => Some(admit(ep, client)),
                 TlsRoute::Https => None,
             }
         };
-        match route {
-            Some(Some(target)) => {
-                self.serve_tunnel(l4, target, (client, server), peeked.len())
-                    .await
+        let Some((target, decision)) = route else {
+            self.serve_https(l4, shutdown).await;
+            return None;
+        };
+        let conn = L4Conn {
+            client,
+            server,
+            server_name: sni.clone(),
+            start: SystemTime::now(),
+            ip_policy: decision,
+        };
+        let events = self.registry.events();
+        match target {
+            Some(target) => {
+                let (bytes_in, bytes_out) =
+                    self.serve_tunnel(l4, target, &conn, peeked.len()).await;
+                events.tcp_closed(&conn, bytes_in, bytes_out);
             }
-            Some(None) => {
+            None if decision != Some("block") => {
                 debug!(%peer, %sni, "TLS endpoint offline");
                 send_alert(&mut l4, ALERT_INTERNAL_ERROR).await;
             }
-            None => self.serve_https(l4, shutdown).await,
+            None => {
+                debug!(%peer, %sni, "TLS endpoint refused the client");
+                events.tcp_closed(&conn, 0, 0);
+            }
         }
         None
     }

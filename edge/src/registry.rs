@@ -14,7 +14,11 @@ use arc_swap::ArcSwap;
 use gangway_proto::Session;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use gangway_config::control::{CompiledL4Edge, ControlConfig};
+use gangway_config::control::{CompiledL4Edge, CompiledRoute, ControlConfig, IpSet};
+use gangway_config::resources::RouteModules;
+use gangway_modules::chain::Chain;
+
+use crate::events::{EventSink, Events};
 
 use crate::route_table::{
     EdgeRoutes, EdgeType, Endpoint, RouteTable, Scheme, Target, TunnelOptions,
@@ -118,6 +122,37 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// A route's compiled chain and what it was compiled from: kept while
+/// the route's modules are unchanged, so breaker state survives other
+/// config changes.
+struct CachedChain {
+    modules: RouteModules,
+    ip: Option<IpSet>,
+    chain: Option<Arc<Chain>>,
+}
+
+impl CachedChain {
+    fn compile(route: &CompiledRoute) -> Self {
+        let chain = match gangway_modules::route_chain(&route.modules, route.ip_restriction.clone())
+        {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                tracing::warn!(route = %route.id, error = %e, "route modules do not compile; the route refuses requests");
+                None
+            }
+        };
+        CachedChain {
+            modules: route.modules.clone(),
+            ip: route.ip_restriction.clone(),
+            chain,
+        }
+    }
+
+    fn is_for(&self, route: &CompiledRoute) -> bool {
+        self.modules == route.modules && self.ip == route.ip_restriction
+    }
+}
+
 /// A tunnel started with labels, waiting for edges whose backend selects them.
 struct LabeledTunnel {
     labels: BTreeMap<String, String>,
@@ -133,6 +168,8 @@ struct State {
     tcp: BTreeMap<u16, TcpEndpointState>,
     /// Listeners of TCP edges' ports that no agent-bound endpoint shares.
     edge_listeners: BTreeMap<u16, DropGuard>,
+    /// HTTPS edge routes' chains by route id.
+    chains: HashMap<String, CachedChain>,
 }
 
 /// Sessions, endpoints and the current route table.
@@ -144,6 +181,8 @@ pub struct Registry {
     next_key: AtomicU64,
     /// Where TCP edges' ports listen.
     tcp_ip: IpAddr,
+    /// Where request and connection events go.
+    events: Events,
 }
 
 impl Default for Registry {
@@ -165,7 +204,18 @@ impl Registry {
             control: ArcSwap::from_pointee(ControlConfig::default()),
             next_key: AtomicU64::new(1),
             tcp_ip,
+            events: Events::default(),
         }
+    }
+
+    /// Sends events to `sink` from now on.
+    pub fn set_events(&self, sink: Box<dyn EventSink>) {
+        self.events.set(sink);
+    }
+
+    /// The event handle listeners share.
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -186,6 +236,20 @@ impl Registry {
     /// at once, live sessions stay.
     pub fn set_control(&self, control: Arc<ControlConfig>) {
         let mut st = self.lock();
+        let mut chains = HashMap::new();
+        for (_, edge) in control.https_edges() {
+            for route in &edge.routes {
+                if chains.contains_key(&route.id) {
+                    continue;
+                }
+                let cached = match st.chains.remove(&route.id) {
+                    Some(c) if c.is_for(route) => c,
+                    _ => CachedChain::compile(route),
+                };
+                chains.insert(route.id.clone(), cached);
+            }
+        }
+        st.chains = chains;
         self.control.store(control);
         self.rebuild(&mut st);
     }
@@ -474,6 +538,7 @@ impl Registry {
             listener,
             port,
             self.table.clone(),
+            self.events.clone(),
             cancel.clone(),
         ));
         st.tcp.insert(
@@ -588,6 +653,7 @@ impl Registry {
                 listener,
                 port,
                 self.table.clone(),
+                self.events.clone(),
                 cancel.clone(),
             ));
             st.edge_listeners.insert(port, cancel.drop_guard());
@@ -614,9 +680,15 @@ impl Registry {
                         Arc::new(Endpoint::new(host.clone(), targets))
                     })
                     .collect();
+                let chains = edge
+                    .routes
+                    .iter()
+                    .map(|r| st.chains.get(&r.id).and_then(|c| c.chain.clone()))
+                    .collect();
                 Arc::new(EdgeRoutes {
                     config: edge.clone(),
                     endpoints,
+                    chains,
                 })
             });
             out.insert(host.clone(), routes.clone());

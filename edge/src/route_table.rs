@@ -8,16 +8,19 @@ use std::sync::Arc;
 
 use std::net::IpAddr;
 
-use gangway_config::control::{CompiledHttpsEdge, CompiledL4Edge, CompiledRoute};
+use gangway_config::control::{CompiledHttpsEdge, CompiledL4Edge, CompiledRoute, IpSet};
 pub use gangway_config::hostname::strip_port;
-use gangway_modules::basic_auth::BasicAuth;
+use gangway_modules::chain::Chain;
 use gangway_proto::Session;
 use pingora_core::tls::ssl::SslAcceptor;
 
 /// What a tunnel's Bind options ask the edge to enforce, compiled once.
 #[derive(Default)]
 pub struct TunnelOptions {
-    pub basic_auth: Option<BasicAuth>,
+    /// HTTP endpoints: the route modules the Bind options asked for.
+    pub chain: Arc<Chain>,
+    /// TCP and TLS endpoints: the Bind's `IPRestriction`.
+    pub ip_restriction: Option<IpSet>,
     /// TLS endpoints: terminate at the edge with the tunnel's own
     /// certificate (SDK `TLSTermination`) instead of passing bytes through.
     pub tls_termination: Option<SslAcceptor>,
@@ -57,7 +60,8 @@ impl EdgeType {
 impl std::fmt::Debug for TunnelOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TunnelOptions")
-            .field("basic_auth", &self.basic_auth.is_some())
+            .field("chain", &self.chain.names())
+            .field("ip_restriction", &self.ip_restriction.is_some())
             .field("tls_termination", &self.tls_termination.is_some())
             .field("proxy_proto", &self.proxy_proto)
             .field("terminated_at_edge", &self.terminated_at_edge)
@@ -74,6 +78,18 @@ pub struct Target {
     /// Bind `Proto` (`http`/`https`), echoed in the ProxyHeader.
     pub proto: Arc<str>,
     pub options: Arc<TunnelOptions>,
+}
+
+impl Target {
+    /// Whether the tunnel's own IP restriction (TCP/TLS Bind option)
+    /// admits `client`.
+    pub fn admits(&self, client: Option<IpAddr>) -> bool {
+        match (&self.options.ip_restriction, client) {
+            (None, _) => true,
+            (Some(set), Some(ip)) => set.allows(ip),
+            (Some(_), None) => false,
+        }
+    }
 }
 
 /// A bound hostname and the tunnels serving it (several when pooled; none
@@ -179,13 +195,27 @@ pub struct EdgeRoutes {
     pub config: Arc<CompiledHttpsEdge>,
     /// Parallel to `config.routes`.
     pub endpoints: Vec<Arc<Endpoint>>,
+    /// Parallel to `config.routes`: each route's module chain, `None`
+    /// when its configuration did not compile (the route fails closed).
+    pub chains: Vec<Option<Arc<Chain>>>,
+}
+
+/// A matched route of an HTTPS edge.
+pub struct RouteMatch<'a> {
+    pub route: &'a CompiledRoute,
+    pub endpoint: &'a Arc<Endpoint>,
+    pub chain: Option<&'a Arc<Chain>>,
 }
 
 impl EdgeRoutes {
-    /// The route for a request path and the tunnels serving it.
-    pub fn route(&self, path: &str) -> Option<(&CompiledRoute, &Arc<Endpoint>)> {
+    /// The route for a request path, the tunnels serving it and its chain.
+    pub fn route(&self, path: &str) -> Option<RouteMatch<'_>> {
         let i = self.config.route_index(path)?;
-        Some((self.config.routes.get(i)?, self.endpoints.get(i)?))
+        Some(RouteMatch {
+            route: self.config.routes.get(i)?,
+            endpoint: self.endpoints.get(i)?,
+            chain: self.chains.get(i)?.as_ref(),
+        })
     }
 }
 

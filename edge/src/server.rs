@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use gangway_config::control::ControlConfig;
+use gangway_config::edge::EventsOutput;
 use gangway_config::EdgeConfig;
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::configuration::ServerConf;
@@ -15,6 +16,7 @@ use pingora_proxy::{http_proxy, http_proxy_service_with_name};
 
 use crate::agent_listener::AgentApp;
 use crate::certs::{CertError, CertKey, CertSet, SniResolver};
+use crate::events::{JsonLinesSink, JsonLinesTarget};
 use crate::proxy::EdgeProxy;
 use crate::public_tls::PublicTlsApp;
 use crate::registry::Registry;
@@ -24,6 +26,11 @@ use crate::registry::Registry;
 pub enum EdgeError {
     #[error(transparent)]
     Cert(#[from] CertError),
+    #[error("cannot open the events file {path}: {error}")]
+    Events {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
     #[error("TLS setup for {listener}: {detail}")]
     Tls {
         listener: &'static str,
@@ -80,6 +87,20 @@ pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let registry = Arc::new(Registry::with_tcp_ip(cfg.tcp_ip));
+    let events = match &cfg.events {
+        EventsOutput::Off => None,
+        EventsOutput::Stdout => Some(JsonLinesTarget::Stdout),
+        EventsOutput::File(p) => Some(JsonLinesTarget::File(p.clone())),
+    };
+    if let Some(target) = events {
+        let path = match &target {
+            JsonLinesTarget::File(p) => p.clone(),
+            JsonLinesTarget::Stdout => "stdout".into(),
+        };
+        let sink =
+            JsonLinesSink::open(target).map_err(|error| EdgeError::Events { path, error })?;
+        registry.set_events(Box::new(sink));
+    }
 
     let mut agents = Service::new(
         "agent listener".to_string(),

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -12,7 +13,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::route_table::{RouteTable, Target};
+use crate::events::{Events, L4Conn};
+use crate::route_table::{Endpoint, RouteTable, Target};
 use crate::tunnel_stream::proxy_header_bytes;
 
 /// Accepts on `listener` until `cancel` fires (the endpoint is gone).
@@ -20,6 +22,7 @@ pub async fn serve(
     listener: std::net::TcpListener,
     port: u16,
     table: Arc<ArcSwap<RouteTable>>,
+    events: Events,
     cancel: CancellationToken,
 ) {
     let listener = match TcpListener::from_std(listener) {
@@ -36,7 +39,7 @@ pub async fn serve(
         };
         match accepted {
             Ok((tcp, peer)) => {
-                tokio::spawn(proxy(tcp, peer, port, table.clone()));
+                tokio::spawn(proxy(tcp, peer, port, table.clone(), events.clone()));
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off briefly
@@ -49,52 +52,93 @@ pub async fn serve(
     debug!(port, "tcp endpoint closed");
 }
 
-async fn proxy(tcp: TcpStream, client: SocketAddr, port: u16, table: Arc<ArcSwap<RouteTable>>) {
-    let target = {
-        let table = table.load();
-        table
-            .lookup_port(port)
-            .filter(|ep| ep.admits(Some(client.ip())))
-            .and_then(|ep| ep.pick().cloned())
+async fn proxy(
+    tcp: TcpStream,
+    client: SocketAddr,
+    port: u16,
+    table: Arc<ArcSwap<RouteTable>>,
+    events: Events,
+) {
+    let mut conn = L4Conn {
+        client: Some(client),
+        server: tcp.local_addr().ok(),
+        server_name: String::new(),
+        start: SystemTime::now(),
+        ip_policy: None,
     };
-    // Offline endpoint (agent gone, name kept) or a blocked client: close
-    // at once.
+    let admission = {
+        let table = table.load();
+        table.lookup_port(port).map(|ep| admit(ep, Some(client)))
+    };
+    // No endpoint, an offline one (agent gone, name kept) or a blocked
+    // client: close at once.
+    let Some((target, decision)) = admission else {
+        return;
+    };
+    conn.ip_policy = decision;
     let Some(target) = target else {
+        events.tcp_closed(&conn, 0, 0);
         return;
     };
     let _ = tcp.set_nodelay(true);
-    let server = tcp.local_addr().ok();
-    pipe_to_agent(tcp, &target, Some(client), server, &[]).await;
+    let (bytes_in, bytes_out) = pipe_to_agent(tcp, &target, Some(client), conn.server, &[]).await;
+    events.tcp_closed(&conn, bytes_in, bytes_out);
+}
+
+/// Picks a tunnel for a connection from `client` and applies the edge's
+/// and the tunnel's IP restrictions. Returns the tunnel (`None`: blocked
+/// or offline) and the IP policy decision, if a restriction applied.
+pub fn admit(ep: &Endpoint, client: Option<SocketAddr>) -> (Option<Target>, Option<&'static str>) {
+    let ip = client.map(|a| a.ip());
+    let edge_restricted = ep
+        .l4_edge
+        .as_ref()
+        .is_some_and(|e| e.ip_restriction.is_some());
+    if !ep.admits(ip) {
+        return (None, edge_restricted.then_some("block"));
+    }
+    let Some(target) = ep.pick() else {
+        return (None, None);
+    };
+    let restricted = edge_restricted || target.options.ip_restriction.is_some();
+    if !target.admits(ip) {
+        return (None, Some("block"));
+    }
+    (Some(target.clone()), restricted.then_some("allow"))
 }
 
 /// Opens a proxy stream on `target` and copies bytes both ways until both
 /// sides are done; the ProxyHeader and `preface` (bytes already read from
-/// the client) go out in the stream's first frame.
+/// the client) go out in the stream's first frame. Returns the bytes
+/// carried (from the client, to the client).
 pub async fn pipe_to_agent<C>(
     mut client: C,
     target: &Target,
     client_addr: Option<SocketAddr>,
     server_addr: Option<SocketAddr>,
     preface: &[u8],
-) where
+) -> (u64, u64)
+where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let Ok(mut stream) = target.session.open() else {
-        return;
+        return (0, 0);
     };
     let mut first = proxy_header_bytes(target, client_addr, server_addr);
     first.extend_from_slice(preface);
     if stream.write_all(&first).await.is_err() {
-        return;
+        return (0, 0);
     }
     let buf = gangway_proto::PIPE_BUFFER_BYTES;
     match tokio::io::copy_bidirectional_with_sizes(&mut client, &mut stream, buf, buf).await {
-        Ok((up, down)) => debug!(
-            tunnel = %target.tunnel_id,
-            bytes_to_agent = up + preface.len() as u64,
-            bytes_to_client = down,
-            "connection done"
-        ),
-        Err(e) => debug!(tunnel = %target.tunnel_id, error = %e, "connection ended with error"),
+        Ok((up, down)) => {
+            let up = up + preface.len() as u64;
+            debug!(tunnel = %target.tunnel_id, bytes_to_agent = up, bytes_to_client = down, "connection done");
+            (up, down)
+        }
+        Err(e) => {
+            debug!(tunnel = %target.tunnel_id, error = %e, "connection ended with error");
+            (preface.len() as u64, 0)
+        }
     }
 }

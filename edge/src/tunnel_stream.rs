@@ -4,7 +4,9 @@
 //! (and one wakeup on each side) fewer per request.
 
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll, Waker};
 
 use async_trait::async_trait;
 use std::net::SocketAddr;
@@ -28,6 +30,51 @@ pub struct TunnelConnector {
     pub target: Target,
     pub client: Option<SocketAddr>,
     pub server: Option<SocketAddr>,
+    /// Set when a module must see the whole body before the agent sees
+    /// any of the request.
+    pub gate: Option<Arc<WriteGate>>,
+}
+
+/// Holds everything written to a proxy stream at the edge until a verdict:
+/// open sends it all, closed drops it (the agent never sees the request).
+#[derive(Debug, Default)]
+pub struct WriteGate {
+    state: AtomicU8,
+    /// The response reader, woken when the gate opens so it can flush.
+    reader: Mutex<Option<Waker>>,
+}
+
+const GATE_PENDING: u8 = 0;
+const GATE_OPEN: u8 = 1;
+const GATE_CLOSED: u8 = 2;
+
+/// Request head plus the largest body a module buffers.
+const GATE_LIMIT: usize = gangway_modules::chain::BODY_LIMIT + 1024 * 1024;
+
+impl WriteGate {
+    pub fn new() -> Arc<Self> {
+        Arc::new(WriteGate::default())
+    }
+
+    pub fn open(&self) {
+        self.settle(GATE_OPEN);
+    }
+
+    pub fn close(&self) {
+        self.settle(GATE_CLOSED);
+    }
+
+    fn settle(&self, to: u8) {
+        self.state.store(to, Ordering::Release);
+        let waker = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn state(&self) -> u8 {
+        self.state.load(Ordering::Acquire)
+    }
 }
 
 impl std::fmt::Debug for TunnelConnector {
@@ -55,6 +102,7 @@ impl TunnelConnector {
         Ok(TunnelSocket {
             stream,
             pending_header: first,
+            gate: self.gate.clone(),
         })
     }
 }
@@ -95,11 +143,42 @@ pub fn proxy_header_bytes(
 #[derive(Debug)]
 pub struct TunnelSocket {
     stream: gangway_proto::Stream,
-    /// Stream type + ProxyHeader not yet sent.
+    /// Stream type + ProxyHeader (and, behind a gate, the held request
+    /// bytes) not yet sent.
     pending_header: Vec<u8>,
+    gate: Option<Arc<WriteGate>>,
+}
+
+/// What a gated socket may do now.
+enum Gated {
+    /// No gate, or it opened (held bytes now queue behind the header).
+    Pass,
+    Hold,
+    Refused,
 }
 
 impl TunnelSocket {
+    fn gated(&mut self) -> Gated {
+        let Some(gate) = &self.gate else {
+            return Gated::Pass;
+        };
+        match gate.state() {
+            GATE_OPEN => {
+                self.gate = None;
+                Gated::Pass
+            }
+            GATE_CLOSED => Gated::Refused,
+            _ => Gated::Hold,
+        }
+    }
+
+    fn refused() -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "a route module refused the request",
+        )
+    }
+
     /// Sends whatever of the header is still pending (for shutdown without
     /// any payload).
     fn poll_flush_header(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -118,6 +197,22 @@ impl AsyncRead for TunnelSocket {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        match this.gated() {
+            Gated::Pass => {}
+            Gated::Refused => return Poll::Ready(Err(Self::refused())),
+            Gated::Hold => {
+                if let Some(gate) = &this.gate {
+                    *gate.reader.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(cx.waker().clone());
+                    // The verdict may have landed before the waker did.
+                    if gate.state() == GATE_PENDING {
+                        return Poll::Pending;
+                    }
+                }
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
         ready!(this.poll_flush_header(cx))?;
         Pin::new(&mut this.stream).poll_read(cx, buf)
     }
@@ -130,6 +225,17 @@ impl tokio::io::AsyncWrite for TunnelSocket {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
+        match this.gated() {
+            Gated::Pass => {}
+            Gated::Refused => return Poll::Ready(Err(Self::refused())),
+            Gated::Hold => {
+                if this.pending_header.len() + buf.len() > GATE_LIMIT {
+                    return Poll::Ready(Err(Self::refused()));
+                }
+                this.pending_header.extend_from_slice(buf);
+                return Poll::Ready(Ok(buf.len()));
+            }
+        }
         if this.pending_header.is_empty() {
             return Pin::new(&mut this.stream).poll_write(cx, buf);
         }
@@ -144,8 +250,8 @@ impl tokio::io::AsyncWrite for TunnelSocket {
             this.pending_header.clear();
             return Poll::Ready(Ok(n - header_len));
         }
-        // Only part of the header fit (a full window cannot be smaller than
-        // a header, so this is theoretical): send the rest on the next poll.
+        // Only part of the header (or of the bytes a gate held) fit in the
+        // window: send the rest on the next poll.
         this.pending_header.drain(..n);
         cx.waker().wake_by_ref();
         Poll::Pending
@@ -153,12 +259,23 @@ impl tokio::io::AsyncWrite for TunnelSocket {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        match this.gated() {
+            Gated::Pass => {}
+            Gated::Refused => return Poll::Ready(Err(Self::refused())),
+            // Nothing leaves before the verdict.
+            Gated::Hold => return Poll::Ready(Ok(())),
+        }
         ready!(this.poll_flush_header(cx))?;
         Pin::new(&mut this.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        match this.gated() {
+            Gated::Pass => {}
+            // The agent never learns of a refused request.
+            Gated::Refused | Gated::Hold => return Poll::Ready(Ok(())),
+        }
         ready!(this.poll_flush_header(cx))?;
         Pin::new(&mut this.stream).poll_shutdown(cx)
     }

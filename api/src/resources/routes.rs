@@ -5,8 +5,6 @@
 //! routes are one key range. Module bodies are validated here, field by
 //! field, before anything is stored.
 
-use std::collections::BTreeMap;
-
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,7 +14,7 @@ use gangway_config::resources::{
     is_enabled, BackendModule, CertificateAuthority, CircuitBreakerModule, Common, EnabledModule,
     HeadersModule, HttpsEdge, HttpsEdgeRoute, IpPolicy, IpRestrictionModule, MatchType,
     RouteModules, TrafficPolicyModule, TunnelGroupBackend, UserAgentFilterModule,
-    WebhookVerificationModule, WEBHOOK_PROVIDERS,
+    WebhookVerificationModule,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -178,49 +176,23 @@ fn out_of_range(field: &str, why: &str) -> ApiError {
     ApiError::invalid(codes::INVALID_VALUE, field, format!("{field}: {why}"))
 }
 
-fn check_headers(field: &str, h: &mut HeadersModule) -> ApiResult<()> {
-    if h.add.len() > 5 || h.remove.len() > 5 {
-        return Err(out_of_range(
-            field,
-            "at most 5 headers to add and 5 to remove.",
-        ));
+/// Compiles one module alone with the edge's own compiler, so the API
+/// refuses exactly what the edge could not run (field path included).
+fn check_with_edge_compiler(modules: RouteModules) -> ApiResult<()> {
+    gangway_modules::route_chain(&modules, None)
+        .map(|_| ())
+        .map_err(|e| out_of_range(&e.field, &format!("{}.", e.reason)))
+}
+
+/// The stored form of a header module: names lowercased.
+fn normalize_headers(h: &mut HeadersModule) {
+    h.add = std::mem::take(&mut h.add)
+        .into_iter()
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v))
+        .collect();
+    for name in &mut h.remove {
+        *name = name.trim().to_ascii_lowercase();
     }
-    let mut add = BTreeMap::new();
-    for (name, value) in &h.add {
-        let lower = name.to_ascii_lowercase();
-        let f = format!("{field}.add.{name}");
-        if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
-            return Err(out_of_range(&f, "not a valid header name."));
-        }
-        if http::HeaderValue::from_str(value).is_err() {
-            return Err(out_of_range(&f, "not a valid header value."));
-        }
-        if lower == "user-agent" {
-            return Err(out_of_range(&f, "user-agent cannot be added."));
-        }
-        add.insert(lower, value.clone());
-    }
-    let mut remove = Vec::new();
-    for (i, name) in h.remove.iter().enumerate() {
-        let lower = name.to_ascii_lowercase();
-        let f = format!("{field}.remove[{i}]");
-        if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
-            return Err(out_of_range(&f, "not a valid header name."));
-        }
-        if lower == "user-agent" {
-            return Err(out_of_range(&f, "user-agent cannot be removed."));
-        }
-        if lower == "host" && !add.contains_key("host") {
-            return Err(out_of_range(
-                &f,
-                "host can be removed only if it is added back.",
-            ));
-        }
-        remove.push(lower);
-    }
-    h.add = add;
-    h.remove = remove;
-    Ok(())
 }
 
 /// Validates one module body and returns its stored form.
@@ -259,30 +231,10 @@ pub(super) async fn validate_module(
         }
         "circuit_breaker" => {
             let m: CircuitBreakerModule = typed(name, v)?;
-            if m.tripped_duration == 0 {
-                return Err(out_of_range(
-                    "circuit_breaker.tripped_duration",
-                    "must be more than 0 seconds.",
-                ));
-            }
-            if m.rolling_window == 0 {
-                return Err(out_of_range(
-                    "circuit_breaker.rolling_window",
-                    "must be more than 0 seconds.",
-                ));
-            }
-            if !(1..=128).contains(&m.num_buckets) {
-                return Err(out_of_range(
-                    "circuit_breaker.num_buckets",
-                    "must be 1 to 128.",
-                ));
-            }
-            if !(0.0..=1.0).contains(&m.error_threshold_percentage) {
-                return Err(out_of_range(
-                    "circuit_breaker.error_threshold_percentage",
-                    "must be 0.0 to 1.0.",
-                ));
-            }
+            check_with_edge_compiler(RouteModules {
+                circuit_breaker: Some(m.clone()),
+                ..RouteModules::default()
+            })?;
             serde_json::to_value(m)
         }
         "compression" | "websocket_tcp_converter" => {
@@ -290,41 +242,30 @@ pub(super) async fn validate_module(
         }
         "request_headers" | "response_headers" => {
             let mut m: HeadersModule = typed(name, v)?;
-            check_headers(name, &mut m)?;
+            let mut one = RouteModules::default();
+            if name == "request_headers" {
+                one.request_headers = Some(m.clone());
+            } else {
+                one.response_headers = Some(m.clone());
+            }
+            check_with_edge_compiler(one)?;
+            normalize_headers(&mut m);
             serde_json::to_value(m)
         }
         "webhook_verification" => {
             let m: WebhookVerificationModule = typed(name, v)?;
-            if !WEBHOOK_PROVIDERS.contains(&m.provider.as_str()) {
-                return Err(out_of_range(
-                    "webhook_verification.provider",
-                    &format!(
-                        "{:?} is not a known provider ({}).",
-                        m.provider,
-                        WEBHOOK_PROVIDERS.join(", ")
-                    ),
-                ));
-            }
-            if m.provider != "sns" && m.secret.is_empty() {
-                return Err(out_of_range(
-                    "webhook_verification.secret",
-                    "this provider needs a secret.",
-                ));
-            }
+            check_with_edge_compiler(RouteModules {
+                webhook_verification: Some(m.clone()),
+                ..RouteModules::default()
+            })?;
             serde_json::to_value(m)
         }
         "user_agent_filter" => {
             let m: UserAgentFilterModule = typed(name, v)?;
-            for (list, res) in [("allow", &m.allow), ("deny", &m.deny)] {
-                for (i, re) in res.iter().enumerate() {
-                    if let Err(e) = regex::Regex::new(re) {
-                        return Err(out_of_range(
-                            &format!("user_agent_filter.{list}[{i}]"),
-                            &format!("invalid regular expression: {e}"),
-                        ));
-                    }
-                }
-            }
+            check_with_edge_compiler(RouteModules {
+                user_agent_filter: Some(m.clone()),
+                ..RouteModules::default()
+            })?;
             serde_json::to_value(m)
         }
         "traffic_policy" => {
