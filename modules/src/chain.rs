@@ -60,9 +60,15 @@ impl RequestInfo<'_> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The URL the client asked for: `scheme://host/path?query`.
+    /// The URL the client asked for: `scheme://host[:port]/path?query`
+    /// (HTTP/2 carries the authority in the URI, HTTP/1.1 in Host).
     pub fn full_url(&self) -> String {
-        let host = self.header("host").unwrap_or(self.host);
+        let host = self
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| self.header("host"))
+            .unwrap_or(self.host);
         let pq = self.uri.path_and_query().map_or("/", |pq| pq.as_str());
         format!("{}://{}{}", self.scheme, host, pq)
     }

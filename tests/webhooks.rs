@@ -1,0 +1,426 @@
+//! Webhook verification end to end: deliveries signed by the providers'
+//! own SDKs (PyPI stripe, svix, slack_sdk, twilio; npm
+//! @octokit/webhooks-methods, installed by `scripts/setup`) pass the edge
+//! byte for byte; a flipped byte, a stale timestamp or a missing header is
+//! refused with 403 ERR_NGROK_3204 and never reaches the app. The edge
+//! answers providers' endpoint challenges itself.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::Request;
+use axum::routing::any;
+use axum::Router;
+use base64::Engine;
+use ngrok::config::ForwarderBuilder;
+use ngrok::prelude::*;
+use serde_json::{json, Value};
+use support::{eventually, Server, DEADLINE};
+use tokio::io::AsyncWriteExt;
+use tokio::time::timeout;
+
+/// Deliveries the app received: (path, body).
+type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+async fn recording_app(seen: Seen) -> SocketAddr {
+    let router = Router::new().fallback(any(move |req: Request| {
+        let seen = seen.clone();
+        async move {
+            let path = req.uri().path().to_string();
+            let body = axum::body::to_bytes(req.into_body(), usize::MAX)
+                .await
+                .unwrap_or_default();
+            seen.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((path, body.to_vec()));
+            "received"
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind app");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    addr
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// Headers the provider's Python SDK signs `body` with.
+async fn python_sign(
+    provider: &str,
+    secret: &str,
+    body: &str,
+    url: &str,
+    ts: u64,
+) -> Vec<(String, String)> {
+    let python = root().join(".venv/webhooks/bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run scripts/setup",
+        python.display()
+    );
+    let mut child = tokio::process::Command::new(python)
+        .arg(root().join("tests/python/webhook_sign.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python");
+    let input =
+        json!({"provider": provider, "secret": secret, "body": body, "url": url, "timestamp": ts});
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(input.to_string().as_bytes())
+        .await
+        .expect("write");
+    drop(stdin);
+    let out = child.wait_with_output().await.expect("python");
+    assert!(
+        out.status.success(),
+        "{provider} signer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("headers json");
+    v.as_object()
+        .expect("object")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+/// GitHub's `X-Hub-Signature-256`, from @octokit/webhooks-methods.
+async fn octokit_sign(secret: &str, body: &str) -> String {
+    let modules = root().join("tests/node/node_modules/@octokit/webhooks-methods");
+    assert!(
+        modules.exists(),
+        "{} missing: run scripts/setup",
+        modules.display()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("body");
+    std::fs::write(&file, body).expect("write body");
+    let out = tokio::process::Command::new("node")
+        .arg(root().join("tests/node/sign_github.mjs"))
+        .arg(secret)
+        .arg(&file)
+        .output()
+        .await
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(String, String)],
+    body: &str,
+) -> (u16, String) {
+    let mut req = client.post(url).body(body.to_string());
+    for (k, v) in headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let r = req.send().await.expect("post");
+    let code = r
+        .headers()
+        .get("ngrok-error-code")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    (r.status().as_u16(), code)
+}
+
+fn flip_one_byte(body: &str) -> String {
+    let mut b = body.as_bytes().to_vec();
+    let i = b.len() / 2;
+    b[i] = if b[i] == b'a' { b'b' } else { b'a' };
+    String::from_utf8(b).expect("ascii")
+}
+
+fn received(seen: &Seen, path: &str) -> Vec<Vec<u8>> {
+    seen.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|(p, _)| p == path)
+        .map(|(_, b)| b.clone())
+        .collect()
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_sdk_signatures_pass_and_tampering_is_refused() {
+    let events_dir = tempfile::tempdir().expect("tempdir");
+    let events_file = events_dir.path().join("events.jsonl");
+    let server = Server::start_with(&["--events", events_file.to_str().expect("path")]).await;
+    let seen: Seen = Arc::default();
+    let app = recording_app(seen.clone()).await;
+    let api = server.api();
+    let port = server.https_addr().port();
+    let host = format!("hooks.{}", server.info.base_domain);
+    let base = format!("https://{host}:{port}");
+
+    let group = api
+        .create(
+            "/backends/tunnel_group",
+            json!({"labels": {"app": "hooks"}}),
+        )
+        .await;
+    let edge = api
+        .create(
+            "/edges/https",
+            json!({"hostports": [format!("{host}:{port}")]}),
+        )
+        .await;
+    // provider, secret (svix secrets are base64 keys behind `whsec_`).
+    let providers = [
+        ("github", "gh-secret-1"),
+        ("stripe", "whsec_stripe_test_secret"),
+        ("slack", "8f742231b10e8888abcd99yyyzzz85a5"),
+        ("svix", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("twilio", "twilio-auth-token"),
+    ];
+    for (provider, secret) in providers {
+        let route = api
+            .create(
+                &format!("/edges/https/{}/routes", id(&edge)),
+                json!({"match_type": "path_prefix", "match": format!("/{provider}"),
+                       "backend": {"backend_id": id(&group)},
+                       "webhook_verification": {"provider": provider, "secret": secret}}),
+            )
+            .await;
+        assert_eq!(
+            route["webhook_verification"]["provider"], provider,
+            "{route}"
+        );
+    }
+    let session = server.sdk_session().await;
+    let mut b = session.labeled_tunnel();
+    b.label("app", "hooks");
+    let _tunnel = timeout(
+        DEADLINE,
+        b.listen_and_forward(reqwest::Url::parse(&format!("http://{app}")).expect("url")),
+    )
+    .await
+    .expect("bind timed out")
+    .expect("bind");
+    let client = server.client();
+    // Routes are live once an unsigned delivery is refused by the module
+    // rather than answered 502 (no tunnel yet).
+    for (provider, _) in providers {
+        let url = format!("{base}/{provider}");
+        eventually(&format!("{provider} route live"), || async {
+            (post(&client, &url, &[], "{}").await == (403, "ERR_NGROK_3204".into())).then_some(())
+        })
+        .await;
+    }
+
+    for (provider, secret) in providers {
+        let url = format!("{base}/{provider}");
+        let body = if provider == "twilio" {
+            "CallSid=CA1234567890ABCDE&Caller=%2B12349013030&Digits=1234&From=%2B12349013030&To=%2B18005551212".to_string()
+        } else {
+            json!({"event": "gangway.test", "provider": provider, "data": {"amount": 4200, "note": "héllo"}}).to_string()
+        };
+        let headers = if provider == "github" {
+            vec![(
+                "X-Hub-Signature-256".to_string(),
+                octokit_sign(secret, &body).await,
+            )]
+        } else {
+            python_sign(provider, secret, &body, &url, now()).await
+        };
+        let before = received(&seen, &format!("/{provider}")).len();
+        assert_eq!(
+            post(&client, &url, &headers, &body).await,
+            (200, String::new()),
+            "{provider}: SDK-signed delivery"
+        );
+        let got = received(&seen, &format!("/{provider}"));
+        assert_eq!(got.len(), before + 1, "{provider}");
+        assert_eq!(
+            got.last().map(|b| b.as_slice()),
+            Some(body.as_bytes()),
+            "{provider}: byte for byte"
+        );
+
+        assert_eq!(
+            post(&client, &url, &headers, &flip_one_byte(&body)).await,
+            (403, "ERR_NGROK_3204".into()),
+            "{provider}: flipped byte"
+        );
+        let without: Vec<_> = headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .cloned()
+            .collect();
+        assert_eq!(
+            post(&client, &url, &without, &body).await,
+            (403, "ERR_NGROK_3204".into()),
+            "{provider}: missing signature header"
+        );
+        if matches!(provider, "stripe" | "slack" | "svix") {
+            let stale = python_sign(provider, secret, &body, &url, now() - 3600).await;
+            assert_eq!(
+                post(&client, &url, &stale, &body).await,
+                (403, "ERR_NGROK_3204".into()),
+                "{provider}: timestamp an hour old"
+            );
+        }
+        assert_eq!(
+            received(&seen, &format!("/{provider}")).len(),
+            before + 1,
+            "{provider}: refused deliveries never reach the app"
+        );
+    }
+
+    let events: Vec<Value> = std::fs::read_to_string(&events_file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let decisions: Vec<&Value> = events
+        .iter()
+        .map(|e| &e["object"]["webhook_verification"]["decision"])
+        .collect();
+    assert!(decisions.iter().any(|d| *d == "allow"), "{decisions:?}");
+    assert!(decisions.iter().any(|d| *d == "block"), "{decisions:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_option_verifies_large_bodies_and_the_edge_answers_challenges() {
+    let server = Server::start().await;
+    let seen: Seen = Arc::default();
+    let app = recording_app(seen.clone()).await;
+    let session = server.sdk_session().await;
+    let to = reqwest::Url::parse(&format!("http://{app}")).expect("url");
+    let github = timeout(
+        DEADLINE,
+        session
+            .http_endpoint()
+            .webhook_verification("github", "agent-secret")
+            .listen_and_forward(to.clone()),
+    )
+    .await
+    .expect("bind timed out")
+    .expect("bind");
+    let client = server.client();
+
+    // A body far past Pingora's 64 KiB retry buffer, held at the edge
+    // until verified, then forwarded whole.
+    let big = json!({"commits": (0..4000).map(|i| format!("commit number {i} with a message")).collect::<Vec<_>>()}).to_string();
+    assert!(big.len() > 100_000);
+    let sig = octokit_sign("agent-secret", &big).await;
+    let url = format!("{}/push", github.url());
+    let headers = vec![("X-Hub-Signature-256".to_string(), sig)];
+    assert_eq!(
+        post(&client, &url, &headers, &big).await,
+        (200, String::new())
+    );
+    assert_eq!(received(&seen, "/push"), vec![big.as_bytes().to_vec()]);
+    assert_eq!(
+        post(&client, &url, &headers, &flip_one_byte(&big)).await,
+        (403, "ERR_NGROK_3204".into())
+    );
+    assert_eq!(
+        received(&seen, "/push").len(),
+        1,
+        "the tampered one never arrived"
+    );
+
+    // Twitter's CRC check: the edge answers with the HMAC of the token.
+    let twitter = timeout(
+        DEADLINE,
+        session
+            .http_endpoint()
+            .webhook_verification("twitter", "consumer-secret")
+            .listen_and_forward(to.clone()),
+    )
+    .await
+    .expect("bind timed out")
+    .expect("bind");
+    let r = client
+        .get(format!("{}/webhook?crc_token=challenge123", twitter.url()))
+        .send()
+        .await
+        .expect("crc");
+    assert_eq!(r.status(), 200);
+    let v: Value = serde_json::from_slice(&r.bytes().await.expect("body")).expect("json");
+    let tag = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"consumer-secret"),
+        b"challenge123",
+    );
+    let want = format!(
+        "sha256={}",
+        base64::engine::general_purpose::STANDARD.encode(tag.as_ref())
+    );
+    assert_eq!(v["response_token"], want);
+    assert!(
+        received(&seen, "/webhook").is_empty(),
+        "answered at the edge"
+    );
+
+    // Zoom's URL validation: verified, then answered by the edge.
+    let zoom = timeout(
+        DEADLINE,
+        session
+            .http_endpoint()
+            .webhook_verification("zoom", "zoom-secret")
+            .listen_and_forward(to),
+    )
+    .await
+    .expect("bind timed out")
+    .expect("bind");
+    let body = json!({"event": "endpoint.url_validation", "payload": {"plainToken": "qgg8vlvZRS6UYooatFL8Aw"}}).to_string();
+    let ts = now().to_string();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"zoom-secret");
+    let hexed = |t: ring::hmac::Tag| {
+        t.as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let sig = format!(
+        "v0={}",
+        hexed(ring::hmac::sign(&key, format!("v0:{ts}:{body}").as_bytes()))
+    );
+    let r = client
+        .post(format!("{}/zoom", zoom.url()))
+        .header("x-zm-signature", sig)
+        .header("x-zm-request-timestamp", ts)
+        .body(body)
+        .send()
+        .await
+        .expect("zoom");
+    assert_eq!(r.status(), 200);
+    let v: Value = serde_json::from_slice(&r.bytes().await.expect("body")).expect("json");
+    assert_eq!(v["plainToken"], "qgg8vlvZRS6UYooatFL8Aw");
+    assert_eq!(
+        v["encryptedToken"],
+        hexed(ring::hmac::sign(&key, b"qgg8vlvZRS6UYooatFL8Aw"))
+    );
+    assert!(received(&seen, "/zoom").is_empty(), "answered at the edge");
+}
