@@ -652,6 +652,7 @@ mod tests {
         let set = IpSet {
             allow: vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
             deny: vec!["10.1.0.0/16".parse().unwrap()],
+            allow_unlisted: false,
         };
         let ok = |s: &str| set.allows(s.parse().unwrap());
         assert!(ok("10.2.3.4"));
