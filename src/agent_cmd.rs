@@ -47,7 +47,111 @@ pub struct HttpArgs {
     #[arg(long)]
     host_header: Option<String>,
     #[command(flatten)]
+    modules: ModuleArgs,
+    #[command(flatten)]
     conn: ConnectArgs,
+}
+
+/// Route modules the edge runs for an HTTP endpoint; the flags are
+/// ngrok's agent flags.
+#[derive(Args, Default)]
+pub struct ModuleArgs {
+    /// Allow only clients in this CIDR (repeatable).
+    #[arg(long = "cidr-allow", value_name = "CIDR")]
+    cidr_allow: Vec<String>,
+    /// Refuse clients in this CIDR (repeatable).
+    #[arg(long = "cidr-deny", value_name = "CIDR")]
+    cidr_deny: Vec<String>,
+    /// Compress responses (gzip or deflate, as the client accepts).
+    #[arg(long)]
+    compression: bool,
+    /// Trip a circuit breaker when this share (0-1) of responses are 5xx.
+    #[arg(long = "circuit-breaker", value_name = "RATIO")]
+    circuit_breaker: Option<f64>,
+    /// Header to add to requests, `name:value` (repeatable; `${...}`
+    /// interpolates, e.g. `${conn.client_ip}`).
+    #[arg(long = "request-header-add", value_name = "NAME:VALUE")]
+    request_header_add: Vec<String>,
+    /// Header to remove from requests (repeatable).
+    #[arg(long = "request-header-remove", value_name = "NAME")]
+    request_header_remove: Vec<String>,
+    /// Header to add to responses, `name:value` (repeatable).
+    #[arg(long = "response-header-add", value_name = "NAME:VALUE")]
+    response_header_add: Vec<String>,
+    /// Header to remove from responses (repeatable).
+    #[arg(long = "response-header-remove", value_name = "NAME")]
+    response_header_remove: Vec<String>,
+    /// Serve user agents matching this regex even if a deny matches.
+    #[arg(long = "ua-filter-allow", value_name = "REGEX")]
+    ua_filter_allow: Vec<String>,
+    /// Refuse user agents matching this regex.
+    #[arg(long = "ua-filter-deny", value_name = "REGEX")]
+    ua_filter_deny: Vec<String>,
+    /// Verify webhook signatures from this provider (`github`, `stripe`,
+    /// `slack`, ...) before requests reach the app.
+    #[arg(
+        long = "verify-webhook",
+        value_name = "PROVIDER",
+        requires = "verify_webhook_secret"
+    )]
+    verify_webhook: Option<String>,
+    /// The provider's signing secret for --verify-webhook.
+    #[arg(
+        long = "verify-webhook-secret",
+        value_name = "SECRET",
+        requires = "verify_webhook"
+    )]
+    verify_webhook_secret: Option<String>,
+}
+
+impl ModuleArgs {
+    /// The Bind options these flags ask for, in the SDKs' shape.
+    fn bind_opts(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::json;
+        let mut o = serde_json::Map::new();
+        if !self.cidr_allow.is_empty() || !self.cidr_deny.is_empty() {
+            o.insert(
+                "IPRestriction".into(),
+                json!({"allow_cidrs": self.cidr_allow, "deny_cidrs": self.cidr_deny}),
+            );
+        }
+        if self.compression {
+            o.insert("Compression".into(), json!({}));
+        }
+        if let Some(ratio) = self.circuit_breaker {
+            o.insert("CircuitBreaker".into(), json!({"error_threshold": ratio}));
+        }
+        for (key, add, remove) in [
+            (
+                "RequestHeaders",
+                &self.request_header_add,
+                &self.request_header_remove,
+            ),
+            (
+                "ResponseHeaders",
+                &self.response_header_add,
+                &self.response_header_remove,
+            ),
+        ] {
+            if !add.is_empty() || !remove.is_empty() {
+                o.insert(key.into(), json!({"add": add, "remove": remove}));
+            }
+        }
+        if !self.ua_filter_allow.is_empty() || !self.ua_filter_deny.is_empty() {
+            o.insert(
+                "UserAgentFilter".into(),
+                json!({"allow": self.ua_filter_allow, "deny": self.ua_filter_deny}),
+            );
+        }
+        if let (Some(provider), Some(secret)) = (&self.verify_webhook, &self.verify_webhook_secret)
+        {
+            o.insert(
+                "WebhookVerification".into(),
+                json!({"provider": provider, "secret": secret}),
+            );
+        }
+        o
+    }
 }
 
 #[derive(Args)]
@@ -259,6 +363,7 @@ pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
             .collect::<Result<_, _>>()?,
         host_header: args.host_header.clone(),
         serve_dir,
+        modules: args.modules.bind_opts(),
         ..TunnelSpec::new(proto, upstream)
     };
     let mut tunnels = vec![first.clone()];

@@ -747,3 +747,74 @@ async fn tcp_ip_restriction_closes_blocked_connections_and_emits_events() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_cli_flags_configure_modules() {
+    let server = Server::start().await;
+    let ctl = Arc::new(Ctl::default());
+    let app = app(ctl).await;
+    let agent = support::Agent::http(
+        &server,
+        &app.to_string(),
+        &[
+            "--cidr-allow",
+            "127.0.0.0/8",
+            "--compression",
+            "--request-header-add",
+            "x-client:${conn.client_ip}",
+            "--response-header-remove",
+            "x-app-secret",
+            "--ua-filter-deny",
+            "(?i)curl",
+            "--verify-webhook",
+            "gitlab",
+            "--verify-webhook-secret",
+            "gl-token",
+        ],
+    )
+    .await;
+    let client = server.client();
+    let get = |path: &str, ua: &'static str, token: Option<&'static str>| {
+        let mut r = client
+            .get(format!("{}{path}", agent.url))
+            .header("user-agent", ua)
+            .header("accept-encoding", "gzip");
+        if let Some(t) = token {
+            r = r.header("x-gitlab-token", t);
+        }
+        r.send()
+    };
+    let r = get("/headers", "Mozilla/5.0", Some("gl-token"))
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let seen: Value =
+        serde_json::from_slice(&gunzip(&r.bytes().await.expect("body"))).expect("json");
+    assert_eq!(seen["x-client"], json!(["127.0.0.1"]), "{seen}");
+    let r = get("/resp", "Mozilla/5.0", Some("gl-token"))
+        .await
+        .expect("get");
+    assert!(r.headers().get("x-app-secret").is_none());
+    let r = get("/resp", "curl/8.5", Some("gl-token"))
+        .await
+        .expect("get");
+    assert_eq!(
+        (r.status().as_u16(), code(&r)),
+        (403, "ERR_NGROK_3211".into())
+    );
+    let r = get("/resp", "Mozilla/5.0", Some("wrong"))
+        .await
+        .expect("get");
+    assert_eq!(
+        (r.status().as_u16(), code(&r)),
+        (403, "ERR_NGROK_3204".into())
+    );
+
+    let err = support::agent_fails(
+        &server,
+        &["http", &app.to_string(), "--cidr-deny", "300.1.1.1/8"],
+    )
+    .await;
+    assert!(err.contains("IPRestriction.deny_cidrs[0]"), "{err}");
+}

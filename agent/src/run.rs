@@ -65,6 +65,10 @@ pub struct TunnelSpec {
     /// the API edges whose backend selects them, instead of binding a name.
     /// HTTP forwarding.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// HTTP only: route-module Bind options in the SDKs' shape
+    /// (`IPRestriction`, `Compression`, `CircuitBreaker`, ...), added to
+    /// the Bind `Opts` as they are.
+    pub modules: serde_json::Map<String, serde_json::Value>,
 }
 
 impl TunnelSpec {
@@ -85,6 +89,7 @@ impl TunnelSpec {
             metadata: String::new(),
             proxy_proto: 0,
             labels: std::collections::BTreeMap::new(),
+            modules: serde_json::Map::new(),
         }
     }
 
@@ -116,7 +121,7 @@ impl TunnelSpec {
     /// Bind `Opts` in the shape the SDKs send.
     fn bind_opts(&self) -> serde_json::Value {
         if self.is_http() {
-            serde_json::json!({
+            let mut opts = serde_json::json!({
                 "Domain": self.domain.clone().unwrap_or_default(),
                 "Hostname": "",
                 "Subdomain": self.subdomain.clone().unwrap_or_default(),
@@ -134,7 +139,11 @@ impl TunnelSpec {
                         })).collect::<Vec<_>>(),
                     })
                 },
-            })
+            });
+            if let Some(o) = opts.as_object_mut() {
+                o.extend(self.modules.clone());
+            }
+            opts
         } else if self.proto == "tls" {
             serde_json::json!({
                 "Domain": self.domain.clone().unwrap_or_default(),
