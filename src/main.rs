@@ -34,7 +34,7 @@ enum Command {
     /// Run an edge on this machine with a dev CA and certificate (the embedded default).
     Server(server_cmd::ServerArgs),
     /// Expose a local HTTP service: `gangway http 8080`.
-    Http(agent_cmd::HttpArgs),
+    Http(Box<agent_cmd::HttpArgs>),
     /// Expose a local TCP service: `gangway tcp 22`.
     Tcp(agent_cmd::TcpArgs),
     /// Expose a local TLS service, bytes untouched (or terminated with
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Server(args) => server_cmd::run(args).map_err(|e| e.to_string()),
-        Command::Http(args) => agent_cmd::run_http(args).map_err(|e| e.to_string()),
+        Command::Http(args) => agent_cmd::run_http(*args).map_err(|e| e.to_string()),
         Command::Tcp(args) => agent_cmd::run_tcp(args).map_err(|e| e.to_string()),
         Command::Tls(args) => agent_cmd::run_tls(args).map_err(|e| e.to_string()),
         Command::Tunnel(args) => agent_cmd::run_tunnel(args).map_err(|e| e.to_string()),
