@@ -8,21 +8,12 @@
 //! `--rounds N` (default 3), `--edge-threads N` (per listener, default 1),
 //! `--out PATH`.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
 
-use bytes::Bytes;
 use gangway_benches::{
-    flag_value, machine, median, start_agent, start_server, today, write_results,
+    flag_value, machine, median, start_agent, start_app, start_server, today, write_results, wrk,
+    Sample, BODY,
 };
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-
-/// The small response every scenario fetches.
-const BODY: &[u8] = b"hello, gangway\n";
 
 struct Opts {
     edge_threads: u32,
@@ -52,103 +43,6 @@ fn parse_opts() -> Result<Opts, String> {
         }
     }
     Ok(o)
-}
-
-/// A minimal keep-alive HTTP/1.1 app on a free port, on its own thread.
-fn start_app() -> Result<SocketAddr, String> {
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let addr = std_listener.local_addr().map_err(|e| e.to_string())?;
-    std_listener
-        .set_nonblocking(true)
-        .map_err(|e| e.to_string())?;
-    std::thread::spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                eprintln!("app runtime: {e}");
-                return;
-            }
-        };
-        rt.block_on(async move {
-            let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
-                return;
-            };
-            while let Ok((tcp, _)) = listener.accept().await {
-                let _ = tcp.set_nodelay(true);
-                tokio::spawn(async move {
-                    let svc = service_fn(|_req: Request<hyper::body::Incoming>| async {
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(BODY))))
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                        .await;
-                });
-            }
-        });
-    });
-    Ok(addr)
-}
-
-/// What wrk measured.
-#[derive(Debug, Clone, Copy, Default)]
-struct Sample {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-fn parse_latency_ms(s: &str) -> Option<f64> {
-    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic())?);
-    let v: f64 = num.parse().ok()?;
-    Some(match unit {
-        "us" => v / 1000.0,
-        "ms" => v,
-        "s" => v * 1000.0,
-        _ => return None,
-    })
-}
-
-fn parse_wrk(out: &str) -> Result<Sample, String> {
-    let mut s = Sample::default();
-    for line in out.lines() {
-        let t: Vec<&str> = line.split_whitespace().collect();
-        match t.as_slice() {
-            ["Requests/sec:", v] => s.rps = v.parse().map_err(|e| format!("rps: {e}"))?,
-            ["50%", v] => s.p50_ms = parse_latency_ms(v).ok_or("p50")?,
-            ["99%", v] => s.p99_ms = parse_latency_ms(v).ok_or("p99")?,
-            _ => {}
-        }
-    }
-    if s.rps == 0.0 {
-        return Err(format!("wrk reported no requests:\n{out}"));
-    }
-    if out.contains("Non-2xx") || out.contains("Socket errors") {
-        return Err(format!("wrk saw errors:\n{out}"));
-    }
-    Ok(s)
-}
-
-fn wrk(
-    url: &str,
-    host: Option<&str>,
-    connections: u32,
-    duration_secs: u64,
-) -> Result<Sample, String> {
-    let mut cmd = Command::new("wrk");
-    cmd.args(["-t1", "--latency"])
-        .arg(format!("-c{connections}"))
-        .arg(format!("-d{duration_secs}s"));
-    if let Some(h) = host {
-        cmd.args(["-H", &format!("Host: {h}")]);
-    }
-    let out = cmd
-        .arg(url)
-        .output()
-        .map_err(|e| format!("running wrk: {e}"))?;
-    parse_wrk(&String::from_utf8_lossy(&out.stdout))
 }
 
 fn run() -> Result<(), String> {
@@ -181,12 +75,12 @@ fn run() -> Result<(), String> {
     ];
     // Warm up every path once (TLS session setup, allocator, caches).
     for (_, u, h) in &scenarios {
-        wrk(u, *h, o.connections, 2)?;
+        wrk(u, *h, o.connections, 2, &[])?;
     }
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); scenarios.len()];
     for round in 0..o.rounds {
         for (i, (name, u, h)) in scenarios.iter().enumerate() {
-            let s = wrk(u, *h, o.connections, o.duration_secs)?;
+            let s = wrk(u, *h, o.connections, o.duration_secs, &[])?;
             eprintln!(
                 "round {round}: {name}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
                 s.rps, s.p50_ms, s.p99_ms

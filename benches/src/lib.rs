@@ -2,7 +2,14 @@
 //! waiting for readiness, and writing a results file with the machine and
 //! date in its header.
 
+use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -165,4 +172,110 @@ pub fn write_results(out: Option<&Path>, name: &str, md: &str) -> Result<(), Str
     std::fs::write(&out, md).map_err(|e| format!("writing {}: {e}", out.display()))?;
     eprintln!("wrote {}", out.display());
     Ok(())
+}
+
+/// The small response the HTTP benches' app answers every request with.
+pub const BODY: &[u8] = b"hello, gangway\n";
+
+/// A minimal keep-alive HTTP/1.1 app on a free port, on its own thread.
+pub fn start_app() -> Result<SocketAddr, String> {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = std_listener.local_addr().map_err(|e| e.to_string())?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| e.to_string())?;
+    std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("app runtime: {e}");
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
+                return;
+            };
+            while let Ok((tcp, _)) = listener.accept().await {
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(async move {
+                    // Reads the request body first, as real apps do.
+                    let svc = service_fn(|req: Request<hyper::body::Incoming>| async {
+                        let _ = http_body_util::BodyExt::collect(req.into_body()).await;
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(BODY))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+    });
+    Ok(addr)
+}
+
+/// What wrk measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sample {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+fn parse_latency_ms(s: &str) -> Option<f64> {
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic())?);
+    let v: f64 = num.parse().ok()?;
+    Some(match unit {
+        "us" => v / 1000.0,
+        "ms" => v,
+        "s" => v * 1000.0,
+        _ => return None,
+    })
+}
+
+pub fn parse_wrk(out: &str) -> Result<Sample, String> {
+    let mut s = Sample::default();
+    for line in out.lines() {
+        let t: Vec<&str> = line.split_whitespace().collect();
+        match t.as_slice() {
+            ["Requests/sec:", v] => s.rps = v.parse().map_err(|e| format!("rps: {e}"))?,
+            ["50%", v] => s.p50_ms = parse_latency_ms(v).ok_or("p50")?,
+            ["99%", v] => s.p99_ms = parse_latency_ms(v).ok_or("p99")?,
+            _ => {}
+        }
+    }
+    if s.rps == 0.0 {
+        return Err(format!("wrk reported no requests:\n{out}"));
+    }
+    if out.contains("Non-2xx") || out.contains("Socket errors") {
+        return Err(format!("wrk saw errors:\n{out}"));
+    }
+    Ok(s)
+}
+
+/// Runs wrk against `url` (with `extra` arguments, e.g. `-s script.lua`)
+/// and parses its latency report.
+pub fn wrk(
+    url: &str,
+    host: Option<&str>,
+    connections: u32,
+    duration_secs: u64,
+    extra: &[String],
+) -> Result<Sample, String> {
+    let mut cmd = Command::new("wrk");
+    cmd.args(extra);
+    cmd.args(["-t1", "--latency"])
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{duration_secs}s"));
+    if let Some(h) = host {
+        cmd.args(["-H", &format!("Host: {h}")]);
+    }
+    let out = cmd
+        .arg(url)
+        .output()
+        .map_err(|e| format!("running wrk: {e}"))?;
+    parse_wrk(&String::from_utf8_lossy(&out.stdout))
 }
