@@ -654,36 +654,37 @@ async fn sdk_bind_options_configure_the_same_modules() {
     assert_eq!(last, 503, "tripped after the volume threshold");
 
     // Options that do not compile refuse the Bind with the field named.
-    let err = session
-        .http_endpoint()
-        .allow_cidr("not-a-cidr")
-        .listen()
-        .await
-        .err()
-        .expect("bad CIDR must refuse the bind");
-    assert!(
-        err.to_string().contains("IPRestriction.allow_cidrs[0]"),
-        "{err}"
-    );
-    let err = session
-        .http_endpoint()
-        .deny_user_agent("(")
-        .listen()
-        .await
-        .err()
-        .expect("bad regex must refuse the bind");
-    assert!(err.to_string().contains("UserAgentFilter.deny[0]"), "{err}");
-    let err = session
-        .http_endpoint()
-        .webhook_verification("myspace", "s")
-        .listen()
-        .await
-        .err()
-        .expect("unknown provider must refuse the bind");
-    assert!(
-        err.to_string().contains("WebhookVerification.provider"),
-        "{err}"
-    );
+    type Build = fn(&mut ngrok::config::HttpTunnelBuilder);
+    let refused: [(Build, &str); 3] = [
+        (
+            |b| {
+                b.allow_cidr("not-a-cidr");
+            },
+            "IPRestriction.allow_cidrs[0]",
+        ),
+        (
+            |b| {
+                b.deny_user_agent("(");
+            },
+            "UserAgentFilter.deny[0]",
+        ),
+        (
+            |b| {
+                b.webhook_verification("myspace", "s");
+            },
+            "WebhookVerification.provider",
+        ),
+    ];
+    for (build, field) in refused {
+        let mut b = session.http_endpoint();
+        build(&mut b);
+        let err = b
+            .listen()
+            .await
+            .err()
+            .expect("a bad option must refuse the bind");
+        assert!(err.to_string().contains(field), "{field}: {err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,45 +8,13 @@
 //! `--rounds N` (default 3), `--edge-threads N` (per listener, default 1),
 //! `--out PATH`.
 
-use std::path::PathBuf;
-
 use gangway_benches::{
-    flag_value, machine, median, start_agent, start_app, start_server, today, write_results, wrk,
-    Sample, BODY,
+    machine, median_sample, start_agent, start_app, start_server, today, write_results, wrk,
+    LoadOpts, Sample, BODY,
 };
 
-struct Opts {
-    edge_threads: u32,
-    duration_secs: u64,
-    connections: u32,
-    rounds: u32,
-    out: Option<PathBuf>,
-}
-
-fn parse_opts() -> Result<Opts, String> {
-    let mut o = Opts {
-        edge_threads: 1,
-        duration_secs: 10,
-        connections: 32,
-        rounds: 3,
-        out: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--duration" => o.duration_secs = flag_value(&a, &mut args)?,
-            "--connections" => o.connections = flag_value(&a, &mut args)?,
-            "--edge-threads" => o.edge_threads = flag_value(&a, &mut args)?,
-            "--rounds" => o.rounds = flag_value(&a, &mut args)?,
-            "--out" => o.out = Some(flag_value::<PathBuf>(&a, &mut args)?),
-            other => return Err(format!("unknown option {other}")),
-        }
-    }
-    Ok(o)
-}
-
 fn run() -> Result<(), String> {
-    let o = parse_opts()?;
+    let o = LoadOpts::from_args()?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let app = start_app()?;
     let (_server, info) = start_server(dir.path(), o.edge_threads, &[])?;
@@ -88,14 +56,7 @@ fn run() -> Result<(), String> {
             samples[i].push(s);
         }
     }
-    let med: Vec<Sample> = samples
-        .iter()
-        .map(|v| Sample {
-            rps: median(v.iter().map(|s| s.rps).collect()),
-            p50_ms: median(v.iter().map(|s| s.p50_ms).collect()),
-            p99_ms: median(v.iter().map(|s| s.p99_ms).collect()),
-        })
-        .collect();
+    let med: Vec<Sample> = samples.iter().map(|v| median_sample(v)).collect();
     let base = med[0];
     let mut md = String::new();
     md.push_str("# HTTP through the tunnel vs direct\n\n");

@@ -279,3 +279,49 @@ pub fn wrk(
         .map_err(|e| format!("running wrk: {e}"))?;
     parse_wrk(&String::from_utf8_lossy(&out.stdout))
 }
+
+/// Options every wrk-driven bench takes.
+#[derive(Debug, Clone)]
+pub struct LoadOpts {
+    /// Worker threads per edge listener.
+    pub edge_threads: u32,
+    pub duration_secs: u64,
+    pub connections: u32,
+    pub rounds: u32,
+    pub out: Option<PathBuf>,
+}
+
+impl LoadOpts {
+    /// `--duration SECS` (10), `--connections N` (32), `--rounds N` (3),
+    /// `--edge-threads N` (1), `--out PATH`.
+    pub fn from_args() -> Result<LoadOpts, String> {
+        let mut o = LoadOpts {
+            edge_threads: 1,
+            duration_secs: 10,
+            connections: 32,
+            rounds: 3,
+            out: None,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--duration" => o.duration_secs = flag_value(&a, &mut args)?,
+                "--connections" => o.connections = flag_value(&a, &mut args)?,
+                "--edge-threads" => o.edge_threads = flag_value(&a, &mut args)?,
+                "--rounds" => o.rounds = flag_value(&a, &mut args)?,
+                "--out" => o.out = Some(flag_value::<PathBuf>(&a, &mut args)?),
+                other => return Err(format!("unknown option {other}")),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// The median of each measure over several runs.
+pub fn median_sample(runs: &[Sample]) -> Sample {
+    Sample {
+        rps: median(runs.iter().map(|s| s.rps).collect()),
+        p50_ms: median(runs.iter().map(|s| s.p50_ms).collect()),
+        p99_ms: median(runs.iter().map(|s| s.p99_ms).collect()),
+    }
+}

@@ -11,45 +11,17 @@
 //!
 //! Run: `scripts/bench modules [--duration SECS] [--connections N] [--rounds N]`.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use base64::Engine;
 use gangway_benches::{
-    flag_value, machine, median, start_agent, start_app, start_server, today, write_results, wrk,
-    Sample,
+    machine, median_sample, start_agent, start_app, start_server, today, write_results, wrk,
+    LoadOpts, Sample,
 };
 use gangway_modules::chain::{ConnInfo, RequestInfo};
 use gangway_modules::compression::{Coding, Encoder};
 use gangway_modules::webhook::WebhookVerification;
 use ring::hmac;
-
-struct Opts {
-    duration_secs: u64,
-    connections: u32,
-    rounds: u32,
-    out: Option<PathBuf>,
-}
-
-fn parse_opts() -> Result<Opts, String> {
-    let mut o = Opts {
-        duration_secs: 10,
-        connections: 32,
-        rounds: 3,
-        out: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--duration" => o.duration_secs = flag_value(&a, &mut args)?,
-            "--connections" => o.connections = flag_value(&a, &mut args)?,
-            "--rounds" => o.rounds = flag_value(&a, &mut args)?,
-            "--out" => o.out = Some(flag_value::<PathBuf>(&a, &mut args)?),
-            other => return Err(format!("unknown option {other}")),
-        }
-    }
-    Ok(o)
-}
 
 const SECRET: &str = "bench-webhook-secret";
 
@@ -254,10 +226,10 @@ fn compression_throughput() -> Vec<(String, f64, f64)> {
 }
 
 fn run() -> Result<(), String> {
-    let o = parse_opts()?;
+    let o = LoadOpts::from_args()?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let app = start_app()?;
-    let (_server, info) = start_server(dir.path(), 1, &[])?;
+    let (_server, info) = start_server(dir.path(), o.edge_threads, &[])?;
     let app_addr = app.to_string();
     let (_plain, plain_url) = start_agent(dir.path(), &["http", &app_addr])?;
     let (_mods, mods_url) = start_agent(
@@ -325,14 +297,7 @@ fn run() -> Result<(), String> {
             samples[i].push(s);
         }
     }
-    let med: Vec<Sample> = samples
-        .iter()
-        .map(|v| Sample {
-            rps: median(v.iter().map(|s| s.rps).collect()),
-            p50_ms: median(v.iter().map(|s| s.p50_ms).collect()),
-            p99_ms: median(v.iter().map(|s| s.p99_ms).collect()),
-        })
-        .collect();
+    let med: Vec<Sample> = samples.iter().map(|v| median_sample(v)).collect();
     let verify = verification_costs()?;
     let compress = compression_throughput();
 

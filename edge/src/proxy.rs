@@ -141,6 +141,9 @@ fn conn_info(session: &Session, host: &str) -> ConnInfo {
 struct RequestEdits<'a>(&'a mut RequestHeader);
 
 impl HeaderEdits for RequestEdits<'_> {
+    fn headers(&self) -> &HeaderMap {
+        &self.0.headers
+    }
     fn remove(&mut self, name: &HeaderName) {
         self.0.remove_header(name);
     }
@@ -155,6 +158,9 @@ impl HeaderEdits for RequestEdits<'_> {
 struct ResponseEdits<'a>(&'a mut ResponseHeader);
 
 impl HeaderEdits for ResponseEdits<'_> {
+    fn headers(&self) -> &HeaderMap {
+        &self.0.headers
+    }
     fn remove(&mut self, name: &HeaderName) {
         self.0.remove_header(name);
     }
@@ -520,12 +526,10 @@ impl ProxyHttp for EdgeProxy {
             ctx.upstream_status = Some(status);
         }
         if let Some(chain) = ctx.chain.clone().filter(|c| !c.is_empty()) {
-            let headers = upstream_response.headers.clone();
             let info = request_info!(session, ctx, self.scheme());
             chain.on_response(
                 &info,
                 status,
-                &headers,
                 &mut ResponseEdits(upstream_response),
                 &mut ctx.modules,
             );

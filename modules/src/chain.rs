@@ -139,6 +139,8 @@ pub enum Flow {
 /// Header edits on a request or response head (the edge applies them to
 /// Pingora's header types, which keep their own case map).
 pub trait HeaderEdits {
+    /// The head as it stands (before this module's edits).
+    fn headers(&self) -> &HeaderMap;
     /// Drops every value of `name`.
     fn remove(&mut self, name: &HeaderName);
     /// Adds a value after any existing ones.
@@ -148,6 +150,9 @@ pub trait HeaderEdits {
 }
 
 impl HeaderEdits for HeaderMap {
+    fn headers(&self) -> &HeaderMap {
+        self
+    }
     fn remove(&mut self, name: &HeaderName) {
         HeaderMap::remove(self, name);
     }
@@ -279,7 +284,6 @@ pub trait RouteModule: Send + Sync + std::fmt::Debug {
         &self,
         _req: &RequestInfo<'_>,
         _status: u16,
-        _headers: &HeaderMap,
         _out: &mut dyn HeaderEdits,
         _st: &mut RequestState,
     ) {
@@ -363,12 +367,11 @@ impl Chain {
         &self,
         req: &RequestInfo<'_>,
         status: u16,
-        headers: &HeaderMap,
         out: &mut dyn HeaderEdits,
         st: &mut RequestState,
     ) {
         for m in &self.modules {
-            m.on_response(req, status, headers, out, st);
+            m.on_response(req, status, out, st);
         }
     }
 

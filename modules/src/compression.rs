@@ -213,7 +213,6 @@ impl RouteModule for Compression {
         &self,
         req: &RequestInfo<'_>,
         status: u16,
-        headers: &HeaderMap,
         out: &mut dyn HeaderEdits,
         st: &mut RequestState,
     ) {
@@ -221,22 +220,22 @@ impl RouteModule for Compression {
         let Some(accept) = req.header("accept-encoding") else {
             return;
         };
-        if !compressible(req.method, status, headers) {
+        if !compressible(req.method, status, out.headers()) {
             return;
         }
         let Some(coding) = negotiate(accept, &self.supported) else {
             return;
         };
-        out.remove(&http::header::CONTENT_LENGTH);
         // The validator names the identity bytes; a strong one would lie.
-        if let Some(etag) = headers.get(http::header::ETAG) {
-            if let Ok(s) = etag.to_str() {
-                if !s.starts_with("W/") {
-                    if let Ok(weak) = HeaderValue::from_str(&format!("W/{s}")) {
-                        out.insert(http::header::ETAG, weak);
-                    }
-                }
-            }
+        let weak_etag = out
+            .headers()
+            .get(http::header::ETAG)
+            .and_then(|e| e.to_str().ok())
+            .filter(|s| !s.starts_with("W/"))
+            .and_then(|s| HeaderValue::from_str(&format!("W/{s}")).ok());
+        out.remove(&http::header::CONTENT_LENGTH);
+        if let Some(weak) = weak_etag {
+            out.insert(http::header::ETAG, weak);
         }
         out.insert(
             http::header::CONTENT_ENCODING,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 
 use crate::chain::{HeaderEdits, RequestInfo, RequestState, RouteModule, Stage};
 use crate::interpolate::Template;
@@ -162,7 +162,6 @@ impl RouteModule for HeaderRewrite {
         &self,
         req: &RequestInfo<'_>,
         _status: u16,
-        _headers: &HeaderMap,
         out: &mut dyn HeaderEdits,
         st: &mut RequestState,
     ) {
@@ -176,6 +175,7 @@ impl RouteModule for HeaderRewrite {
 mod tests {
     use super::*;
     use crate::chain::ConnInfo;
+    use http::HeaderMap;
 
     fn run(m: &HeaderRewrite, mut head: HeaderMap) -> HeaderMap {
         let conn = ConnInfo {
