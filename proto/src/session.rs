@@ -511,9 +511,12 @@ impl Drop for Stream {
         let id = self.inner.id();
         {
             let mut ss = self.inner.lock();
-            let finished = ss.fin_sent && ss.fin_recv;
-            if ss.reset.is_none() && !finished && ss.syn_sent {
-                // We will read no more: tell the peer to stop sending.
+            // Like a TCP close: after our FIN the peer may still be
+            // sending; its next data frame is answered with RST (see the
+            // read loop), but an RST now would destroy the replies it has
+            // buffered and not yet read. A stream dropped before its FIN
+            // was sent is an abort.
+            if ss.reset.is_none() && !ss.fin_sent && ss.syn_sent {
                 self.session.send(Frame::Rst {
                     stream_id: id,
                     code: ErrorCode::STREAM_CLOSED,
@@ -652,8 +655,12 @@ fn handle_frame(
                         "SYN for open stream {stream_id}"
                     )))
                 }
+                (None, false) if payload.is_empty() && fin => {
+                    // The peer's FIN for a stream we already closed.
+                    return Ok(());
+                }
                 (None, false) => {
-                    // Late data for a stream we closed: tell the peer once more.
+                    // Data for a stream we closed: tell the peer to stop.
                     shared.send(Frame::Rst {
                         stream_id,
                         code: ErrorCode::STREAM_CLOSED,

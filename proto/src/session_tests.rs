@@ -177,6 +177,33 @@ async fn dropping_a_stream_resets_the_peer() {
 }
 
 #[tokio::test]
+async fn dropping_after_fin_keeps_the_reply_readable_like_tcp_close() {
+    let ((client, _ca), (_server, mut sa)) = pair();
+    let mut c = client.open().unwrap();
+    c.write_all(b"question").await.unwrap();
+    let mut s = sa.accept().await.unwrap();
+    let mut buf = [0u8; 8];
+    s.read_exact(&mut buf).await.unwrap();
+    // The server answers and closes before the client's FIN arrives (a TLS
+    // close_notify ends its reading early): the reply must survive.
+    s.write_all(b"answer").await.unwrap();
+    s.shutdown().await.unwrap();
+    drop(s);
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"answer");
+    // Data sent after the server closed is refused with RST.
+    c.write_all(b"late").await.unwrap();
+    let err = loop {
+        match c.write_all(b"x").await {
+            Ok(()) => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+}
+
+#[tokio::test]
 async fn close_sends_goaway_and_peer_learns_why() {
     let ((client, _ca), (server, _sa)) = pair();
     server.close(ErrorCode::NONE, "maintenance");
