@@ -326,6 +326,21 @@ async fn api_route_modules_block_allow_and_emit_events() {
     let wire = r.bytes().await.expect("body");
     assert!(wire.len() < big.len() / 4, "compressed: {}", wire.len());
     assert_eq!(gunzip(&wire), big);
+    // HTTP/1.1 keep-alive clients (wrk, nginx upstreams) need chunked
+    // framing; two requests on one connection both decode.
+    let h1 = server.client_builder().http1_only().build().expect("h1");
+    for _ in 0..2 {
+        let r = h1
+            .get(url("/big"))
+            .header("accept-encoding", "gzip")
+            .header("user-agent", "test")
+            .send()
+            .await
+            .expect("h1 get");
+        assert_eq!(r.version(), reqwest::Version::HTTP_11);
+        assert_eq!(r.headers()["transfer-encoding"], "chunked");
+        assert_eq!(gunzip(&r.bytes().await.expect("body")), big);
+    }
     let r = client
         .get(url("/big"))
         .header("accept-encoding", "deflate")

@@ -75,6 +75,8 @@ pub fn start_server(
             "127.0.0.1:0",
             "--https-addr",
             "127.0.0.1:0",
+            "--api-addr",
+            "127.0.0.1:0",
         ])
         .args(extra)
         .env("GANGWAY_LOG", "warn")

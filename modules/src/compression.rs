@@ -233,7 +233,15 @@ impl RouteModule for Compression {
             .and_then(|e| e.to_str().ok())
             .filter(|s| !s.starts_with("W/"))
             .and_then(|s| HeaderValue::from_str(&format!("W/{s}")).ok());
+        // The encoded length is unknown until the end: an HTTP/1.1 client
+        // needs chunked framing to keep the connection (HTTP/2 drops the
+        // header), and byte ranges of the identity no longer apply.
         out.remove(&http::header::CONTENT_LENGTH);
+        out.remove(&http::header::ACCEPT_RANGES);
+        out.insert(
+            http::header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         if let Some(weak) = weak_etag {
             out.insert(http::header::ETAG, weak);
         }
