@@ -12,8 +12,8 @@ use ipnet::IpNet;
 use crate::hostname::strip_port;
 use crate::resources::{
     is_enabled, ApiKey, CertificateAuthority, Credential, EdgeModules, HttpsEdge, HttpsEdgeRoute,
-    IpAction, IpPolicy, IpPolicyRule, MatchType, ReservedAddr, ReservedDomain, RouteModules,
-    TcpEdge, TlsCertificate, TlsEdge, TunnelGroupBackend,
+    IpAction, IpPolicy, IpPolicyRule, MatchType, MutualTlsModule, ReservedAddr, ReservedDomain,
+    RouteModules, TcpEdge, TlsCertificate, TlsEdge, TlsTerminationModule, TunnelGroupBackend,
 };
 
 /// Every stored resource an edge needs, by id.
@@ -214,11 +214,32 @@ pub struct CompiledRoute {
     pub unsupported: Vec<&'static str>,
 }
 
+/// What an edge asks of a client's TLS handshake, for the TLS port to
+/// apply when it terminates a connection for one of the edge's names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ClientTlsSpec {
+    /// Mutual TLS: the PEM certificates of the CAs a client certificate
+    /// must chain to. `Some(empty)` (every referenced CA deleted) refuses
+    /// every client rather than none.
+    pub client_cas: Option<Vec<String>>,
+    /// `tls_termination.min_version: "1.3"`. Lower settings keep the
+    /// edge's floor of TLS 1.2.
+    pub min_tls13: bool,
+}
+
+impl ClientTlsSpec {
+    /// True when the edge needs nothing beyond the default handshake.
+    pub fn is_default(&self) -> bool {
+        self.client_cas.is_none() && !self.min_tls13
+    }
+}
+
 /// An HTTPS edge: its names and routes.
 #[derive(Debug, Clone)]
 pub struct CompiledHttpsEdge {
     pub id: String,
     pub hostnames: Vec<String>,
+    pub client_tls: ClientTlsSpec,
     exact: HashMap<String, usize>,
     /// Prefix routes, longest first.
     prefixes: Vec<usize>,
@@ -254,6 +275,8 @@ pub struct CompiledL4Edge {
     /// TLS edges: terminate at the edge (with the edge's certificates for
     /// the name) and send plaintext; otherwise the bytes pass through.
     pub terminate_at_edge: bool,
+    /// TLS edges terminated at the edge: mutual TLS and minimum version.
+    pub client_tls: ClientTlsSpec,
     /// Enabled modules the edge cannot apply yet: connections are closed
     /// rather than served unprotected.
     pub unsupported: Vec<&'static str>,
@@ -460,22 +483,7 @@ impl<'a> Index<'a> {
 }
 
 fn compile_edge(res: &Resources, index: &Index<'_>, edge: &HttpsEdge) -> CompiledHttpsEdge {
-    // Edge-level settings the edge cannot apply yet fail every route closed.
-    let mut edge_unsupported = Vec::new();
-    if edge
-        .mutual_tls
-        .as_ref()
-        .is_some_and(|m| is_enabled(m.enabled))
-    {
-        edge_unsupported.push("mutual_tls");
-    }
-    let min_13 = edge
-        .tls_termination
-        .as_ref()
-        .is_some_and(|t| is_enabled(t.enabled) && t.min_version.as_deref() == Some("1.3"));
-    if min_13 {
-        edge_unsupported.push("tls_termination.min_version");
-    }
+    let client_tls = client_tls_spec(res, edge.mutual_tls.as_ref(), edge.tls_termination.as_ref());
     let hostnames = edge
         .hostports
         .iter()
@@ -498,11 +506,7 @@ fn compile_edge(res: &Resources, index: &Index<'_>, edge: &HttpsEdge) -> Compile
                 .filter(|m| is_enabled(m.enabled))
                 .map(|m| ip_set(index, &m.ip_policy_ids)),
             modules: r.modules.clone(),
-            unsupported: edge_unsupported
-                .iter()
-                .copied()
-                .chain(unsupported_modules(&r.modules))
-                .collect(),
+            unsupported: unsupported_modules(&r.modules),
         })
         .collect();
     routes.sort_by(|a, b| a.id.cmp(&b.id));
@@ -520,6 +524,7 @@ fn compile_edge(res: &Resources, index: &Index<'_>, edge: &HttpsEdge) -> Compile
     CompiledHttpsEdge {
         id: edge.common.id.clone(),
         hostnames,
+        client_tls,
         exact,
         prefixes,
         routes,
@@ -537,16 +542,17 @@ fn backend_labels(
 
 fn compile_l4(res: &Resources, index: &Index<'_>, id: &str, m: &EdgeModules) -> CompiledL4Edge {
     let on = |e: Option<bool>| is_enabled(e);
+    let termination = m.tls_termination.as_ref().filter(|t| on(t.enabled));
+    let terminate_at_edge =
+        termination.is_some_and(|t| t.terminate_at.as_deref() != Some("upstream"));
     let mut unsupported = Vec::new();
-    if m.mutual_tls.as_ref().is_some_and(|x| on(x.enabled)) {
+    let mutual_tls = m.mutual_tls.as_ref().filter(|x| on(x.enabled));
+    // A client certificate can only be checked where TLS ends.
+    if mutual_tls.is_some() && !terminate_at_edge {
         unsupported.push("mutual_tls");
     }
     if m.traffic_policy.as_ref().is_some_and(|x| on(x.enabled)) {
         unsupported.push("traffic_policy");
-    }
-    let termination = m.tls_termination.as_ref().filter(|t| on(t.enabled));
-    if termination.is_some_and(|t| t.min_version.as_deref() == Some("1.3")) {
-        unsupported.push("tls_termination.min_version");
     }
     CompiledL4Edge {
         id: id.to_string(),
@@ -556,9 +562,31 @@ fn compile_l4(res: &Resources, index: &Index<'_>, id: &str, m: &EdgeModules) -> 
             .as_ref()
             .filter(|r| on(r.enabled))
             .map(|r| ip_set(index, &r.ip_policy_ids)),
-        terminate_at_edge: termination
-            .is_some_and(|t| t.terminate_at.as_deref() != Some("upstream")),
+        terminate_at_edge,
+        client_tls: client_tls_spec(res, mutual_tls, termination),
         unsupported,
+    }
+}
+
+/// The handshake requirements of an edge's `mutual_tls` and
+/// `tls_termination` modules (disabled ones count as absent).
+fn client_tls_spec(
+    res: &Resources,
+    mutual_tls: Option<&MutualTlsModule>,
+    termination: Option<&TlsTerminationModule>,
+) -> ClientTlsSpec {
+    let client_cas = mutual_tls.filter(|m| is_enabled(m.enabled)).map(|m| {
+        m.certificate_authority_ids
+            .iter()
+            .filter_map(|id| res.certificate_authorities.get(id))
+            .map(|ca| ca.ca_pem.clone())
+            .collect()
+    });
+    let min_tls13 = termination
+        .is_some_and(|t| is_enabled(t.enabled) && t.min_version.as_deref() == Some("1.3"));
+    ClientTlsSpec {
+        client_cas,
+        min_tls13,
     }
 }
 

@@ -15,8 +15,8 @@ use gangway_config::EdgeConfig;
 use gangway_proto::codec::MAX_RPC_BYTES;
 use gangway_proto::heartbeat::{self, Liveness};
 use gangway_proto::msg::{
-    self, error_string, Auth, AuthResp, AuthRespExtra, Bind, BindResp, HttpOpts, MsgError, TcpOpts,
-    TlsOpts,
+    self, error_string, Auth, AuthResp, AuthRespExtra, Bind, BindResp, HttpOpts, MsgError,
+    MutualTlsCa, TcpOpts, TlsOpts,
 };
 use gangway_proto::rpc;
 use gangway_proto::{ErrorCode, Role, Session, SessionConfig, Stream};
@@ -28,6 +28,7 @@ use tokio::io::AsyncReadExt;
 use tracing::{debug, info, warn};
 
 use crate::certs::CertKey;
+use crate::client_tls::{parse_ca_bundle, ClientTls};
 use crate::errors::{bind_error_code, rpc as codes};
 use crate::registry::{now_ms, Registry, SessionInfo, SessionKey, TcpPorts, TunnelInfo};
 use crate::route_table::TunnelOptions;
@@ -182,12 +183,6 @@ fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, (String, &'sta
             "WebsocketTCPConverter",
             opts.websocket_tcp_converter.is_some(),
         ),
-        (
-            "MutualTLSCA",
-            opts.mutual_tls_ca
-                .as_ref()
-                .is_some_and(|m| !m.mutual_tls_ca.is_empty()),
-        ),
     ];
     if let Some((name, _)) = unsupported.iter().find(|(_, set)| *set) {
         return Err((
@@ -251,10 +246,36 @@ fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, (String, &'sta
     if opts.compression.is_some() {
         modules.push(Box::new(Compression::default()));
     }
+    let client_tls = match client_ca_bundle(opts.mutual_tls_ca.as_ref(), "MutualTLSCA")? {
+        Some(pem) => Some(Arc::new(ClientTls::from_ca_bundle(&pem).map_err(|e| {
+            (format!("Invalid MutualTLSCA: {e}."), codes::INVALID_OPTIONS)
+        })?)),
+        None => None,
+    };
     Ok(TunnelOptions {
         chain: Arc::new(Chain::new(modules)),
         proxy_proto: proxy_proto_version(opts.proxy_proto)?,
+        client_tls,
         ..TunnelOptions::default()
+    })
+}
+
+/// The decoded PEM of a `MutualTLSCA` / `MutualTLSAtEdge` option, if set.
+fn client_ca_bundle(
+    opt: Option<&MutualTlsCa>,
+    field: &str,
+) -> Result<Option<Vec<u8>>, (String, &'static str)> {
+    let Some(b64) = opt
+        .map(|m| m.mutual_tls_ca.as_str())
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(None);
+    };
+    msg::decode_base64(b64).map(Some).map_err(|e| {
+        (
+            format!("{field}.mutual_tls_ca is not valid base64: {e}"),
+            codes::INVALID_OPTIONS,
+        )
     })
 }
 
@@ -329,15 +350,12 @@ fn proxy_proto_version(v: Option<i64>) -> Result<u8, (String, &'static str)> {
 /// tunnel's own certificate, or (by default) pass the bytes through.
 fn compile_tls_options(opts: &TlsOpts) -> Result<TunnelOptions, (String, &'static str)> {
     let invalid = |text: String| (text, codes::INVALID_OPTIONS);
-    if opts
-        .mutual_tls_at_edge
-        .as_ref()
-        .is_some_and(|m| !m.mutual_tls_ca.is_empty())
-    {
-        return Err(invalid(
-            "MutualTLSAtEdge is not supported by this edge yet; terminate mutual TLS at the agent instead.".into(),
-        ));
-    }
+    let client_cas = match client_ca_bundle(opts.mutual_tls_at_edge.as_ref(), "MutualTLSAtEdge")? {
+        Some(pem) => Some(
+            parse_ca_bundle(&pem).map_err(|e| invalid(format!("Invalid MutualTLSAtEdge: {e}.")))?,
+        ),
+        None => None,
+    };
     refuse_traffic_policy(opts.traffic_policy.as_deref())?;
     let proxy_proto = proxy_proto_version(opts.proxy_proto)?;
     let ip_restriction = compile_l4_ip(opts.ip_restriction.as_ref())?;
@@ -346,6 +364,12 @@ fn compile_tls_options(opts: &TlsOpts) -> Result<TunnelOptions, (String, &'stati
         .as_ref()
         .filter(|t| !t.cert.is_empty() || !t.key.is_empty() || !t.sealed_key.is_empty())
     else {
+        if client_cas.is_some() {
+            // Passed-through bytes carry the client's TLS to the agent.
+            return Err(invalid(
+                "MutualTLSAtEdge needs TLSTermination: the edge can only check client certificates where it terminates TLS.".into(),
+            ));
+        }
         return Ok(TunnelOptions {
             proxy_proto,
             ip_restriction,
@@ -365,7 +389,7 @@ fn compile_tls_options(opts: &TlsOpts) -> Result<TunnelOptions, (String, &'stati
     let pair = CertKey::from_pem(&cert, &key, "TLSTermination.cert")
         .map_err(|e| invalid(format!("Invalid TLSTermination: {e}.")))?;
     let acceptor = pair
-        .acceptor()
+        .acceptor(client_cas.as_deref())
         .map_err(|e| invalid(format!("Invalid TLSTermination: {e}.")))?;
     Ok(TunnelOptions {
         tls_termination: Some(acceptor),
@@ -752,6 +776,12 @@ impl Conn {
             "http" | "https" => {
                 let opts = HttpOpts::from_value(&req.opts).map_err(bad_opts)?;
                 let options = compile_http_options(&opts)?;
+                if proto == "http" && options.client_tls.is_some() {
+                    return Err((
+                        "MutualTLSCA needs an https endpoint: plain HTTP carries no client certificate.".into(),
+                        codes::INVALID_OPTIONS,
+                    ));
+                }
                 let domain = opts.requested_domain().map(str::to_string);
                 (domain, opts.subdomain, options)
             }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use gangway_config::control::ServedCertificate;
+
+use crate::client_tls::{require_client_cert, HandshakeFacts};
 use pingora_core::listeners::TlsAccept;
 use pingora_core::protocols::tls::TlsRef;
 use pingora_core::tls::ext;
@@ -67,8 +69,9 @@ impl CertKey {
         Self::from_pem(&read(cert)?, &read(key)?, &cert.display().to_string())
     }
 
-    /// A server acceptor that always presents this certificate.
-    pub fn acceptor(&self) -> Result<SslAcceptor, String> {
+    /// A server acceptor that always presents this certificate; with
+    /// `client_cas`, clients must present a certificate they issued.
+    pub fn acceptor(&self, client_cas: Option<&[X509]>) -> Result<SslAcceptor, String> {
         if !self
             .leaf
             .public_key()
@@ -84,6 +87,9 @@ impl CertKey {
                 .map_err(|e| e.to_string())?;
         }
         b.set_private_key(&self.key).map_err(|e| e.to_string())?;
+        if let Some(cas) = client_cas {
+            require_client_cert(&mut b, cas).map_err(|e| e.to_string())?;
+        }
         Ok(b.build())
     }
 
@@ -223,5 +229,13 @@ impl TlsAccept for SniResolver {
                 tracing::warn!(error = %e, "adding chain certificate");
             }
         }
+    }
+
+    /// Keeps the SNI and the client certificate for the HTTP layer.
+    async fn handshake_complete_callback(
+        &self,
+        ssl: &TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        Some(HandshakeFacts::of(ssl))
     }
 }

@@ -19,6 +19,10 @@ pub enum EdgeFailure {
     IpBlocked,
     /// The route has a module this edge cannot apply yet; it fails closed.
     ModuleUnavailable,
+    /// The host asks for its own handshake (mutual TLS or a minimum
+    /// version) but the request came on a connection made for another name,
+    /// as HTTP/2 connection reuse does.
+    Misdirected,
 }
 
 impl EdgeFailure {
@@ -30,6 +34,7 @@ impl EdgeFailure {
             EdgeFailure::NoRoute => 404,
             EdgeFailure::IpBlocked => 403,
             EdgeFailure::ModuleUnavailable => 503,
+            EdgeFailure::Misdirected => 421,
         }
     }
 
@@ -42,6 +47,8 @@ impl EdgeFailure {
             EdgeFailure::IpBlocked => "ERR_NGROK_3205",
             // Ours: ngrok has no such state.
             EdgeFailure::ModuleUnavailable => "ERR_NGROK_9047",
+            // Ours, like 9047.
+            EdgeFailure::Misdirected => "ERR_NGROK_9048",
         }
     }
 
@@ -61,6 +68,9 @@ impl EdgeFailure {
             }
             EdgeFailure::ModuleUnavailable => format!(
                 "The route for {host} has a module this edge does not support yet; it refuses requests rather than skip it."
+            ),
+            EdgeFailure::Misdirected => format!(
+                "{host} needs a TLS connection of its own (client certificate or TLS version); this one was made for another name."
             ),
         }
     }

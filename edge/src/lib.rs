@@ -17,6 +17,7 @@
 
 pub mod agent_listener;
 pub mod certs;
+pub mod client_tls;
 pub mod errors;
 pub mod events;
 pub mod proxy;

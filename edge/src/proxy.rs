@@ -17,14 +17,15 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use serde_json::{json, Map, Value};
 use tracing::{debug, warn};
 
+use crate::client_tls::HandshakeFacts;
 use crate::errors::{EdgeFailure, ERROR_CODE_HEADER};
 use crate::events::{rfc3339, HTTP_REQUEST_COMPLETE};
 use crate::registry::Registry;
 use crate::route_table::{strip_port, Scheme as PublicScheme, Target};
 use crate::tunnel_stream::{TunnelConnector, WriteGate, AGENT_UNAVAILABLE};
 use gangway_modules::chain::{
-    Chain, ClientCert, ConnInfo, EdgeResponse, Flow, HeaderEdits, Outcome, RequestInfo,
-    RequestState, TlsInfo, BODY_LIMIT,
+    Chain, ConnInfo, EdgeResponse, Flow, HeaderEdits, Outcome, RequestInfo, RequestState, TlsInfo,
+    BODY_LIMIT,
 };
 
 /// Placeholder address for virtual peers: Pingora wants one for logging
@@ -119,6 +120,16 @@ fn client_addr(session: &Session) -> Option<SocketAddr> {
     inet(session.client_addr())
 }
 
+/// What the TLS handshake of the request's connection established.
+fn handshake_facts(session: &Session) -> Option<&HandshakeFacts> {
+    session
+        .digest()?
+        .ssl_digest
+        .as_ref()?
+        .extension
+        .get::<HandshakeFacts>()
+}
+
 /// The connection as modules and events see it.
 fn conn_info(session: &Session, host: &str) -> ConnInfo {
     let tls = session
@@ -127,7 +138,10 @@ fn conn_info(session: &Session, host: &str) -> ConnInfo {
         .map(|d| TlsInfo {
             version: d.version.to_string(),
             cipher_suite: d.cipher.to_string(),
-            client_cert: d.extension.get::<ClientCert>().cloned(),
+            client_cert: d
+                .extension
+                .get::<HandshakeFacts>()
+                .and_then(|f| f.client_cert.clone()),
         });
     ConnInfo {
         client: client_addr(session),
@@ -237,9 +251,21 @@ enum Routed {
 }
 
 impl EdgeProxy {
-    fn route(&self, host: &str, path: &str) -> std::result::Result<Routed, EdgeFailure> {
+    fn route(
+        &self,
+        host: &str,
+        path: &str,
+        sni: Option<&str>,
+    ) -> std::result::Result<Routed, EdgeFailure> {
         let table = self.registry.table();
         if self.tls {
+            // A name with its own handshake policy is only served on a
+            // connection negotiated for it: HTTP/2 reuse of a connection
+            // made for another name would skip the client-certificate check.
+            let own_policy = !matches!(table.https_client_tls(host), Ok(None));
+            if own_policy && sni != Some(strip_port(host)) {
+                return Err(EdgeFailure::Misdirected);
+            }
             if let Some(edge) = table.lookup_edge(host) {
                 let m = edge.route(path).ok_or(EdgeFailure::NoRoute)?;
                 if !m.route.unsupported.is_empty() {
@@ -348,7 +374,8 @@ impl ProxyHttp for EdgeProxy {
         };
         ctx.conn = conn_info(session, &host);
         ctx.host = host;
-        let routed = self.route(&ctx.host, session.req_header().uri.path());
+        let sni = handshake_facts(session).and_then(|f| f.sni.clone());
+        let routed = self.route(&ctx.host, session.req_header().uri.path(), sni.as_deref());
         let (chain, target) = match routed {
             Ok(Routed::Edge { chain, target }) => (chain, target),
             Ok(Routed::Agent(t)) => (t.options.chain.clone(), Some(t)),

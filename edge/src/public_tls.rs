@@ -15,16 +15,16 @@ use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::tls::server::{handshake, handshake_with_callback};
 use pingora_core::protocols::{GetSocketDigest, Peek, Stream};
 use pingora_core::server::ShutdownWatch;
-use pingora_core::tls::ssl::{self, AlpnError, SslAcceptor, SslMethod};
 use pingora_proxy::HttpProxy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, warn};
 
 use crate::certs::SniResolver;
+use crate::client_tls::ClientTls;
 use crate::events::L4Conn;
 use crate::proxy::EdgeProxy;
 use crate::registry::Registry;
-use crate::route_table::{Target, TlsRoute};
+use crate::route_table::{PolicyMissing, Target, TlsRoute};
 use crate::tcp_listener::{admit, pipe_to_agent};
 
 /// A client must have sent its whole ClientHello this soon.
@@ -44,11 +44,9 @@ This port speaks TLS: use an https:// URL instead.\n";
 pub struct PublicTlsApp {
     registry: Arc<Registry>,
     http: Arc<HttpProxy<EdgeProxy>>,
-    /// For HTTPS: edge certificates by SNI, h2 and http/1.1 by ALPN.
-    acceptor: SslAcceptor,
-    /// For TLS edges terminated here: edge certificates, no ALPN (the
-    /// bytes inside are the app's, not HTTP we serve).
-    raw_acceptor: SslAcceptor,
+    /// The handshake for names whose edge asks nothing special: edge
+    /// certificates by SNI, h2 and HTTP/1.1 by ALPN for HTTPS.
+    default: ClientTls,
     certs: SniResolver,
 }
 
@@ -58,19 +56,10 @@ impl PublicTlsApp {
         http: HttpProxy<EdgeProxy>,
         certs: SniResolver,
     ) -> Result<Self, String> {
-        let mut b =
-            SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).map_err(|e| e.to_string())?;
-        b.set_alpn_select_callback(|_, client| {
-            ssl::select_next_proto(b"\x02h2\x08http/1.1", client).ok_or(AlpnError::NOACK)
-        });
-        let raw_acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())
-            .map_err(|e| e.to_string())?
-            .build();
         Ok(PublicTlsApp {
             registry,
             http: Arc::new(http),
-            acceptor: b.build(),
-            raw_acceptor,
+            default: ClientTls::default_policy()?,
             certs,
         })
     }
@@ -80,15 +69,22 @@ impl PublicTlsApp {
         &self,
         mut l4: L4Stream,
         target: Target,
+        policy: Result<Option<Arc<ClientTls>>, PolicyMissing>,
         conn: &L4Conn,
         hello_len: usize,
     ) -> (u64, u64) {
         let (client, server) = (conn.client, conn.server);
         let peer = client.map(|a| a.to_string()).unwrap_or_default();
         if target.options.terminated_at_edge {
+            let Ok(policy) = policy else {
+                warn!(%peer, sni = %conn.server_name, "TLS edge's client policy unavailable; refusing");
+                send_alert(&mut l4, ALERT_INTERNAL_ERROR).await;
+                return (0, 0);
+            };
+            let acceptor = policy.as_ref().map_or(&self.default.raw, |p| &p.raw);
             let tls = tokio::time::timeout(
                 HANDSHAKE_TIMEOUT,
-                handshake_with_callback(&self.raw_acceptor, l4, &self.certs),
+                handshake_with_callback(acceptor, l4, &self.certs),
             )
             .await;
             return match tls {
@@ -128,10 +124,16 @@ impl PublicTlsApp {
 
     /// Terminates TLS with the edge's certificates and runs the HTTP proxy
     /// on the connection, keep-alive requests included.
-    async fn serve_https(self: &Arc<Self>, l4: L4Stream, shutdown: &ShutdownWatch) {
+    async fn serve_https(
+        self: &Arc<Self>,
+        l4: L4Stream,
+        policy: Option<Arc<ClientTls>>,
+        shutdown: &ShutdownWatch,
+    ) {
+        let acceptor = policy.as_ref().map_or(&self.default.http, |p| &p.http);
         let tls = tokio::time::timeout(
             HANDSHAKE_TIMEOUT,
-            handshake_with_callback(&self.acceptor, l4, &self.certs),
+            handshake_with_callback(acceptor, l4, &self.certs),
         )
         .await;
         let mut stream: Stream = match tls {
@@ -192,12 +194,27 @@ impl ServerApp for PublicTlsApp {
         let route = {
             let table = self.registry.table();
             match table.route_tls(&sni) {
-                TlsRoute::Tunnel(ep) => Some(admit(ep, client)),
+                TlsRoute::Tunnel(ep) => {
+                    let (target, decision) = admit(ep, client);
+                    let policy = target.as_ref().map(|t| ep.client_tls(t));
+                    Some((target, decision, policy))
+                }
                 TlsRoute::Https => None,
             }
         };
-        let Some((target, decision)) = route else {
-            self.serve_https(l4, shutdown).await;
+        let Some((target, decision, policy)) = route else {
+            let policy = self
+                .registry
+                .table()
+                .https_client_tls(&sni)
+                .map(|p| p.cloned());
+            match policy {
+                Ok(policy) => self.serve_https(l4, policy, shutdown).await,
+                Err(PolicyMissing) => {
+                    warn!(%peer, %sni, "HTTPS edge's client policy unavailable; refusing");
+                    send_alert(&mut l4, ALERT_INTERNAL_ERROR).await;
+                }
+            }
             return None;
         };
         let conn = L4Conn {
@@ -210,8 +227,10 @@ impl ServerApp for PublicTlsApp {
         let events = self.registry.events();
         match target {
             Some(target) => {
-                let (bytes_in, bytes_out) =
-                    self.serve_tunnel(l4, target, &conn, peeked.len()).await;
+                let policy = policy.unwrap_or(Ok(None));
+                let (bytes_in, bytes_out) = self
+                    .serve_tunnel(l4, target, policy, &conn, peeked.len())
+                    .await;
                 events.tcp_closed(&conn, bytes_in, bytes_out);
             }
             None if decision != Some("block") => {

@@ -14,10 +14,11 @@ use arc_swap::ArcSwap;
 use gangway_proto::Session;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use gangway_config::control::{CompiledL4Edge, CompiledRoute, ControlConfig, IpSet};
+use gangway_config::control::{ClientTlsSpec, CompiledL4Edge, CompiledRoute, ControlConfig, IpSet};
 use gangway_config::resources::RouteModules;
 use gangway_modules::chain::Chain;
 
+use crate::client_tls::ClientTls;
 use crate::events::{EventSink, Events};
 
 use crate::route_table::{
@@ -170,6 +171,9 @@ struct State {
     edge_listeners: BTreeMap<u16, DropGuard>,
     /// HTTPS edge routes' chains by route id.
     chains: HashMap<String, CachedChain>,
+    /// Edges' handshake policies by what they ask, built once per distinct
+    /// policy rather than on every rebuild.
+    client_tls: HashMap<ClientTlsSpec, Arc<ClientTls>>,
 }
 
 /// Sessions, endpoints and the current route table.
@@ -250,6 +254,32 @@ impl Registry {
             }
         }
         st.chains = chains;
+        let specs = control
+            .https_edges()
+            .map(|(_, e)| &e.client_tls)
+            .chain(control.tls_edges().map(|(_, e)| &e.client_tls))
+            .filter(|spec| !spec.is_default());
+        let mut policies = HashMap::new();
+        for spec in specs {
+            if policies.contains_key(spec) {
+                continue;
+            }
+            let policy = match st.client_tls.remove(spec) {
+                Some(p) => p,
+                None => match ClientTls::from_spec(spec) {
+                    Ok(p) => Arc::new(p),
+                    // Building an acceptor only fails when BoringSSL cannot
+                    // allocate; the TLS port then refuses the edge's names
+                    // (see `RouteTable::https_client_tls`).
+                    Err(e) => {
+                        tracing::error!(error = %e, "building a client TLS policy");
+                        continue;
+                    }
+                },
+            };
+            policies.insert(spec.clone(), policy);
+        }
+        st.client_tls = policies;
         self.control.store(control);
         self.rebuild(&mut st);
     }
@@ -667,8 +697,10 @@ impl Registry {
         let mut out = HashMap::new();
         for (host, edge) in control.https_edges() {
             let routes = by_id.entry(edge.id.as_str()).or_insert_with(|| {
+                let client_tls = client_tls_of(st, &edge.client_tls);
                 let opts = Arc::new(TunnelOptions {
                     edge_type: EdgeType::Https,
+                    client_tls: client_tls.clone(),
                     ..TunnelOptions::default()
                 });
                 let endpoints = edge
@@ -689,6 +721,7 @@ impl Registry {
                     config: edge.clone(),
                     endpoints,
                     chains,
+                    client_tls,
                 })
             });
             out.insert(host.clone(), routes.clone());
@@ -733,10 +766,19 @@ fn l4_endpoint(st: &State, name: String, edge: &Arc<CompiledL4Edge>, kind: EdgeT
     let opts = TunnelOptions {
         terminated_at_edge,
         edge_type: kind,
+        client_tls: client_tls_of(st, &edge.client_tls),
         ..TunnelOptions::default()
     };
     let targets = labeled_targets(st, edge.backend_labels.as_ref(), proto, Arc::new(opts));
     Endpoint::for_l4_edge(name, targets, edge.clone())
+}
+
+/// The built policy for `spec`; `None` for the default handshake.
+fn client_tls_of(st: &State, spec: &ClientTlsSpec) -> Option<Arc<ClientTls>> {
+    if spec.is_default() {
+        return None;
+    }
+    st.client_tls.get(spec).cloned()
 }
 
 /// Binds `ip:port` now, so "in use" is known at bind time, not later.

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::net::IpAddr;
 
 use gangway_config::control::{CompiledHttpsEdge, CompiledL4Edge, CompiledRoute, IpSet};
+
+use crate::client_tls::ClientTls;
 pub use gangway_config::hostname::strip_port;
 use gangway_modules::chain::Chain;
 use gangway_proto::Session;
@@ -32,6 +34,9 @@ pub struct TunnelOptions {
     pub terminated_at_edge: bool,
     /// The ProxyHeader's `EdgeType` for tunnels serving an API edge.
     pub edge_type: EdgeType,
+    /// What the TLS port asks of clients for this endpoint's name (mutual
+    /// TLS, minimum version); `None`: the default handshake.
+    pub client_tls: Option<Arc<ClientTls>>,
 }
 
 /// Which kind of API edge a connection arrived through (the ProxyHeader's
@@ -66,9 +71,14 @@ impl std::fmt::Debug for TunnelOptions {
             .field("proxy_proto", &self.proxy_proto)
             .field("terminated_at_edge", &self.terminated_at_edge)
             .field("edge_type", &self.edge_type)
+            .field("client_tls", &self.client_tls)
             .finish()
     }
 }
+
+/// An edge's handshake policy was configured but could not be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyMissing;
 
 /// One agent tunnel able to serve an endpoint.
 #[derive(Clone)]
@@ -136,6 +146,16 @@ impl Endpoint {
         }
     }
 
+    /// The handshake policy of a TLS edge terminated here (`Err`: one was
+    /// configured but could not be built), or of the agent's tunnel.
+    pub fn client_tls(&self, target: &Target) -> Result<Option<Arc<ClientTls>>, PolicyMissing> {
+        match (&target.options.client_tls, &self.l4_edge) {
+            (Some(p), _) => Ok(Some(p.clone())),
+            (None, Some(edge)) if !edge.client_tls.is_default() => Err(PolicyMissing),
+            (None, _) => Ok(None),
+        }
+    }
+
     /// Round robin over tunnels whose session is still alive.
     pub fn pick(&self) -> Option<&Target> {
         let n = self.targets.len();
@@ -198,6 +218,8 @@ pub struct EdgeRoutes {
     /// Parallel to `config.routes`: each route's module chain, `None`
     /// when its configuration did not compile (the route fails closed).
     pub chains: Vec<Option<Arc<Chain>>>,
+    /// The edge's handshake policy (`mutual_tls`, `tls_termination`).
+    pub client_tls: Option<Arc<ClientTls>>,
 }
 
 /// A matched route of an HTTPS edge.
@@ -285,6 +307,24 @@ impl RouteTable {
             self.edges
                 .get(&host.trim_end_matches('.').to_ascii_lowercase())
         })
+    }
+
+    /// The handshake policy for an HTTPS name: its API edge's, else that
+    /// of the agent endpoint serving it; `Ok(None)`: the default handshake.
+    /// `Err` when the edge asks for a policy that could not be built: the
+    /// name is refused rather than served with less.
+    pub fn https_client_tls(&self, host: &str) -> Result<Option<&Arc<ClientTls>>, PolicyMissing> {
+        if let Some(edge) = self.lookup_edge(host) {
+            return match &edge.client_tls {
+                None if !edge.config.client_tls.is_default() => Err(PolicyMissing),
+                policy => Ok(policy.as_ref()),
+            };
+        }
+        Ok(self.lookup(host, Scheme::Https).and_then(|ep| {
+            ep.targets
+                .iter()
+                .find_map(|t| t.options.client_tls.as_ref())
+        }))
     }
 
     /// The TCP endpoint on `port`.
