@@ -102,13 +102,26 @@ pub struct ModuleArgs {
         requires = "verify_webhook"
     )]
     verify_webhook_secret: Option<String>,
+    /// Require client certificates issued by the CAs in this PEM file
+    /// (mutual TLS at the edge; HTTPS only).
+    #[arg(long = "mutual-tls-cas", value_name = "PATH")]
+    mutual_tls_cas: Option<PathBuf>,
 }
 
 impl ModuleArgs {
     /// The Bind options these flags ask for, in the SDKs' shape.
-    fn bind_opts(&self) -> serde_json::Map<String, serde_json::Value> {
+    fn bind_opts(&self) -> Result<serde_json::Map<String, serde_json::Value>, AgentCmdError> {
+        use base64::Engine;
         use serde_json::json;
         let mut o = serde_json::Map::new();
+        if let Some(path) = &self.mutual_tls_cas {
+            let pem = std::fs::read(path).map_err(|source| AgentCmdError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(pem);
+            o.insert(MUTUAL_TLS_CA.into(), json!({ "mutual_tls_ca": b64 }));
+        }
         if !self.cidr_allow.is_empty() || !self.cidr_deny.is_empty() {
             o.insert(
                 "IPRestriction".into(),
@@ -150,9 +163,12 @@ impl ModuleArgs {
                 json!({"provider": provider, "secret": secret}),
             );
         }
-        o
+        Ok(o)
     }
 }
+
+/// The Bind option carrying `--mutual-tls-cas`.
+const MUTUAL_TLS_CA: &str = "MutualTLSCA";
 
 #[derive(Args)]
 pub struct TcpArgs {
@@ -363,16 +379,20 @@ pub fn run_http(args: HttpArgs) -> Result<(), AgentCmdError> {
             .collect::<Result<_, _>>()?,
         host_header: args.host_header.clone(),
         serve_dir,
-        modules: args.modules.bind_opts(),
+        modules: args.modules.bind_opts()?,
         ..TunnelSpec::new(proto, upstream)
     };
     let mut tunnels = vec![first.clone()];
     if let Some(second) = schemes.get(1) {
+        // Plain HTTP carries no client certificate.
+        let mut modules = first.modules.clone();
+        modules.remove(MUTUAL_TLS_CA);
         tunnels.push(TunnelSpec {
             proto: second.clone(),
             domain: None,
             subdomain: None,
             same_host_as: Some(0),
+            modules,
             ..first
         });
     }

@@ -147,6 +147,20 @@ impl TestCa {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// (certificate PEM, key PEM) of a client certificate for mutual TLS,
+    /// with subject CN `cn` and the given serial number.
+    pub fn client_leaf(&self, cn: &str, serial: &[u8]) -> (String, String) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(serial));
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.issuer).expect("client leaf");
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// A rustls client config trusting only this CA.
     pub fn client_config(&self) -> rustls::ClientConfig {
         let mut roots = rustls::RootCertStore::empty();
