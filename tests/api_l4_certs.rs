@@ -275,6 +275,39 @@ async fn tcp_and_tls_edges_serve_labeled_tunnels_and_change_live() {
         (reply == b"local-plain:olleh").then_some(())
     })
     .await;
+    // Where the edge terminates it can also require a client certificate.
+    let clients = TestCa::new("TLS edge clients");
+    let stored = api
+        .create(
+            "/certificate_authorities",
+            json!({"ca_pem": clients.cert_pem}),
+        )
+        .await;
+    let (status, m) = api
+        .put(
+            &format!("{tls_path}/mutual_tls"),
+            json!({"certificate_authority_ids": [id(&stored)]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{m}");
+    eventually("a client without a certificate is refused", || async {
+        tls_try(&server, &tls_name, edge_client.clone(), b"hello")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let (cert, key) = clients.client_leaf("edge-client", &[5]);
+    let with_cert =
+        tokio_rustls::TlsConnector::from(server.rustls_config_with_client_cert(&cert, &key));
+    let reply = tls_try(&server, &tls_name, with_cert, b"hello").await;
+    assert_eq!(reply.as_deref(), Some(&b"local-plain:olleh"[..]));
+    assert_eq!(api.delete(&format!("{tls_path}/mutual_tls")).await, 204);
+    eventually("mutual TLS lifted", || async {
+        let reply = tls_try(&server, &tls_name, edge_client.clone(), b"hello").await?;
+        (reply == b"local-plain:olleh").then_some(())
+    })
+    .await;
     let (status, err) = api
         .put(
             &format!("{tls_path}/tls_termination"),

@@ -13,7 +13,7 @@ use ngrok::config::ForwarderBuilder;
 use ngrok::prelude::*;
 use rustls::pki_types::ServerName;
 use serde_json::{json, Value};
-use support::tls::{provider, reverse_after_eof, TestCa};
+use support::tls::{client_identity, provider, reverse_after_eof, TestCa};
 use support::{eventually, Server, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -70,12 +70,7 @@ impl ClientTls {
         let cfg = match &self.cert {
             None => b.with_no_client_auth(),
             Some((cert, key)) => {
-                let chain = rustls_pemfile::certs(&mut cert.as_bytes())
-                    .collect::<Result<Vec<_>, _>>()
-                    .expect("cert pem");
-                let key = rustls_pemfile::private_key(&mut key.as_bytes())
-                    .expect("key pem")
-                    .expect("a key");
+                let (chain, key) = client_identity(cert, key);
                 b.with_client_auth_cert(chain, key).expect("client auth")
             }
         };

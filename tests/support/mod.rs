@@ -259,6 +259,28 @@ impl Server {
             .timeout(Duration::from_secs(120))
     }
 
+    /// Like [`Self::rustls_config`] (no ALPN), presenting a client
+    /// certificate for mutual TLS.
+    pub fn rustls_config_with_client_cert(
+        &self,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut &self.ca_pem()[..]) {
+            roots.add(c.expect("pem")).expect("add root");
+        }
+        let (chain, key) = tls::client_identity(cert_pem, key_pem);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .expect("client auth");
+        Arc::new(cfg)
+    }
+
     /// A rustls client config trusting the dev CA, for raw TLS tests.
     pub fn rustls_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();

@@ -29,6 +29,23 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A client certificate chain and key from PEM, for rustls client auth.
+pub fn client_identity(
+    cert_pem: &str,
+    key_pem: &str,
+) -> (
+    Vec<CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    let chain = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("cert pem");
+    let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+        .expect("key pem")
+        .expect("a key");
+    (chain, key)
+}
+
 /// A client that trusts only `cert`.
 pub fn client_trusting(cert: &TestCert) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
