@@ -78,15 +78,17 @@ impl ClientTls {
     }
 }
 
-/// Connects to the TLS port as `sni`, sends `request` and returns all the
+/// Connects to the TLS port as `sni`, sends `payload` and returns all the
 /// bytes that came back, or the error (a refused handshake shows up here,
 /// as TLS 1.3 reports a client-certificate failure after the client's
-/// Finished).
+/// Finished). `half_close` sends close_notify after the payload, for
+/// services that answer at EOF.
 async fn exchange(
     server: &Server,
     sni: &str,
     tls: &ClientTls,
-    request: &[u8],
+    payload: &[u8],
+    half_close: bool,
 ) -> Result<Vec<u8>, String> {
     let tcp = TcpStream::connect(server.https_addr())
         .await
@@ -95,8 +97,12 @@ async fn exchange(
     let connector = tokio_rustls::TlsConnector::from(tls.config(server));
     let run = async {
         let mut s = connector.connect(name, tcp).await?;
-        s.write_all(request).await?;
-        s.flush().await?;
+        s.write_all(payload).await?;
+        if half_close {
+            s.shutdown().await?;
+        } else {
+            s.flush().await?;
+        }
         let mut out = Vec::new();
         s.read_to_end(&mut out).await?;
         Ok::<_, std::io::Error>(out)
@@ -118,7 +124,7 @@ async fn get_via(
     tls: &ClientTls,
 ) -> Result<String, String> {
     let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    exchange(server, sni, tls, req.as_bytes())
+    exchange(server, sni, tls, req.as_bytes(), false)
         .await
         .map(|b| String::from_utf8_lossy(&b).into_owned())
 }
@@ -323,11 +329,12 @@ async fn sdk_mutual_tls_on_https_and_tls_endpoints() {
         }
     });
     let reply = eventually("TLS endpoint serves", || async {
-        half_closed_exchange(
+        exchange(
             &server,
             &tls_host,
             &ClientTls::with(&good).trusting(&ca),
             b"abc",
+            true,
         )
         .await
         .ok()
@@ -335,7 +342,7 @@ async fn sdk_mutual_tls_on_https_and_tls_endpoints() {
     .await;
     assert_eq!(reply, b"plain:cba");
     for refused in [ClientTls::anonymous(), ClientTls::with(&bad)] {
-        let r = half_closed_exchange(&server, &tls_host, &refused.trusting(&ca), b"abc").await;
+        let r = exchange(&server, &tls_host, &refused.trusting(&ca), b"abc", true).await;
         assert!(r.is_err(), "{r:?}");
     }
 
@@ -360,35 +367,6 @@ async fn sdk_mutual_tls_on_https_and_tls_endpoints() {
         .expect("a bad CA bundle must be refused");
     assert_eq!(err.error_code(), Some("ERR_NGROK_9034"), "{err}");
     assert!(err.to_string().contains("MutualTLSCA"), "{err}");
-}
-
-/// Like [`exchange`], but sends close_notify after `payload` so a service
-/// that answers at EOF replies.
-async fn half_closed_exchange(
-    server: &Server,
-    sni: &str,
-    tls: &ClientTls,
-    payload: &[u8],
-) -> Result<Vec<u8>, String> {
-    let tcp = TcpStream::connect(server.https_addr())
-        .await
-        .map_err(|e| e.to_string())?;
-    let name = ServerName::try_from(sni.to_string()).expect("name");
-    let connector = tokio_rustls::TlsConnector::from(tls.config(server));
-    let run = async {
-        let mut s = connector.connect(name, tcp).await?;
-        s.write_all(payload).await?;
-        s.shutdown().await?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await?;
-        Ok::<_, std::io::Error>(out)
-    };
-    match timeout(DEADLINE, run).await {
-        Ok(Ok(out)) if out.is_empty() => Err("closed without a reply".into()),
-        Ok(Ok(out)) => Ok(out),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("timed out".into()),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,42 +45,45 @@ impl std::fmt::Debug for ClientTls {
 impl ClientTls {
     /// The acceptors of the default policy: any client, TLS 1.2 or later.
     pub fn default_policy() -> Result<ClientTls, String> {
-        Self::build(&[], &ClientTlsSpec::default())
+        Self::build(None, false)
     }
 
     /// Acceptors for `spec`. A CA that does not parse is left out (the API
     /// parsed it when it was stored), which can only refuse more clients.
     pub fn from_spec(spec: &ClientTlsSpec) -> Result<ClientTls, String> {
-        let mut cas = Vec::new();
-        for pem in spec.client_cas.iter().flatten() {
-            match X509::stack_from_pem(pem.as_bytes()) {
-                Ok(certs) => cas.extend(certs),
-                Err(e) => tracing::warn!(error = %e, "mutual TLS CA skipped"),
+        let cas = spec.client_cas.as_ref().map(|pems| {
+            let mut cas = Vec::new();
+            for pem in pems {
+                match X509::stack_from_pem(pem.as_bytes()) {
+                    Ok(certs) => cas.extend(certs),
+                    Err(e) => tracing::warn!(error = %e, "mutual TLS CA skipped"),
+                }
             }
-        }
-        Self::build(&cas, spec)
+            cas
+        });
+        Self::build(cas.as_deref(), spec.min_tls13)
     }
 
     /// Acceptors for an agent's `MutualTLSCA` PEM bundle.
     pub fn from_ca_bundle(pem: &[u8]) -> Result<ClientTls, String> {
-        let cas = parse_ca_bundle(pem)?;
-        let spec = ClientTlsSpec {
-            client_cas: Some(Vec::new()),
-            min_tls13: false,
-        };
-        Self::build(&cas, &spec)
+        Self::build(Some(&parse_ca_bundle(pem)?), false)
     }
 
-    fn build(cas: &[X509], spec: &ClientTlsSpec) -> Result<ClientTls, String> {
+    /// `client_cas`: `Some` requires a client certificate from one of them.
+    fn build(client_cas: Option<&[X509]>, min_tls13: bool) -> Result<ClientTls, String> {
         Ok(ClientTls {
-            http: acceptor(cas, spec, true)?,
-            raw: acceptor(cas, spec, false)?,
-            mutual: spec.client_cas.is_some(),
+            http: acceptor(client_cas, min_tls13, true)?,
+            raw: acceptor(client_cas, min_tls13, false)?,
+            mutual: client_cas.is_some(),
         })
     }
 }
 
-fn acceptor(cas: &[X509], spec: &ClientTlsSpec, http: bool) -> Result<SslAcceptor, String> {
+fn acceptor(
+    client_cas: Option<&[X509]>,
+    min_tls13: bool,
+    http: bool,
+) -> Result<SslAcceptor, String> {
     let err = |e: pingora_core::tls::error::ErrorStack| e.to_string();
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).map_err(err)?;
     if http {
@@ -88,11 +91,11 @@ fn acceptor(cas: &[X509], spec: &ClientTlsSpec, http: bool) -> Result<SslAccepto
             ssl::select_next_proto(HTTP_ALPN, client).ok_or(AlpnError::NOACK)
         });
     }
-    if spec.min_tls13 {
+    if min_tls13 {
         b.set_min_proto_version(Some(SslVersion::TLS1_3))
             .map_err(err)?;
     }
-    if spec.client_cas.is_some() {
+    if let Some(cas) = client_cas {
         require_client_cert(&mut b, cas).map_err(err)?;
     }
     Ok(b.build())
