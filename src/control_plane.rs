@@ -48,6 +48,9 @@ pub struct ControlPlane {
 pub struct ControlOptions<'a> {
     pub data_dir: &'a Path,
     pub api_addr: SocketAddr,
+    /// The API port was picked for us and is held with SO_REUSEPORT (see
+    /// `server_cmd::Ports`): bind with SO_REUSEPORT to join it.
+    pub api_reserved: bool,
     /// The first-light authtoken, kept working as a credential.
     pub authtoken: &'a str,
     pub base_domain: String,
@@ -177,9 +180,8 @@ pub fn start(opts: ControlOptions<'_>, edge: &Edge) -> Result<ControlPlane, Cont
         feed::start(store.clone(), Arc::new(sink))
             .await
             .map_err(store_err)?;
-        let listener = tokio::net::TcpListener::bind(opts.api_addr)
-            .await
-            .map_err(|source| ControlError::Bind {
+        let listener =
+            bind_api(opts.api_addr, opts.api_reserved).map_err(|source| ControlError::Bind {
                 addr: opts.api_addr,
                 source,
             })?;
@@ -210,4 +212,17 @@ pub fn start(opts: ControlOptions<'_>, edge: &Edge) -> Result<ControlPlane, Cont
         api_key,
         _runtime: handle,
     })
+}
+
+fn bind_api(addr: SocketAddr, reserved: bool) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    if reserved {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
 }

@@ -1,7 +1,7 @@
 //! `gangway server`: prepares the data dir, starts the edge, and publishes
 //! `server.json` once every listener accepts connections.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -98,15 +98,39 @@ pub enum ServerError {
     Control(#[from] crate::control_plane::ControlError),
 }
 
-/// Port 0 means "any free port": find one now so the address can be
-/// published. Pingora binds it moments later.
-fn resolve_port(addr: SocketAddr) -> Result<SocketAddr, ServerError> {
-    if addr.port() != 0 {
-        return Ok(addr);
+/// Port 0 means "any free port": pick one now so the address can be
+/// published, and hold it with a bound (not listening) SO_REUSEPORT socket
+/// until the process exits. Pingora and the API bind it moments later with
+/// SO_REUSEPORT; without the hold, another process's `bind(:0)` could take
+/// the port in between and answer on it in our name.
+struct Ports {
+    held: Vec<socket2::Socket>,
+    reserved: Vec<SocketAddr>,
+}
+
+impl Ports {
+    fn resolve(&mut self, addr: SocketAddr) -> Result<SocketAddr, ServerError> {
+        if addr.port() != 0 {
+            return Ok(addr);
+        }
+        let bind_err = |source| ServerError::Bind { addr, source };
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .map_err(bind_err)?;
+        socket.set_reuse_port(true).map_err(bind_err)?;
+        socket.bind(&addr.into()).map_err(bind_err)?;
+        let picked = socket
+            .local_addr()
+            .map_err(bind_err)?
+            .as_socket()
+            .ok_or_else(|| bind_err(std::io::Error::other("not an inet address")))?;
+        self.held.push(socket);
+        self.reserved.push(picked);
+        Ok(picked)
     }
-    let l = TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
-    l.local_addr()
-        .map_err(|source| ServerError::Bind { addr, source })
 }
 
 /// How clients should dial a listen address: a wildcard bind is reached
@@ -130,11 +154,19 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
         None => default_data_dir()?,
     };
     let dir = DataDir::prepare(&root, &base_domain)?;
+    let mut ports = Ports {
+        held: Vec::new(),
+        reserved: Vec::new(),
+    };
+    let agent_addr = ports.resolve(args.agent_addr)?;
+    let http_addr = ports.resolve(args.http_addr)?;
+    let https_addr = ports.resolve(args.https_addr)?;
+    let api_addr = ports.resolve(args.api_addr)?;
     let cfg = EdgeConfig {
         base_domain: base_domain.clone(),
-        agent_addr: resolve_port(args.agent_addr)?,
-        http_addr: resolve_port(args.http_addr)?,
-        https_addr: resolve_port(args.https_addr)?,
+        agent_addr,
+        http_addr,
+        https_addr,
         cert_path: dir.cert.clone(),
         key_path: dir.key.clone(),
         // Agents authenticate against the stored credentials; the
@@ -152,8 +184,8 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
         tcp_ports: args.tcp_ports.clone(),
         region: args.region.clone(),
         events: args.events.clone(),
+        reserved: ports.reserved.clone(),
     };
-    let api_addr = resolve_port(args.api_addr)?;
     let info = ServerInfo {
         agent_addr: dial_addr(cfg.agent_addr, true),
         http_addr: dial_addr(cfg.http_addr, false),
@@ -179,6 +211,7 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
     let control = crate::control_plane::ControlOptions {
         data_dir: &root,
         api_addr,
+        api_reserved: ports.reserved.contains(&api_addr),
         authtoken: &dir.authtoken,
         base_domain: cfg.base_domain.clone(),
         agent_addr: info.agent_addr.clone(),
@@ -195,6 +228,7 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
     };
     std::thread::spawn(move || publish_when_ready(&listeners, &info, &info_path));
     let _control = control;
+    let _held = ports.held;
     edge.server.run_forever()
 }
 
@@ -257,4 +291,47 @@ fn publish_when_ready(listeners: &[(SocketAddr, bool)], info: &ServerInfo, path:
         "gangway server ready; details in {}",
         path.display()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_picked_port_is_held_for_us_and_joinable_with_reuseport() {
+        let mut ports = Ports {
+            held: Vec::new(),
+            reserved: Vec::new(),
+        };
+        let picked = ports
+            .resolve("127.0.0.1:0".parse().expect("addr"))
+            .expect("pick");
+        assert_ne!(picked.port(), 0);
+        assert_eq!(ports.reserved, vec![picked]);
+        // Someone else's plain bind is refused while we hold it...
+        assert!(std::net::TcpListener::bind(picked).is_err());
+        // ...and our own listener joins it the way Pingora and the API do.
+        let listener = bind_reuseport(picked);
+        let mut client = TcpStream::connect(picked).expect("connect");
+        let (mut served, _) = listener.accept().expect("accept");
+        use std::io::{Read, Write};
+        client.write_all(b"hi").expect("write");
+        let mut buf = [0u8; 2];
+        served.read_exact(&mut buf).expect("read");
+        assert_eq!(&buf, b"hi");
+        // A named port is left alone.
+        let named: SocketAddr = "127.0.0.1:4443".parse().expect("addr");
+        assert_eq!(ports.resolve(named).expect("named"), named);
+        assert_eq!(ports.reserved, vec![picked]);
+    }
+
+    fn bind_reuseport(addr: SocketAddr) -> std::net::TcpListener {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        s.set_reuse_address(true).expect("reuseaddr");
+        s.set_reuse_port(true).expect("reuseport");
+        s.bind(&addr.into()).expect("bind next to the hold");
+        s.listen(16).expect("listen");
+        s.into()
+    }
 }

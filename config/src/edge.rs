@@ -48,6 +48,11 @@ pub struct EdgeConfig {
     /// Where `http_request_complete.v0` / `tcp_connection_closed.v0`
     /// events are written.
     pub events: EventsOutput,
+    /// Listen addresses whose port was picked for us (port 0 asked) and is
+    /// held by a bound SO_REUSEPORT placeholder until the process exits, so
+    /// nothing else can take it between picking and listening. The edge
+    /// listens on these with SO_REUSEPORT too, which is what lets it join.
+    pub reserved: Vec<SocketAddr>,
 }
 
 /// The event sink an edge writes JSON lines to.

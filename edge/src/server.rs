@@ -2,6 +2,7 @@
 //! listener (HTTPS and TLS endpoints) and the public HTTP listener, sharing
 //! one registry.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -9,6 +10,7 @@ use gangway_config::control::ControlConfig;
 use gangway_config::edge::EventsOutput;
 use gangway_config::EdgeConfig;
 use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::listeners::TcpSocketOptions;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Server;
 use pingora_core::services::listening::Service;
@@ -111,7 +113,11 @@ pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
             listener: "agent",
             detail: e.to_string(),
         })?;
-    agents.add_tls_with_settings(&cfg.agent_addr.to_string(), None, agent_tls);
+    agents.add_tls_with_settings(
+        &cfg.agent_addr.to_string(),
+        socket_options(&cfg, cfg.agent_addr),
+        agent_tls,
+    );
 
     // HTTPS and TLS endpoints share the TLS port; see `public_tls`.
     let tls_app = PublicTlsApp::new(
@@ -127,14 +133,14 @@ pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
         detail,
     })?;
     let mut https = Service::new("public tls".to_string(), tls_app);
-    https.add_tcp(&cfg.https_addr.to_string());
+    add_tcp(&mut https, &cfg, cfg.https_addr);
 
     let mut http = http_proxy_service_with_name(
         &server.configuration,
         EdgeProxy::new(registry.clone(), false),
         "public http",
     );
-    http.add_tcp(&cfg.http_addr.to_string());
+    add_tcp(&mut http, &cfg, cfg.http_addr);
 
     server.add_service(agents);
     server.add_service(https);
@@ -144,4 +150,22 @@ pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
         registry,
         certs,
     })
+}
+
+/// SO_REUSEPORT only where the caller holds a placeholder on the port (see
+/// `EdgeConfig::reserved`); a port the user named stays exclusive, so a
+/// second server on it fails to bind instead of splitting the traffic.
+fn socket_options(cfg: &EdgeConfig, addr: SocketAddr) -> Option<TcpSocketOptions> {
+    cfg.reserved.contains(&addr).then(|| {
+        let mut opts = TcpSocketOptions::default();
+        opts.so_reuseport = Some(true);
+        opts
+    })
+}
+
+fn add_tcp<A>(service: &mut Service<A>, cfg: &EdgeConfig, addr: SocketAddr) {
+    match socket_options(cfg, addr) {
+        Some(opts) => service.add_tcp_with_settings(&addr.to_string(), opts),
+        None => service.add_tcp(&addr.to_string()),
+    }
 }
