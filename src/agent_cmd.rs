@@ -106,6 +106,10 @@ pub struct ModuleArgs {
     /// (mutual TLS at the edge; HTTPS only).
     #[arg(long = "mutual-tls-cas", value_name = "PATH")]
     mutual_tls_cas: Option<PathBuf>,
+    /// Accept only websocket upgrades and relay their binary messages as a
+    /// raw TCP connection to ADDR (e.g. a VNC or SSH port).
+    #[arg(long = "websocket-tcp-converter")]
+    websocket_tcp_converter: bool,
 }
 
 impl ModuleArgs {
@@ -130,6 +134,9 @@ impl ModuleArgs {
         }
         if self.compression {
             o.insert("Compression".into(), json!({}));
+        }
+        if self.websocket_tcp_converter {
+            o.insert("WebsocketTCPConverter".into(), json!({}));
         }
         if let Some(ratio) = self.circuit_breaker {
             o.insert("CircuitBreaker".into(), json!({"error_threshold": ratio}));

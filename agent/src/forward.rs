@@ -1,7 +1,7 @@
 //! Proxy streams from the edge: read the ProxyHeader, then hand HTTP
 //! tunnels to the pooled [`HttpForwarder`] and copy the bytes of TCP and
-//! TLS tunnels both ways, with half-close (TLS decrypted first when the
-//! agent terminates it).
+//! TLS tunnels (and of websockets the edge converted to TCP) both ways,
+//! with half-close (TLS decrypted first when the agent terminates it).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -58,11 +58,20 @@ pub async fn proxy_stream(
         let _ = stream.shutdown().await;
         return;
     };
+    // An HTTP endpoint's stream announced as `tcp` carries the payloads of
+    // a websocket the edge converted (websocket_tcp_converter): raw bytes
+    // for the upstream's TCP port, not requests.
+    let converted = route.http && header.proto == "tcp";
+    if converted && route.serve_dir.is_some() {
+        debug!("a converted websocket cannot be served from a directory");
+        let _ = stream.shutdown().await;
+        return;
+    }
     if let Some(dir) = route.serve_dir {
         crate::file_server::serve(stream, dir).await;
         return;
     }
-    if route.http {
+    if route.http && !converted {
         http.serve(stream, route.upstream, route.host_header).await;
         return;
     }

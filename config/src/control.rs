@@ -598,16 +598,10 @@ fn unsupported_modules(m: &RouteModules) -> Vec<&'static str> {
         v.as_ref()
             .is_some_and(|v| v.get("enabled").and_then(|e| e.as_bool()) != Some(false))
     };
-    let checks: [(&'static str, bool); 5] = [
+    let checks: [(&'static str, bool); 4] = [
         ("oauth", json_on(&m.oauth)),
         ("saml", json_on(&m.saml)),
         ("oidc", json_on(&m.oidc)),
-        (
-            "websocket_tcp_converter",
-            m.websocket_tcp_converter
-                .as_ref()
-                .is_some_and(|x| on(x.enabled)),
-        ),
         (
             "traffic_policy",
             m.traffic_policy.as_ref().is_some_and(|x| on(x.enabled)),

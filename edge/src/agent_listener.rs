@@ -41,6 +41,7 @@ use gangway_modules::headers::{Direction, HeaderRewrite};
 use gangway_modules::ip_restriction::IpRestriction;
 use gangway_modules::user_agent::UserAgentFilter;
 use gangway_modules::webhook::WebhookVerification;
+use gangway_modules::websocket_tcp::WebsocketTcpConverter;
 use gangway_modules::ConfigError;
 
 /// An agent must authenticate this soon after connecting.
@@ -179,10 +180,6 @@ fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, (String, &'sta
                 .as_ref()
                 .is_some_and(|p| !p.trim().is_empty()),
         ),
-        (
-            "WebsocketTCPConverter",
-            opts.websocket_tcp_converter.is_some(),
-        ),
     ];
     if let Some((name, _)) = unsupported.iter().find(|(_, set)| *set) {
         return Err((
@@ -219,6 +216,9 @@ fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, (String, &'sta
             WebhookVerification::compile("WebhookVerification", &wv.provider, &wv.secret)
                 .map_err(invalid)?,
         ));
+    }
+    if opts.websocket_tcp_converter.is_some() {
+        modules.push(Box::new(WebsocketTcpConverter));
     }
     if let Some(cb) = &opts.circuit_breaker {
         let cfg = BreakerConfig {

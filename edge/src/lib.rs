@@ -9,6 +9,7 @@
 //!   agent ([`tunnel_stream`]).
 //! - [`public_tls`]: the TLS port; peeks the SNI (`gangway_proto::client_hello`) and
 //!   passes TLS endpoints through or terminates for HTTPS.
+//! - [`websocket_bridge`]: the websocket-TCP converter's 101 and relay.
 //! - [`tcp_listener`]: per-port listeners of TCP endpoints.
 //! - [`certs`]: certificates chosen by SNI in the TLS handshake.
 //! - [`server`]: wires the listeners into one Pingora `Server`.
@@ -27,5 +28,6 @@ pub mod route_table;
 pub mod server;
 pub mod tcp_listener;
 pub mod tunnel_stream;
+pub mod websocket_bridge;
 
 pub use server::{build_server, Edge, EdgeError};

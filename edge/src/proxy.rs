@@ -23,6 +23,7 @@ use crate::events::{rfc3339, HTTP_REQUEST_COMPLETE};
 use crate::registry::Registry;
 use crate::route_table::{strip_port, Scheme as PublicScheme, Target};
 use crate::tunnel_stream::{TunnelConnector, WriteGate, AGENT_UNAVAILABLE};
+use crate::websocket_bridge;
 use gangway_modules::chain::{
     Chain, ConnInfo, EdgeResponse, Flow, HeaderEdits, Outcome, RequestInfo, RequestState, TlsInfo,
     BODY_LIMIT,
@@ -407,6 +408,11 @@ impl ProxyHttp for EdgeProxy {
             write_answer(session, &answer).await?;
             return Ok(true);
         }
+        if ctx.modules.websocket_tcp {
+            if let Some(target) = target {
+                return self.convert_websocket(session, ctx, target).await;
+            }
+        }
         ctx.target = target;
         Ok(false)
     }
@@ -662,6 +668,38 @@ impl ProxyHttp for EdgeProxy {
 }
 
 impl EdgeProxy {
+    /// The websocket-TCP converter admitted the request: answer the
+    /// upgrade here and bridge its messages to a raw stream to the agent.
+    async fn convert_websocket(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        target: Target,
+    ) -> Result<bool> {
+        let connector = TunnelConnector {
+            target,
+            client: client_addr(session),
+            server: inet(session.server_addr()),
+            gate: None,
+        };
+        let agent = match connector.open_raw() {
+            Ok(stream) => stream,
+            Err(e) => {
+                debug!(host = %ctx.host, error = %e, "cannot open a stream for a websocket");
+                let answer = failure_answer(EdgeFailure::AgentOffline, &ctx.host);
+                write_answer(session, &answer).await?;
+                return Ok(true);
+            }
+        };
+        let resp = websocket_bridge::switching_protocols(session.req_header())?;
+        ctx.forwarded = true;
+        ctx.upstream_status = Some(101);
+        let moved = websocket_bridge::bridge(session, agent, resp).await?;
+        ctx.request_body_bytes = moved.from_client;
+        ctx.response_body_bytes = moved.to_client;
+        Ok(true)
+    }
+
     /// Drops the held request and keeps `answer` for `fail_to_proxy`.
     fn answer_now(
         &self,

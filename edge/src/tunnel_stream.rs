@@ -93,12 +93,23 @@ impl TunnelConnector {
     /// Opens the stream; the returned socket sends the type and header in
     /// front of the first bytes written to it.
     pub fn open(&self) -> pingora_error::Result<TunnelSocket> {
+        self.open_as(&self.target.proto)
+    }
+
+    /// Opens a stream whose bytes are raw TCP, not HTTP (the websocket-TCP
+    /// converter's payloads): the ProxyHeader says Proto `tcp` so the agent
+    /// pipes it to its upstream instead of parsing requests.
+    pub fn open_raw(&self) -> pingora_error::Result<TunnelSocket> {
+        self.open_as("tcp")
+    }
+
+    fn open_as(&self, proto: &str) -> pingora_error::Result<TunnelSocket> {
         let stream = self
             .target
             .session
             .open()
             .or_err(AGENT_UNAVAILABLE, "agent session cannot open a stream")?;
-        let first = proxy_header_bytes(&self.target, self.client, self.server);
+        let first = proxy_header_bytes_as(&self.target, proto, self.client, self.server);
         Ok(TunnelSocket {
             stream,
             pending_header: first,
@@ -122,10 +133,19 @@ pub fn proxy_header_bytes(
     client: Option<SocketAddr>,
     server: Option<SocketAddr>,
 ) -> Vec<u8> {
+    proxy_header_bytes_as(target, &target.proto, client, server)
+}
+
+fn proxy_header_bytes_as(
+    target: &Target,
+    proto: &str,
+    client: Option<SocketAddr>,
+    server: Option<SocketAddr>,
+) -> Vec<u8> {
     let header = ProxyHeader {
         id: target.tunnel_id.to_string(),
         client_addr: client.map(|a| a.to_string()).unwrap_or_default(),
-        proto: target.proto.to_string(),
+        proto: proto.to_string(),
         edge_type: target.options.edge_type.wire().to_string(),
         // TLS endpoints get the client's raw TLS unless the edge holds
         // the tunnel's certificate or terminates with its own.
