@@ -89,11 +89,8 @@ pub struct ModuleArgs {
     ua_filter_deny: Vec<String>,
     /// Verify webhook signatures from this provider (`github`, `stripe`,
     /// `slack`, ...) before requests reach the app.
-    #[arg(
-        long = "verify-webhook",
-        value_name = "PROVIDER",
-        requires = "verify_webhook_secret"
-    )]
+    /// (`sns` needs no secret; the others refuse to start without one.)
+    #[arg(long = "verify-webhook", value_name = "PROVIDER")]
     verify_webhook: Option<String>,
     /// The provider's signing secret for --verify-webhook.
     #[arg(
@@ -163,8 +160,8 @@ impl ModuleArgs {
                 json!({"allow": self.ua_filter_allow, "deny": self.ua_filter_deny}),
             );
         }
-        if let (Some(provider), Some(secret)) = (&self.verify_webhook, &self.verify_webhook_secret)
-        {
+        if let Some(provider) = &self.verify_webhook {
+            let secret = self.verify_webhook_secret.as_deref().unwrap_or_default();
             o.insert(
                 "WebhookVerification".into(),
                 json!({"provider": provider, "secret": secret}),

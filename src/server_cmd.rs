@@ -63,6 +63,14 @@ pub struct ServerArgs {
     /// `stdout`, or a file path to append to.
     #[arg(long, env = "GANGWAY_EVENTS", default_value = "off")]
     events: gangway_config::edge::EventsOutput,
+    /// PEM CAs to trust, besides the system's, for documents the edge
+    /// fetches for modules (SNS signing certificates).
+    #[arg(long, value_name = "FILE")]
+    outbound_ca: Option<PathBuf>,
+    /// Connect to ADDR:PORT when fetching from HOST:PORT, still verifying
+    /// HOST's certificate (curl's --connect-to; repeatable).
+    #[arg(long, value_name = "HOST:PORT:ADDR:PORT")]
+    connect_to: Vec<String>,
 }
 
 fn parse_region(s: &str) -> Result<String, String> {
@@ -185,6 +193,8 @@ pub fn run(args: ServerArgs) -> Result<(), ServerError> {
         region: args.region.clone(),
         events: args.events.clone(),
         reserved: ports.reserved.clone(),
+        outbound_ca: args.outbound_ca.clone(),
+        connect_to: args.connect_to.clone(),
     };
     let info = ServerInfo {
         agent_addr: dial_addr(cfg.agent_addr, true),

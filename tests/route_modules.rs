@@ -833,4 +833,10 @@ async fn agent_cli_flags_configure_modules() {
     )
     .await;
     assert!(err.contains("IPRestriction.deny_cidrs[0]"), "{err}");
+    let err = support::agent_fails(
+        &server,
+        &["http", &app.to_string(), "--verify-webhook", "github"],
+    )
+    .await;
+    assert!(err.contains("WebhookVerification.secret"), "{err}");
 }

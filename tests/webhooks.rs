@@ -424,3 +424,324 @@ async fn sdk_option_verifies_large_bodies_and_the_edge_answers_challenges() {
     );
     assert!(received(&seen, "/zoom").is_empty(), "answered at the edge");
 }
+
+/// An RSA signing certificate like the ones AWS publishes for SNS.
+fn sns_signing_identity() -> (boring::pkey::PKey<boring::pkey::Private>, String) {
+    use boring::asn1::Asn1Time;
+    use boring::hash::MessageDigest;
+    use boring::x509::{X509NameBuilder, X509};
+    let key =
+        boring::pkey::PKey::from_rsa(boring::rsa::Rsa::generate(2048).expect("rsa")).expect("pkey");
+    let mut name = X509NameBuilder::new().expect("name");
+    name.append_entry_by_text("CN", "sns.amazonaws.com")
+        .expect("cn");
+    let name = name.build();
+    let mut b = X509::builder().expect("builder");
+    b.set_version(2).expect("version");
+    b.set_subject_name(&name).expect("subject");
+    b.set_issuer_name(&name).expect("issuer");
+    b.set_pubkey(&key).expect("pubkey");
+    b.set_not_before(&Asn1Time::days_from_now(0).expect("t0"))
+        .expect("nb");
+    b.set_not_after(&Asn1Time::days_from_now(30).expect("t1"))
+        .expect("na");
+    b.sign(&key, MessageDigest::sha256()).expect("sign");
+    let pem = String::from_utf8(b.build().to_pem().expect("pem")).expect("utf8");
+    (key, pem)
+}
+
+/// Signs an SNS message the way AWS documents it: `Key\nValue\n` over the
+/// type's fields in order, RSA with SHA1 (version 1) or SHA256 (2).
+fn sns_sign(key: &boring::pkey::PKey<boring::pkey::Private>, msg: &mut Value, version: &str) {
+    let fields: &[&str] = if msg["Type"] == "Notification" {
+        &[
+            "Message",
+            "MessageId",
+            "Subject",
+            "Timestamp",
+            "TopicArn",
+            "Type",
+        ]
+    } else {
+        &[
+            "Message",
+            "MessageId",
+            "SubscribeURL",
+            "Timestamp",
+            "Token",
+            "TopicArn",
+            "Type",
+        ]
+    };
+    let mut canonical = String::new();
+    for f in fields {
+        if let Some(v) = msg[*f].as_str() {
+            canonical.push_str(&format!("{f}\n{v}\n"));
+        }
+    }
+    let digest = match version {
+        "1" => boring::hash::MessageDigest::sha1(),
+        _ => boring::hash::MessageDigest::sha256(),
+    };
+    let mut signer = boring::sign::Signer::new(digest, key).expect("signer");
+    signer.update(canonical.as_bytes()).expect("update");
+    let sig = signer.sign_to_vec().expect("sign");
+    msg["SignatureVersion"] = json!(version);
+    msg["Signature"] = json!(base64::engine::general_purpose::STANDARD.encode(sig));
+}
+
+/// `sns.us-east-1.amazonaws.com` as the edge will see it: HTTPS with a
+/// certificate from `ca`, serving `pem` at `/SimpleNotificationService-test.pem`
+/// (404 elsewhere). Counts the certificate fetches.
+async fn fake_sns_host(
+    ca: &support::tls::TestCa,
+    pem: String,
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::AsyncReadExt;
+    let (cert_pem, key_pem) = ca.leaf(&["sns.us-east-1.amazonaws.com"]);
+    let der = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+        .next()
+        .expect("cert")
+        .expect("pem");
+    let acceptor = support::tls::acceptor_for(&support::tls::TestCert {
+        cert_pem,
+        key_pem,
+        der,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = fetches.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, pem, count) = (acceptor.clone(), pem.clone(), count.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head);
+                let reply = if head.starts_with("GET /SimpleNotificationService-test.pem ") {
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    format!("HTTP/1.1 200 OK\r\ncontent-type: application/x-pem-file\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{pem}", pem.len())
+                } else {
+                    "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        .into()
+                };
+                let _ = tls.write_all(reply.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (addr, fetches)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sns_signatures_verify_with_the_certificate_fetched_from_aws() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let ca = support::tls::TestCa::new("Test AWS CA");
+    let (key, pem) = sns_signing_identity();
+    let (sns_addr, fetches) = fake_sns_host(&ca, pem).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = dir.path().join("aws-ca.pem");
+    std::fs::write(&ca_file, &ca.cert_pem).expect("write ca");
+    let connect_to = format!("sns.us-east-1.amazonaws.com:443:{sns_addr}");
+    let server = Server::start_with(&[
+        "--outbound-ca",
+        ca_file.to_str().expect("path"),
+        "--connect-to",
+        &connect_to,
+    ])
+    .await;
+    let seen: Seen = Arc::default();
+    let app = recording_app(seen.clone()).await;
+    let session = server.sdk_session().await;
+    let to = reqwest::Url::parse(&format!("http://{app}")).expect("url");
+    let fwd = timeout(
+        DEADLINE,
+        session
+            .http_endpoint()
+            .webhook_verification("sns", "")
+            .listen_and_forward(to),
+    )
+    .await
+    .expect("bind timed out")
+    .expect("bind");
+    let client = server.client();
+    let url = format!("{}/sns", fwd.url());
+    let cert_url = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem";
+    let notification = |id: &str| {
+        json!({
+            "Type": "Notification",
+            "MessageId": id,
+            "TopicArn": "arn:aws:sns:us-east-1:123456789012:orders",
+            "Subject": "order placed",
+            "Message": "{\"order\": 42}",
+            "Timestamp": "2026-11-22T10:00:00.000Z",
+            "SigningCertURL": cert_url,
+            "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
+        })
+    };
+    let typed = |t: &str| vec![("x-amz-sns-message-type".to_string(), t.to_string())];
+
+    // Version 1 (SHA1): the edge fetches the certificate once, verifies,
+    // and the app gets the delivery.
+    let mut m = notification("m-1");
+    sns_sign(&key, &mut m, "1");
+    let body = m.to_string();
+    assert_eq!(
+        post(&client, &url, &typed("Notification"), &body).await,
+        (200, String::new())
+    );
+    assert_eq!(received(&seen, "/sns"), vec![body.as_bytes().to_vec()]);
+    // Version 2 (SHA256) confirmation, with the cached key.
+    let mut c = json!({
+        "Type": "SubscriptionConfirmation",
+        "MessageId": "m-2",
+        "Token": "2336412f37",
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:orders",
+        "Message": "You have chosen to subscribe to the topic.",
+        "SubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=2336412f37",
+        "Timestamp": "2026-11-22T10:00:01.000Z",
+        "SigningCertURL": cert_url,
+    });
+    sns_sign(&key, &mut c, "2");
+    assert_eq!(
+        post(
+            &client,
+            &url,
+            &typed("SubscriptionConfirmation"),
+            &c.to_string()
+        )
+        .await,
+        (200, String::new())
+    );
+    assert_eq!(fetches.load(SeqCst), 1, "the certificate is cached");
+
+    // Tampering, a missing header, a header that contradicts the signed
+    // Type, and a certificate URL off AWS's hosts are refused.
+    let mut m = notification("m-3");
+    sns_sign(&key, &mut m, "2");
+    let tampered = m.to_string().replace("order placed", "order voided");
+    let refused = (403, "ERR_NGROK_3204".to_string());
+    assert_eq!(
+        post(&client, &url, &typed("Notification"), &tampered).await,
+        refused
+    );
+    assert_eq!(post(&client, &url, &[], &m.to_string()).await, refused);
+    assert_eq!(
+        post(
+            &client,
+            &url,
+            &typed("SubscriptionConfirmation"),
+            &m.to_string()
+        )
+        .await,
+        refused
+    );
+    let mut evil = notification("m-4");
+    evil["SigningCertURL"] = json!("https://sns.us-east-1.amazonaws.com.evil.example/x.pem");
+    sns_sign(&key, &mut evil, "2");
+    assert_eq!(
+        post(&client, &url, &typed("Notification"), &evil.to_string()).await,
+        refused
+    );
+    // A certificate AWS's host does not have: refused, nothing cached.
+    let mut missing = notification("m-5");
+    missing["SigningCertURL"] =
+        json!("https://sns.us-east-1.amazonaws.com/SimpleNotificationService-gone.pem");
+    sns_sign(&key, &mut missing, "2");
+    assert_eq!(
+        post(&client, &url, &typed("Notification"), &missing.to_string()).await,
+        refused
+    );
+    assert_eq!(received(&seen, "/sns").len(), 2, "only verified deliveries");
+    assert_eq!(fetches.load(SeqCst), 1);
+
+    // The same module on an API route: SNS needs no secret.
+    let api = server.api();
+    let port = server.https_addr().port();
+    let host = format!("sns-hooks.{}", server.info.base_domain);
+    let group = api
+        .create("/backends/tunnel_group", json!({"labels": {"app": "sns"}}))
+        .await;
+    let edge = api
+        .create(
+            "/edges/https",
+            json!({"hostports": [format!("{host}:{port}")]}),
+        )
+        .await;
+    let route = api
+        .create(
+            &format!("/edges/https/{}/routes", id(&edge)),
+            json!({"match_type": "path_prefix", "match": "/",
+                   "backend": {"backend_id": id(&group)},
+                   "webhook_verification": {"provider": "sns"}}),
+        )
+        .await;
+    assert_eq!(route["webhook_verification"]["provider"], "sns", "{route}");
+    let mut b = session.labeled_tunnel();
+    b.label("app", "sns");
+    let to = reqwest::Url::parse(&format!("http://{app}")).expect("url");
+    let _labeled = timeout(DEADLINE, b.listen_and_forward(to))
+        .await
+        .expect("bind timed out")
+        .expect("bind");
+    let route_url = format!("https://{host}:{port}/orders");
+    eventually("sns route live", || async {
+        let unsigned = post(&client, &route_url, &typed("Notification"), "{}").await;
+        (unsigned == refused).then_some(())
+    })
+    .await;
+    let mut m = notification("m-6");
+    sns_sign(&key, &mut m, "1");
+    assert_eq!(
+        post(&client, &route_url, &typed("Notification"), &m.to_string()).await,
+        (200, String::new())
+    );
+    assert_eq!(received(&seen, "/orders"), vec![m.to_string().into_bytes()]);
+
+    // An edge that does not trust the host's certificate fetches nothing
+    // and verifies nothing.
+    let untrusting = Server::start_with(&["--connect-to", &connect_to]).await;
+    let session = untrusting.sdk_session().await;
+    let to = reqwest::Url::parse(&format!("http://{app}")).expect("url");
+    let fwd = timeout(
+        DEADLINE,
+        session
+            .http_endpoint()
+            .webhook_verification("sns", "")
+            .listen_and_forward(to),
+    )
+    .await
+    .expect("bind timed out")
+    .expect("bind");
+    let mut m = notification("m-7");
+    sns_sign(&key, &mut m, "2");
+    assert_eq!(
+        post(
+            &untrusting.client(),
+            &format!("{}/untrusted", fwd.url()),
+            &typed("Notification"),
+            &m.to_string()
+        )
+        .await,
+        refused
+    );
+    assert!(received(&seen, "/untrusted").is_empty());
+    assert_eq!(fetches.load(SeqCst), 1, "no certificate was served");
+    let log = untrusting.log();
+    assert!(
+        log.contains("cannot fetch a webhook signing certificate"),
+        "{log}"
+    );
+}

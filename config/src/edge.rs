@@ -53,6 +53,12 @@ pub struct EdgeConfig {
     /// nothing else can take it between picking and listening. The edge
     /// listens on these with SO_REUSEPORT too, which is what lets it join.
     pub reserved: Vec<SocketAddr>,
+    /// PEM CAs the edge trusts, besides the system's, for documents it
+    /// fetches for modules (SNS signing certificates).
+    pub outbound_ca: Option<PathBuf>,
+    /// `HOST:PORT:ADDR:PORT` overrides for those fetches (like curl's
+    /// `--connect-to`).
+    pub connect_to: Vec<String>,
 }
 
 /// The event sink an edge writes JSON lines to.

@@ -12,6 +12,7 @@
 //! - [`websocket_bridge`]: the websocket-TCP converter's 101 and relay.
 //! - [`tcp_listener`]: per-port listeners of TCP endpoints.
 //! - [`certs`]: certificates chosen by SNI in the TLS handshake.
+//! - [`fetch`]: HTTPS documents modules need (SNS signing certificates).
 //! - [`server`]: wires the listeners into one Pingora `Server`.
 //!
 //! Must not depend on the API crate: config reaches the edge as data.
@@ -21,6 +22,7 @@ pub mod certs;
 pub mod client_tls;
 pub mod errors;
 pub mod events;
+pub mod fetch;
 pub mod proxy;
 pub mod public_tls;
 pub mod registry;

@@ -20,6 +20,7 @@ use tracing::{debug, warn};
 use crate::client_tls::HandshakeFacts;
 use crate::errors::{EdgeFailure, ERROR_CODE_HEADER};
 use crate::events::{rfc3339, HTTP_REQUEST_COMPLETE};
+use crate::fetch::Fetcher;
 use crate::registry::Registry;
 use crate::route_table::{strip_port, Scheme as PublicScheme, Target};
 use crate::tunnel_stream::{TunnelConnector, WriteGate, AGENT_UNAVAILABLE};
@@ -40,12 +41,17 @@ const EDGE_ANSWERED: ErrorType = ErrorType::Custom("EdgeAnswered");
 /// One per public listener (`tls` tells which).
 pub struct EdgeProxy {
     registry: Arc<Registry>,
+    fetcher: Arc<Fetcher>,
     tls: bool,
 }
 
 impl EdgeProxy {
-    pub fn new(registry: Arc<Registry>, tls: bool) -> Self {
-        EdgeProxy { registry, tls }
+    pub fn new(registry: Arc<Registry>, fetcher: Arc<Fetcher>, tls: bool) -> Self {
+        EdgeProxy {
+            registry,
+            fetcher,
+            tls,
+        }
     }
 
     fn scheme(&self) -> &'static str {
@@ -527,10 +533,19 @@ impl ProxyHttp for EdgeProxy {
             return Ok(());
         }
         let whole = std::mem::take(&mut ctx.body);
-        let flow = {
+        let mut flow = {
             let info = request_info!(session, ctx, self.scheme());
             chain.on_request_body(&info, &whole, &mut ctx.modules)
         };
+        // A module that refused only for want of a signing certificate
+        // gets it and decides again.
+        if let Some(url) = ctx.modules.fetch.take() {
+            if self.fetch_signing_key(&url).await {
+                ctx.modules.refusal = None;
+                let info = request_info!(session, ctx, self.scheme());
+                flow = chain.on_request_body(&info, &whole, &mut ctx.modules);
+            }
+        }
         match flow {
             Flow::Continue => {
                 ctx.gate = None;
@@ -668,6 +683,25 @@ impl ProxyHttp for EdgeProxy {
 }
 
 impl EdgeProxy {
+    /// Fetches the SNS signing certificate at `url` (vetted by the module)
+    /// and hands its key to the module; false if that failed.
+    async fn fetch_signing_key(&self, url: &str) -> bool {
+        let key = match self.fetcher.get(url).await {
+            Ok(pem) => crate::fetch::rsa_key_of_certificate(&pem),
+            Err(e) => Err(e.to_string()),
+        };
+        match key {
+            Ok(der) => {
+                gangway_modules::webhook::sns::remember_key(url, der);
+                true
+            }
+            Err(error) => {
+                warn!(%url, %error, "cannot fetch a webhook signing certificate");
+                false
+            }
+        }
+    }
+
     /// The websocket-TCP converter admitted the request: answer the
     /// upgrade here and bridge its messages to a raw stream to the agent.
     async fn convert_websocket(

@@ -19,6 +19,7 @@ use pingora_proxy::{http_proxy, http_proxy_service_with_name};
 use crate::agent_listener::AgentApp;
 use crate::certs::{CertError, CertKey, CertSet, SniResolver};
 use crate::events::{JsonLinesSink, JsonLinesTarget};
+use crate::fetch::{ConnectTo, Fetcher};
 use crate::proxy::EdgeProxy;
 use crate::public_tls::PublicTlsApp;
 use crate::registry::Registry;
@@ -33,6 +34,8 @@ pub enum EdgeError {
         path: std::path::PathBuf,
         error: std::io::Error,
     },
+    #[error("--outbound-ca / --connect-to: {0}")]
+    Outbound(String),
     #[error("TLS setup for {listener}: {detail}")]
     Tls {
         listener: &'static str,
@@ -89,6 +92,7 @@ pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let registry = Arc::new(Registry::with_tcp_ip(cfg.tcp_ip));
+    let fetcher = Arc::new(outbound_fetcher(&cfg)?);
     let events = match &cfg.events {
         EventsOutput::Off => None,
         EventsOutput::Stdout => Some(JsonLinesTarget::Stdout),
@@ -124,7 +128,7 @@ pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
         registry.clone(),
         http_proxy(
             &server.configuration,
-            EdgeProxy::new(registry.clone(), true),
+            EdgeProxy::new(registry.clone(), fetcher.clone(), true),
         ),
         SniResolver::new(certs.clone()),
     )
@@ -137,7 +141,7 @@ pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
 
     let mut http = http_proxy_service_with_name(
         &server.configuration,
-        EdgeProxy::new(registry.clone(), false),
+        EdgeProxy::new(registry.clone(), fetcher, false),
         "public http",
     );
     add_tcp(&mut http, &cfg, cfg.http_addr);
@@ -168,4 +172,21 @@ fn add_tcp<A>(service: &mut Service<A>, cfg: &EdgeConfig, addr: SocketAddr) {
         Some(opts) => service.add_tcp_with_settings(&addr.to_string(), opts),
         None => service.add_tcp(&addr.to_string()),
     }
+}
+
+fn outbound_fetcher(cfg: &EdgeConfig) -> Result<Fetcher, EdgeError> {
+    let roots = match &cfg.outbound_ca {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| EdgeError::Outbound(format!("{}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let connect_to = cfg
+        .connect_to
+        .iter()
+        .map(|s| s.parse::<ConnectTo>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(EdgeError::Outbound)?;
+    Fetcher::new(roots.as_deref(), connect_to).map_err(EdgeError::Outbound)
 }

@@ -197,6 +197,10 @@ pub struct RequestState {
     pub strip_authorization: bool,
     /// Why a module refused the request, for the edge's log.
     pub refusal: Option<&'static str>,
+    /// A module refused only because it lacks this document, an HTTPS URL
+    /// it has vetted (an SNS signing certificate): the edge may fetch it,
+    /// hand the key to the module, and run the body phase again.
+    pub fetch: Option<String>,
 }
 
 /// Where a module runs, in MODULES.md order: the chain sorts by this, so

@@ -4,6 +4,7 @@
 //! challenges of twitter, zoom, xero and worldline itself.
 
 mod providers;
+pub mod sns;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,6 +33,8 @@ pub enum Alg {
     /// ECDSA P-256 with SHA-256, DER signature.
     EcdsaP256,
     Ed25519,
+    /// AWS SNS: RSA with a certificate fetched from AWS (see `sns`).
+    SnsRsa,
 }
 
 /// How the signature is written.
@@ -54,6 +57,8 @@ pub enum KeyForm {
     EcdsaSpkiBase64,
     /// Hex of the raw public key (discord).
     Ed25519Hex,
+    /// No secret: the key comes with the message (sns).
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +139,8 @@ enum Key {
     Secret(Vec<u8>),
     Ecdsa(Vec<u8>),
     Ed25519(Vec<u8>),
+    /// Per message, from its signing certificate.
+    Fetched,
 }
 
 /// The compiled module.
@@ -158,6 +165,8 @@ pub enum Failure {
     MissingTimestamp,
     Stale,
     BadSignature,
+    /// The signing certificate could not be fetched (sns).
+    KeyUnavailable,
 }
 
 impl WebhookVerification {
@@ -174,6 +183,13 @@ impl WebhookVerification {
             )
         })?;
         let bad_secret = |why: &str| ConfigError::new(format!("{field}.secret"), why.to_string());
+        if provider.key == KeyForm::None {
+            return Ok(WebhookVerification {
+                provider,
+                secret: Vec::new(),
+                key: Key::Fetched,
+            });
+        }
         if secret.is_empty() {
             return Err(bad_secret("this provider needs a secret"));
         }
@@ -210,6 +226,7 @@ impl WebhookVerification {
                 }
                 k
             }
+            KeyForm::None => Vec::new(),
         };
         let key = match (provider.alg, alg) {
             (_, Some(a)) => Key::Hmac(hmac::Key::new(a, &key_bytes)),
@@ -244,6 +261,12 @@ impl WebhookVerification {
     /// Checks a request and its whole body at `now` (Unix seconds).
     pub fn verify(&self, req: &RequestInfo<'_>, body: &[u8], now: u64) -> Result<(), Failure> {
         let p = self.provider;
+        if matches!(self.key, Key::Fetched) {
+            return sns::verify(req, body).map_err(|check| match check {
+                sns::Check::Refused(why) => why,
+                sns::Check::NeedKey(_) => Failure::KeyUnavailable,
+            });
+        }
         let found = extract(p, req, body);
         if found.sigs.is_empty() {
             return Err(Failure::MissingSignature);
@@ -305,6 +328,7 @@ impl WebhookVerification {
                 Key::Ed25519(pk) => signature::UnparsedPublicKey::new(&signature::ED25519, pk)
                     .verify(&msg, &decoded)
                     .is_ok(),
+                Key::Fetched => false,
             }
         });
         if ok {
@@ -377,6 +401,7 @@ impl WebhookVerification {
             Failure::MissingTimestamp => "webhook timestamp missing",
             Failure::Stale => "webhook timestamp outside the replay window",
             Failure::BadSignature => "webhook signature mismatch",
+            Failure::KeyUnavailable => "webhook signing certificate unavailable",
         });
         // Xero's intent-to-receive check wants 401 for a bad signature.
         let status = if self.provider.id == "xero" { 401 } else { 403 };
@@ -427,7 +452,18 @@ impl RouteModule for WebhookVerification {
     }
 
     fn on_request_body(&self, req: &RequestInfo<'_>, body: &[u8], st: &mut RequestState) -> Flow {
-        if let Err(why) = self.verify(req, body, now_secs()) {
+        let verdict = match self.key {
+            Key::Fetched => sns::verify(req, body).map_err(|check| match check {
+                sns::Check::Refused(why) => why,
+                // Refused unless the edge fetches the key and asks again.
+                sns::Check::NeedKey(url) => {
+                    st.fetch = Some(url);
+                    Failure::KeyUnavailable
+                }
+            }),
+            _ => self.verify(req, body, now_secs()),
+        };
+        if let Err(why) = verdict {
             return self.refuse(st, why);
         }
         st.decisions.webhook_verification = Some(ALLOW);

@@ -317,4 +317,19 @@ pub static PROVIDERS: &[Provider] = &[
     hmac_body("terraform", SHA512, "x-tfe-notification-signature", "", Hex),
     ts_fields("tiktok", "tiktok-signature", "t", "s", 180),
     hmac_body("webex", SHA1, "x-spark-signature", "", Hex),
+    // RSA over a canonical string, with AWS's published certificate (sns.rs).
+    Provider {
+        id: "sns",
+        alg: Alg::SnsRsa,
+        key: KeyForm::None,
+        sig: SigSource::Header {
+            name: super::sns::TYPE_HEADER,
+            prefix: "",
+            list: None,
+        },
+        message: &[Body],
+        enc: B64,
+        ts: None,
+        window: 0,
+    },
 ];
