@@ -1,1 +1,401 @@
+//! Actions and their config, validated field by field. String fields that
+//! users interpolate are [`Template`]s.
 
+use http::HeaderName;
+use ipnet::IpNet;
+use regex::Regex;
+use serde_json::{Map, Value as Json};
+
+use crate::expr::{Phase, Template};
+use crate::PolicyError;
+
+/// Actions that answer the request (or end the connection) stop the phase.
+#[derive(Debug)]
+pub enum Action {
+    Deny {
+        status: u16,
+    },
+    CustomResponse {
+        status: u16,
+        body: Template,
+        headers: Vec<(HeaderName, Template)>,
+    },
+    Redirect {
+        from: Option<Regex>,
+        to: Template,
+        status: u16,
+        headers: Vec<(HeaderName, Template)>,
+    },
+    UrlRewrite {
+        from: Option<Regex>,
+        to: Template,
+    },
+    AddHeaders {
+        headers: Vec<(HeaderName, Template)>,
+    },
+    RemoveHeaders {
+        names: Vec<HeaderName>,
+    },
+    RestrictIps {
+        allow: Vec<IpNet>,
+        deny: Vec<IpNet>,
+    },
+    Log {
+        metadata: Json,
+    },
+    SetVars {
+        vars: Vec<(String, VarValue)>,
+    },
+    CloseConnection,
+}
+
+/// A `set-vars` value: strings interpolate, anything else is kept as is.
+#[derive(Debug)]
+pub enum VarValue {
+    Text(Template),
+    Value(Json),
+}
+
+/// Every action type ngrok documents, and where it may run.
+const KNOWN: &[(&str, &[Phase])] = &[
+    (
+        "deny",
+        &[Phase::TcpConnect, Phase::HttpRequest, Phase::HttpResponse],
+    ),
+    (
+        "custom-response",
+        &[Phase::HttpRequest, Phase::HttpResponse],
+    ),
+    ("redirect", &[Phase::HttpRequest, Phase::HttpResponse]),
+    ("url-rewrite", &[Phase::HttpRequest]),
+    ("add-headers", &[Phase::HttpRequest, Phase::HttpResponse]),
+    ("remove-headers", &[Phase::HttpRequest, Phase::HttpResponse]),
+    ("restrict-ips", &[Phase::TcpConnect, Phase::HttpRequest]),
+    (
+        "log",
+        &[Phase::TcpConnect, Phase::HttpRequest, Phase::HttpResponse],
+    ),
+    (
+        "set-vars",
+        &[Phase::TcpConnect, Phase::HttpRequest, Phase::HttpResponse],
+    ),
+    (
+        "close-connection",
+        &[Phase::TcpConnect, Phase::HttpRequest, Phase::HttpResponse],
+    ),
+    ("rate-limit", &[Phase::HttpRequest]),
+    ("basic-auth", &[Phase::HttpRequest]),
+    ("jwt-validation", &[Phase::HttpRequest]),
+    ("verify-webhook", &[Phase::HttpRequest]),
+    ("compress-response", &[Phase::HttpResponse]),
+    ("circuit-breaker", &[Phase::HttpRequest]),
+    ("forward-internal", &[Phase::HttpRequest]),
+    ("terminate-tls", &[Phase::TcpConnect]),
+    ("oauth", &[Phase::HttpRequest]),
+    ("openid-connect", &[Phase::HttpRequest]),
+];
+
+impl Action {
+    /// Whether the action ends the phase when it runs.
+    pub fn terminates(&self) -> bool {
+        matches!(
+            self,
+            Action::Deny { .. }
+                | Action::CustomResponse { .. }
+                | Action::Redirect { .. }
+                | Action::CloseConnection
+        )
+    }
+
+    /// Parses `{type, config}` at `path` (`on_http_request[0].actions[1]`).
+    pub fn parse(raw: &Json, path: &str, phase: Phase) -> Result<Action, PolicyError> {
+        let obj = raw
+            .as_object()
+            .ok_or_else(|| PolicyError::new(path, "must be an object with `type` and `config`"))?;
+        only_keys(obj, path, &["type", "config"])?;
+        let type_path = format!("{path}.type");
+        let kind = obj
+            .get("type")
+            .and_then(Json::as_str)
+            .ok_or_else(|| PolicyError::new(&type_path, "required: the action's type"))?;
+        let Some((_, phases)) = KNOWN.iter().find(|(k, _)| *k == kind) else {
+            let known: Vec<&str> = KNOWN.iter().map(|(k, _)| *k).collect();
+            return Err(PolicyError::new(
+                type_path,
+                format!("unknown action type {kind:?} (known: {})", known.join(", ")),
+            ));
+        };
+        if !phases.contains(&phase) {
+            return Err(PolicyError::new(
+                type_path,
+                format!("{kind} cannot run in {}", phase.name()),
+            ));
+        }
+        let cfg_path = format!("{path}.config");
+        let empty = Map::new();
+        let cfg = match obj.get("config") {
+            None | Some(Json::Null) => &empty,
+            Some(Json::Object(m)) => m,
+            Some(_) => return Err(PolicyError::new(cfg_path, "must be an object")),
+        };
+        let c = Config {
+            map: cfg,
+            path: &cfg_path,
+            phase,
+        };
+        Ok(match kind {
+            "deny" => {
+                c.only(&["status_code"])?;
+                Action::Deny {
+                    status: c.status("status_code", 403)?,
+                }
+            }
+            "custom-response" => {
+                c.only(&["status_code", "body", "headers", "content"])?;
+                let body = match c.map.get("body").or_else(|| c.map.get("content")) {
+                    Some(_) if c.map.contains_key("body") => c.template("body")?,
+                    Some(_) => c.template("content")?,
+                    None => Template::compile("", &cfg_path, phase)?,
+                };
+                Action::CustomResponse {
+                    status: c.status("status_code", 200)?,
+                    body,
+                    headers: c.headers("headers")?,
+                }
+            }
+            "redirect" => {
+                c.only(&["from", "to", "status_code", "headers"])?;
+                Action::Redirect {
+                    from: c.regex("from")?,
+                    to: c.required_template("to")?,
+                    status: c.status("status_code", 302)?,
+                    headers: c.headers("headers")?,
+                }
+            }
+            "url-rewrite" => {
+                c.only(&["from", "to"])?;
+                Action::UrlRewrite {
+                    from: c.regex("from")?,
+                    to: c.required_template("to")?,
+                }
+            }
+            "add-headers" => {
+                c.only(&["headers"])?;
+                let headers = c.headers("headers")?;
+                if headers.is_empty() {
+                    return Err(c.err("headers", "required: at least one header"));
+                }
+                Action::AddHeaders { headers }
+            }
+            "remove-headers" => {
+                c.only(&["headers"])?;
+                let names = c.header_names("headers")?;
+                if names.is_empty() {
+                    return Err(c.err("headers", "required: at least one header name"));
+                }
+                Action::RemoveHeaders { names }
+            }
+            "restrict-ips" => {
+                c.only(&["allow", "deny", "ip_policies", "enforce"])?;
+                if c.map.contains_key("ip_policies") {
+                    return Err(c.err(
+                        "ip_policies",
+                        "not supported by this edge yet; list the CIDRs in allow/deny",
+                    ));
+                }
+                let (allow, deny) = (c.cidrs("allow")?, c.cidrs("deny")?);
+                if allow.is_empty() && deny.is_empty() {
+                    return Err(c.err("allow", "required: allow or deny CIDRs"));
+                }
+                Action::RestrictIps { allow, deny }
+            }
+            "log" => {
+                c.only(&["metadata"])?;
+                Action::Log {
+                    metadata: c.map.get("metadata").cloned().unwrap_or(Json::Null),
+                }
+            }
+            "set-vars" => {
+                c.only(&["vars"])?;
+                Action::SetVars { vars: c.vars()? }
+            }
+            "close-connection" => {
+                c.only(&[])?;
+                Action::CloseConnection
+            }
+            other => {
+                return Err(PolicyError::new(
+                    type_path,
+                    format!("{other} is not supported by this edge yet; the policy was refused rather than run without it"),
+                ))
+            }
+        })
+    }
+}
+
+fn only_keys(obj: &Map<String, Json>, path: &str, allowed: &[&str]) -> Result<(), PolicyError> {
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(PolicyError::new(
+            format!("{path}.{k}"),
+            if allowed.is_empty() {
+                "unknown field (this action takes no config)".to_string()
+            } else {
+                format!("unknown field (known: {})", allowed.join(", "))
+            },
+        )),
+        None => Ok(()),
+    }
+}
+
+/// One action's config object and its path.
+struct Config<'a> {
+    map: &'a Map<String, Json>,
+    path: &'a str,
+    phase: Phase,
+}
+
+impl Config<'_> {
+    fn at(&self, key: &str) -> String {
+        format!("{}.{key}", self.path)
+    }
+
+    fn err(&self, key: &str, msg: &str) -> PolicyError {
+        PolicyError::new(self.at(key), msg)
+    }
+
+    fn only(&self, keys: &[&str]) -> Result<(), PolicyError> {
+        only_keys(self.map, self.path, keys)
+    }
+
+    fn status(&self, key: &str, default: u16) -> Result<u16, PolicyError> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|n| (100..=599).contains(n))
+                .ok_or_else(|| self.err(key, "must be an HTTP status code, 100-599")),
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<Option<&str>, PolicyError> {
+        match self.map.get(key) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::String(s)) => Ok(Some(s)),
+            Some(_) => Err(self.err(key, "must be a string")),
+        }
+    }
+
+    fn template(&self, key: &str) -> Result<Template, PolicyError> {
+        let s = self.string(key)?.unwrap_or_default();
+        Template::compile(s, &self.at(key), self.phase)
+    }
+
+    fn required_template(&self, key: &str) -> Result<Template, PolicyError> {
+        if self.string(key)?.is_none() {
+            return Err(self.err(key, "required"));
+        }
+        self.template(key)
+    }
+
+    fn regex(&self, key: &str) -> Result<Option<Regex>, PolicyError> {
+        self.string(key)?
+            .map(|s| Regex::new(s).map_err(|e| self.err(key, &format!("not a valid regex: {e}"))))
+            .transpose()
+    }
+
+    fn headers(&self, key: &str) -> Result<Vec<(HeaderName, Template)>, PolicyError> {
+        let Some(v) = self.map.get(key) else {
+            return Ok(Vec::new());
+        };
+        let obj = v
+            .as_object()
+            .ok_or_else(|| self.err(key, "must be an object of name: value"))?;
+        obj.iter()
+            .map(|(name, value)| {
+                let path = format!("{}.{name}", self.at(key));
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| PolicyError::new(&path, "not a valid header name"))?;
+                let value = value
+                    .as_str()
+                    .ok_or_else(|| PolicyError::new(&path, "must be a string"))?;
+                Ok((name, Template::compile(value, &path, self.phase)?))
+            })
+            .collect()
+    }
+
+    fn list(&self, key: &str) -> Result<Vec<(String, &str)>, PolicyError> {
+        match self.map.get(key) {
+            None | Some(Json::Null) => Ok(Vec::new()),
+            Some(Json::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let path = format!("{}[{i}]", self.at(key));
+                    v.as_str()
+                        .map(|s| (path.clone(), s))
+                        .ok_or_else(|| PolicyError::new(path, "must be a string"))
+                })
+                .collect(),
+            Some(_) => Err(self.err(key, "must be a list of strings")),
+        }
+    }
+
+    fn header_names(&self, key: &str) -> Result<Vec<HeaderName>, PolicyError> {
+        self.list(key)?
+            .into_iter()
+            .map(|(path, s)| {
+                HeaderName::from_bytes(s.as_bytes())
+                    .map_err(|_| PolicyError::new(path, "not a valid header name"))
+            })
+            .collect()
+    }
+
+    fn cidrs(&self, key: &str) -> Result<Vec<IpNet>, PolicyError> {
+        self.list(key)?
+            .into_iter()
+            .map(|(path, s)| {
+                let s = s.trim();
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| PolicyError::new(path, format!("{s:?} is not a CIDR")))
+            })
+            .collect()
+    }
+
+    /// `vars`: a list of one-key objects (ngrok's shape) or one object.
+    fn vars(&self) -> Result<Vec<(String, VarValue)>, PolicyError> {
+        let mut out = Vec::new();
+        match self.map.get("vars") {
+            Some(Json::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    let obj = item.as_object().ok_or_else(|| {
+                        PolicyError::new(
+                            format!("{}[{i}]", self.at("vars")),
+                            "must be {name: value}",
+                        )
+                    })?;
+                    out.extend(obj.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+            }
+            Some(Json::Object(obj)) => out.extend(obj.iter().map(|(k, v)| (k.clone(), v.clone()))),
+            _ => return Err(self.err("vars", "required: a list of {name: value}")),
+        }
+        if out.is_empty() {
+            return Err(self.err("vars", "required: at least one variable"));
+        }
+        out.into_iter()
+            .map(|(name, value)| {
+                let value = match value {
+                    Json::String(s) => VarValue::Text(Template::compile(
+                        &s,
+                        &format!("{}.{name}", self.at("vars")),
+                        self.phase,
+                    )?),
+                    other => VarValue::Value(other),
+                };
+                Ok((name, value))
+            })
+            .collect()
+    }
+}

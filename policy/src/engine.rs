@@ -1,1 +1,261 @@
+//! One phase of a policy run against one request: rules in order, a rule's
+//! expressions ANDed, its actions in order, a terminating action ending the
+//! phase. The edge builds the [`Scope`] and applies the [`HttpOutcome`].
 
+use std::net::IpAddr;
+
+use http::HeaderName;
+use serde_json::{json, Value as Json};
+
+use crate::actions::{Action, VarValue};
+use crate::expr::Scope;
+use crate::Rule;
+
+/// Ours: a policy expression or template failed while a request ran.
+pub const RUNTIME_ERROR_CODE: &str = "ERR_NGROK_9051";
+/// restrict-ips refused the client (as the ip_restriction module does).
+pub const IP_BLOCKED_CODE: &str = "ERR_NGROK_3205";
+
+/// A response the policy produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(HeaderName, String)>,
+    pub body: String,
+    /// `ngrok-error-code`, for errors.
+    pub code: Option<&'static str>,
+}
+
+impl Reply {
+    fn error(status: u16, code: &'static str, body: String) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body,
+            code: Some(code),
+        }
+    }
+}
+
+/// What a phase decided.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HttpOutcome {
+    /// Answer with this instead of (or, in the response phase, in place of)
+    /// the upstream's response.
+    pub respond: Option<Reply>,
+    /// Close the connection without an answer.
+    pub close: bool,
+    /// Header edits for the request going upstream (request phase) or the
+    /// response going to the client (response phase): removals first.
+    pub remove_headers: Vec<HeaderName>,
+    pub add_headers: Vec<(HeaderName, String)>,
+    /// url-rewrite: the new path and query for the upstream request.
+    pub rewrite: Option<String>,
+    /// `log` actions' metadata, for the event's `traffic_policy.logs`.
+    pub logs: Vec<Json>,
+}
+
+/// Runs `rules` against `scope`. `client_ip` is the connection's source
+/// address (restrict-ips never trusts headers).
+pub fn run(rules: &[Rule], scope: &mut Scope, client_ip: Option<IpAddr>) -> HttpOutcome {
+    let mut out = HttpOutcome::default();
+    if let Err(e) = run_rules(rules, scope, client_ip, &mut out) {
+        out.logs.push(json!({ "error": e }));
+        out.respond = Some(Reply::error(
+            500,
+            RUNTIME_ERROR_CODE,
+            format!("The endpoint's traffic policy failed: {e}\n"),
+        ));
+    }
+    out
+}
+
+fn run_rules(
+    rules: &[Rule],
+    scope: &mut Scope,
+    client_ip: Option<IpAddr>,
+    out: &mut HttpOutcome,
+) -> Result<(), String> {
+    for rule in rules {
+        let mut applies = true;
+        for e in &rule.expressions {
+            if !e.matches(scope)? {
+                applies = false;
+                break;
+            }
+        }
+        if !applies {
+            continue;
+        }
+        for action in &rule.actions {
+            if apply(action, rule, scope, client_ip, out)? {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies one action; true when it ended the phase.
+fn apply(
+    action: &Action,
+    rule: &Rule,
+    scope: &mut Scope,
+    client_ip: Option<IpAddr>,
+    out: &mut HttpOutcome,
+) -> Result<bool, String> {
+    let render = |t: &crate::expr::Template, scope: &Scope| t.render(scope);
+    match action {
+        Action::Deny { status } => {
+            out.respond = Some(Reply {
+                status: *status,
+                headers: Vec::new(),
+                body: String::new(),
+                code: None,
+            });
+        }
+        Action::CustomResponse {
+            status,
+            body,
+            headers,
+        } => {
+            out.respond = Some(Reply {
+                status: *status,
+                headers: rendered(headers, scope)?,
+                body: render(body, scope)?,
+                code: None,
+            });
+        }
+        Action::Redirect {
+            from,
+            to,
+            status,
+            headers,
+        } => {
+            let url = current_url(scope);
+            let to = render(to, scope)?;
+            let location = match from {
+                Some(re) if !re.is_match(&url) => return Ok(false),
+                Some(re) => re.replace(&url, to.as_str()).into_owned(),
+                None => to,
+            };
+            let mut h = rendered(headers, scope)?;
+            h.push((http::header::LOCATION, location));
+            out.respond = Some(Reply {
+                status: *status,
+                headers: h,
+                body: String::new(),
+                code: None,
+            });
+        }
+        Action::UrlRewrite { from, to } => {
+            let url = current_url(scope);
+            let to = render(to, scope)?;
+            let new = match from {
+                Some(re) if !re.is_match(&url) => return Ok(false),
+                Some(re) => re.replace(&url, to.as_str()).into_owned(),
+                None => to,
+            };
+            let path = path_of(&new);
+            set_path(scope, &path);
+            out.rewrite = Some(path);
+        }
+        Action::AddHeaders { headers } => out.add_headers.extend(rendered(headers, scope)?),
+        Action::RemoveHeaders { names } => out.remove_headers.extend(names.iter().cloned()),
+        Action::RestrictIps { allow, deny } => {
+            let allowed = client_ip.is_some_and(|ip| {
+                (allow.is_empty() || allow.iter().any(|n| n.contains(&ip)))
+                    && !deny.iter().any(|n| n.contains(&ip))
+            });
+            if !allowed {
+                out.respond = Some(Reply::error(
+                    403,
+                    IP_BLOCKED_CODE,
+                    "The client's IP address is not allowed by the endpoint's traffic policy.\n"
+                        .into(),
+                ));
+                return Ok(true);
+            }
+        }
+        Action::Log { metadata } => {
+            let mut entry = json!({ "metadata": metadata });
+            if !rule.name.is_empty() {
+                entry["rule"] = json!(rule.name);
+            }
+            out.logs.push(entry);
+        }
+        Action::SetVars { vars } => {
+            for (name, value) in vars {
+                let v = match value {
+                    VarValue::Text(t) => Json::String(t.render(scope)?),
+                    VarValue::Value(v) => v.clone(),
+                };
+                scope.set_var(name, v);
+            }
+        }
+        Action::CloseConnection => out.close = true,
+    }
+    Ok(action.terminates())
+}
+
+fn rendered(
+    headers: &[(HeaderName, crate::expr::Template)],
+    scope: &Scope,
+) -> Result<Vec<(HeaderName, String)>, String> {
+    headers
+        .iter()
+        .map(|(n, t)| Ok((n.clone(), t.render(scope)?)))
+        .collect()
+}
+
+/// `req.url.raw` as the edge set it (scheme, host, path and query).
+fn current_url(scope: &Scope) -> String {
+    scope
+        .roots
+        .get("req")
+        .and_then(|r| r.pointer("/url/raw"))
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The path and query of a rewrite target, absolute or not.
+fn path_of(target: &str) -> String {
+    let rest = match target.split_once("://") {
+        Some((_, after)) => after.find('/').map_or("/", |i| &after[i..]),
+        None => target,
+    };
+    if rest.starts_with('/') {
+        rest.to_string()
+    } else {
+        format!("/{rest}")
+    }
+}
+
+/// Later rules see the rewritten URL.
+fn set_path(scope: &mut Scope, path_and_query: &str) {
+    let Some(Json::Object(req)) = scope.roots.get_mut("req") else {
+        return;
+    };
+    let Some(Json::Object(url)) = req.get_mut("url") else {
+        return;
+    };
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let origin = url
+        .get("raw")
+        .and_then(Json::as_str)
+        .and_then(|raw| {
+            raw.split_once("://")
+                .map(|(s, rest)| (s.to_string(), rest.to_string()))
+        })
+        .map(|(scheme, rest)| {
+            let host = rest.split('/').next().unwrap_or_default().to_string();
+            format!("{scheme}://{host}")
+        })
+        .unwrap_or_default();
+    url.insert("path".into(), json!(path));
+    url.insert("query".into(), json!(query));
+    url.insert("raw".into(), json!(format!("{origin}{path_and_query}")));
+}

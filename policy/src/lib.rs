@@ -17,6 +17,8 @@ pub mod document;
 pub mod engine;
 pub mod expr;
 
+pub use document::{Policy, Rule};
+
 /// A config error at a path such as
 /// `on_http_request[1].actions[0].config.status_code`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

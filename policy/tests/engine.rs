@@ -1,0 +1,312 @@
+//! Table-driven: a policy document and a request → the outcome the edge
+//! must apply (response, upstream edits, logs), plus refused documents
+//! with their paths.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use gangway_policy::engine::{self, HttpOutcome, Reply};
+use gangway_policy::expr::Scope;
+use gangway_policy::Policy;
+use serde_json::json;
+
+/// A GET of `url` (path?query) on https://shop.example from `ip`.
+fn request(url: &str, headers: &[(&str, &str)], ip: &str) -> (Scope, Option<IpAddr>) {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in headers {
+        map.entry(k.to_ascii_lowercase())
+            .or_default()
+            .push(v.to_string());
+    }
+    let mut s = Scope::default();
+    s.roots.insert(
+        "req".into(),
+        json!({
+            "method": "GET",
+            "headers": map,
+            "url": {"raw": format!("https://shop.example{url}"), "scheme": "https",
+                    "host": "shop.example", "path": path, "query": query},
+        }),
+    );
+    s.roots.insert("conn".into(), json!({"client_ip": ip}));
+    s.roots.insert("vars".into(), json!({}));
+    s.req_headers = Arc::new(map);
+    let mut params: HashMap<String, Vec<String>> = HashMap::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        params.entry(k.to_string()).or_default().push(v.to_string());
+    }
+    s.query = Arc::new(params);
+    (s, ip.parse().ok())
+}
+
+fn run_request(doc: &str, url: &str, headers: &[(&str, &str)], ip: &str) -> HttpOutcome {
+    let policy = Policy::parse(doc).unwrap_or_else(|e| panic!("{doc}: {e}"));
+    let (mut scope, client) = request(url, headers, ip);
+    engine::run(&policy.on_http_request, &mut scope, client)
+}
+
+fn status(o: &HttpOutcome) -> Option<u16> {
+    o.respond.as_ref().map(|r| r.status)
+}
+
+#[test]
+fn actions_and_phase_semantics() {
+    // (what, document, url, headers, client ip, check)
+    type Check = fn(&HttpOutcome);
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Vec<(&'static str, &'static str)>,
+        &'static str,
+        Check,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "deny defaults to 403 and stops the phase",
+            r#"{"on_http_request":[{"actions":[{"type":"deny"},{"type":"add-headers","config":{"headers":{"x-late":"1"}}}]}]}"#,
+            "/",
+            vec![],
+            "192.0.2.1",
+            |o| {
+                assert_eq!(status(o), Some(403));
+                assert!(o.add_headers.is_empty());
+            },
+        ),
+        (
+            "expressions are ANDed",
+            r#"on_http_request:
+  - expressions: ["req.url.path.startsWith('/admin')", "!inCidrRange(conn.client_ip, '10.0.0.0/8')"]
+    actions: [{type: deny, config: {status_code: 401}}]"#,
+            "/admin/x",
+            vec![],
+            "10.1.1.1",
+            |o| assert_eq!(status(o), None),
+        ),
+        (
+            "both true: denied with the configured status",
+            r#"on_http_request:
+  - expressions: ["req.url.path.startsWith('/admin')", "!inCidrRange(conn.client_ip, '10.0.0.0/8')"]
+    actions: [{type: deny, config: {status_code: 401}}]"#,
+            "/admin/x",
+            vec![],
+            "192.0.2.9",
+            |o| assert_eq!(status(o), Some(401)),
+        ),
+        (
+            "custom-response interpolates body and headers",
+            r#"{"on_http_request":[{"actions":[{"type":"custom-response","config":{"status_code":418,"body":"hi ${conn.client_ip} ${getQueryParam('n')[0]}","headers":{"content-type":"text/plain","x-path":"${req.url.path}"}}}]}]}"#,
+            "/tea?n=7",
+            vec![],
+            "192.0.2.2",
+            |o| {
+                assert_eq!(
+                    o.respond,
+                    Some(Reply {
+                        status: 418,
+                        body: "hi 192.0.2.2 7".into(),
+                        code: None,
+                        headers: vec![
+                            ("content-type".parse().unwrap(), "text/plain".into()),
+                            ("x-path".parse().unwrap(), "/tea".into())
+                        ]
+                    })
+                )
+            },
+        ),
+        (
+            "redirect with captures",
+            r#"{"on_http_request":[{"actions":[{"type":"redirect","config":{"from":"^https://shop.example/old/(.*)$","to":"https://shop.example/new/$1","status_code":301}}]}]}"#,
+            "/old/a/b?x=1",
+            vec![],
+            "192.0.2.3",
+            |o| {
+                let r = o.respond.as_ref().unwrap();
+                assert_eq!(r.status, 301);
+                assert_eq!(
+                    r.headers,
+                    vec![(
+                        http::header::LOCATION,
+                        "https://shop.example/new/a/b?x=1".into()
+                    )]
+                );
+            },
+        ),
+        (
+            "redirect whose from does not match does nothing",
+            r#"{"on_http_request":[{"actions":[{"type":"redirect","config":{"from":"/old/","to":"/new/"}}]}]}"#,
+            "/fresh",
+            vec![],
+            "192.0.2.3",
+            |o| assert_eq!(status(o), None),
+        ),
+        (
+            "url-rewrite; later rules see the new path",
+            r#"on_http_request:
+  - actions: [{type: url-rewrite, config: {from: "/v1/(.*)", to: "/api/v2/$1"}}]
+  - expressions: ["req.url.path == '/api/v2/items'"]
+    actions: [{type: add-headers, config: {headers: {x-rewritten: "yes"}}}]"#,
+            "/v1/items",
+            vec![],
+            "192.0.2.4",
+            |o| {
+                assert_eq!(o.rewrite.as_deref(), Some("/api/v2/items"));
+                assert_eq!(
+                    o.add_headers,
+                    vec![("x-rewritten".parse().unwrap(), "yes".into())]
+                );
+            },
+        ),
+        (
+            "remove-headers and add-headers",
+            r#"{"on_http_request":[{"actions":[{"type":"remove-headers","config":{"headers":["x-secret"]}},{"type":"add-headers","config":{"headers":{"x-client":"${conn.client_ip}"}}}]}]}"#,
+            "/",
+            vec![("X-Secret", "s")],
+            "192.0.2.5",
+            |o| {
+                assert_eq!(
+                    o.remove_headers,
+                    vec![http::HeaderName::from_static("x-secret")]
+                );
+                assert_eq!(
+                    o.add_headers,
+                    vec![("x-client".parse().unwrap(), "192.0.2.5".into())]
+                );
+            },
+        ),
+        (
+            "restrict-ips: deny wins",
+            r#"{"on_http_request":[{"actions":[{"type":"restrict-ips","config":{"allow":["192.0.2.0/24"],"deny":["192.0.2.66"]}}]}]}"#,
+            "/",
+            vec![],
+            "192.0.2.66",
+            |o| {
+                let r = o.respond.as_ref().unwrap();
+                assert_eq!((r.status, r.code), (403, Some("ERR_NGROK_3205")));
+            },
+        ),
+        (
+            "restrict-ips: allowed passes",
+            r#"{"on_http_request":[{"actions":[{"type":"restrict-ips","config":{"allow":["192.0.2.0/24"]}}]}]}"#,
+            "/",
+            vec![],
+            "192.0.2.7",
+            |o| assert_eq!(status(o), None),
+        ),
+        (
+            "set-vars feeds later expressions; log records",
+            r#"on_http_request:
+  - actions:
+      - {type: set-vars, config: {vars: [{tier: "${hasReqHeader('x-pro') ? 'pro' : 'free'}"}]}}
+  - name: pro users
+    expressions: ["vars.tier == 'pro'"]
+    actions: [{type: log, config: {metadata: {tier: pro}}}]"#,
+            "/",
+            vec![("x-pro", "1")],
+            "192.0.2.8",
+            |o| {
+                assert_eq!(
+                    o.logs,
+                    vec![json!({"metadata": {"tier": "pro"}, "rule": "pro users"})]
+                )
+            },
+        ),
+        (
+            "legacy inbound is on_http_request",
+            r#"{"inbound":[{"actions":[{"type":"deny","config":{"status_code":404}}]}]}"#,
+            "/",
+            vec![],
+            "192.0.2.1",
+            |o| assert_eq!(status(o), Some(404)),
+        ),
+        (
+            "a runtime CEL error is a 500 with a code, not a panic",
+            r#"{"on_http_request":[{"expressions":["req.nope.deeper == 1"],"actions":[{"type":"deny"}]}]}"#,
+            "/",
+            vec![],
+            "192.0.2.1",
+            |o| {
+                let r = o.respond.as_ref().unwrap();
+                assert_eq!((r.status, r.code), (500, Some("ERR_NGROK_9051")));
+            },
+        ),
+        (
+            "close-connection",
+            r#"{"on_http_request":[{"actions":[{"type":"close-connection"}]}]}"#,
+            "/",
+            vec![],
+            "192.0.2.1",
+            |o| assert!(o.close),
+        ),
+    ];
+    for (what, doc, url, headers, ip, check) in cases {
+        let outcome = run_request(doc, url, &headers, ip);
+        eprintln!("case: {what}");
+        check(&outcome);
+    }
+}
+
+#[test]
+fn bad_documents_are_refused_with_a_path() {
+    let cases = [
+        (
+            r#"{"on_http_request":[{"actions":[{"type":"explode"}]}]}"#,
+            "on_http_request[0].actions[0].type",
+        ),
+        (
+            r#"{"on_http_request":[{"actions":[{"type":"deny","config":{"status_code":99}}]}]}"#,
+            "on_http_request[0].actions[0].config.status_code",
+        ),
+        (
+            r#"{"on_http_request":[{"actions":[{"type":"deny"}]},{"expressions":["req.method =="],"actions":[{"type":"deny"}]}]}"#,
+            "on_http_request[1].expressions[0]",
+        ),
+        (
+            r#"{"on_http_request":[{"expressions":["res.status_code == 500"],"actions":[{"type":"deny"}]}]}"#,
+            "on_http_request[0].expressions[0]",
+        ),
+        (
+            r#"{"on_http_request":[{"actions":[]}]}"#,
+            "on_http_request[0].actions",
+        ),
+        (
+            r#"{"on_http_request":[{"actions":[{"type":"redirect","config":{"from":"(","to":"/"}}]}]}"#,
+            "on_http_request[0].actions[0].config.from",
+        ),
+        (
+            r#"{"on_http_request":[{"actions":[{"type":"add-headers","config":{"headers":{"bad header":"v"}}}]}]}"#,
+            "on_http_request[0].actions[0].config.headers.bad header",
+        ),
+        (
+            r#"{"on_http_request":[{"actions":[{"type":"restrict-ips","config":{"allow":["300.0.0.0/8"]}}]}]}"#,
+            "on_http_request[0].actions[0].config.allow[0]",
+        ),
+        (
+            r#"{"on_http_request":[{"actions":[{"type":"url-rewrite","config":{"to":"${oops"}}]}]}"#,
+            "on_http_request[0].actions[0].config.to",
+        ),
+        (
+            r#"{"on_http_response":[{"actions":[{"type":"url-rewrite","config":{"to":"/"}}]}]}"#,
+            "on_http_response[0].actions[0].type",
+        ),
+        (
+            r#"{"on_http_request":[{"actions":[{"type":"oauth","config":{}}]}]}"#,
+            "on_http_request[0].actions[0].type",
+        ),
+        (
+            r#"{"on_http_request":[{"actions":[{"type":"deny","config":{"status_code":403,"extra":1}}]}]}"#,
+            "on_http_request[0].actions[0].config.extra",
+        ),
+        (r#"{"on_http_request":[],"inbound":[]}"#, "inbound"),
+        (r#"{"on_http_requests":[]}"#, "on_http_requests"),
+        ("on_http_request: [ {", ""),
+    ];
+    for (doc, path) in cases {
+        let err = Policy::parse(doc).expect_err(doc);
+        assert_eq!(err.path, path, "{doc}: {err}");
+    }
+    assert!(Policy::parse("").unwrap().is_empty());
+}
