@@ -211,7 +211,7 @@ fn rendered(
 /// `req.url.raw` as the edge set it (scheme, host, path and query).
 fn current_url(scope: &Scope) -> String {
     scope
-        .roots
+        .roots()
         .get("req")
         .and_then(|r| r.pointer("/url/raw"))
         .and_then(Json::as_str)
@@ -234,7 +234,7 @@ fn path_of(target: &str) -> String {
 
 /// Later rules see the rewritten URL.
 fn set_path(scope: &mut Scope, path_and_query: &str) {
-    let Some(Json::Object(req)) = scope.roots.get_mut("req") else {
+    let Some(Json::Object(req)) = scope.roots_mut().get_mut("req") else {
         return;
     };
     let Some(Json::Object(url)) = req.get_mut("url") else {

@@ -3,6 +3,7 @@
 //! `time`, `vars` and `actions`, the functions ngrok users rely on beyond
 //! standard CEL, and `${expr}` interpolation in string config.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
@@ -78,9 +79,8 @@ impl Expr {
 
     /// Evaluates in `scope`; a runtime error is the request's error.
     pub fn eval(&self, scope: &Scope) -> Result<Value, String> {
-        let ctx = scope.context();
         self.program
-            .execute(&ctx)
+            .execute(scope.context())
             .map_err(|e| format!("{}: {e}", self.source))
     }
 
@@ -97,18 +97,53 @@ impl Expr {
 }
 
 /// What expressions can see for one request (or connection).
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct Scope {
-    /// `conn`, `req`, `res`, `endpoint`, `time`, `vars`, `actions`, as JSON.
-    pub roots: serde_json::Map<String, Json>,
+    /// `conn`, `req`, `res`, `endpoint`, `time`, `vars`, `actions`, as JSON;
+    /// edited through [`Scope::roots_mut`] so the CEL context follows.
+    roots: serde_json::Map<String, Json>,
     /// Request headers by lowercase name, for `getReqHeader`/`hasReqHeader`.
     pub req_headers: Arc<HashMap<String, Vec<String>>>,
     /// Query parameters by name, for `getQueryParam`.
     pub query: Arc<HashMap<String, Vec<String>>>,
+    /// The CEL context built from the above, once per change rather than
+    /// once per expression.
+    context: OnceCell<Context<'static, 'static>>,
+}
+
+impl Clone for Scope {
+    fn clone(&self) -> Self {
+        Scope {
+            roots: self.roots.clone(),
+            req_headers: self.req_headers.clone(),
+            query: self.query.clone(),
+            context: OnceCell::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scope").field("roots", &self.roots).finish()
+    }
 }
 
 impl Scope {
-    fn context(&self) -> Context<'static, 'static> {
+    pub fn roots(&self) -> &serde_json::Map<String, Json> {
+        &self.roots
+    }
+
+    /// The variables, for editing; the CEL context is rebuilt on next use.
+    pub fn roots_mut(&mut self) -> &mut serde_json::Map<String, Json> {
+        self.context = OnceCell::new();
+        &mut self.roots
+    }
+
+    fn context(&self) -> &Context<'static, 'static> {
+        self.context.get_or_init(|| self.build_context())
+    }
+
+    fn build_context(&self) -> Context<'static, 'static> {
         let mut ctx = Context::with_env(env().clone());
         for (name, value) in &self.roots {
             if let Ok(v) = cel::to_value(value) {
@@ -146,7 +181,7 @@ impl Scope {
     /// Sets `vars.<name>`.
     pub fn set_var(&mut self, name: &str, value: Json) {
         let vars = self
-            .roots
+            .roots_mut()
             .entry("vars")
             .or_insert_with(|| Json::Object(Default::default()));
         if let Json::Object(m) = vars {
@@ -307,11 +342,11 @@ mod tests {
 
     fn scope() -> Scope {
         let mut s = Scope::default();
-        s.roots.insert(
+        s.roots_mut().insert(
             "req".into(),
             json!({"method": "GET", "url": {"path": "/api/v1"}, "headers": {"x-a": ["1"]}}),
         );
-        s.roots
+        s.roots_mut()
             .insert("conn".into(), json!({"client_ip": "10.1.2.3"}));
         s.req_headers = Arc::new(HashMap::from([("x-a".into(), vec!["1".into()])]));
         s.query = Arc::new(HashMap::from([("q".into(), vec!["cats".into()])]));

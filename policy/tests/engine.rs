@@ -21,7 +21,7 @@ fn request(url: &str, headers: &[(&str, &str)], ip: &str) -> (Scope, Option<IpAd
             .push(v.to_string());
     }
     let mut s = Scope::default();
-    s.roots.insert(
+    s.roots_mut().insert(
         "req".into(),
         json!({
             "method": "GET",
@@ -30,8 +30,9 @@ fn request(url: &str, headers: &[(&str, &str)], ip: &str) -> (Scope, Option<IpAd
                     "host": "shop.example", "path": path, "query": query},
         }),
     );
-    s.roots.insert("conn".into(), json!({"client_ip": ip}));
-    s.roots.insert("vars".into(), json!({}));
+    s.roots_mut()
+        .insert("conn".into(), json!({"client_ip": ip}));
+    s.roots_mut().insert("vars".into(), json!({}));
     s.req_headers = Arc::new(map);
     let mut params: HashMap<String, Vec<String>> = HashMap::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
