@@ -15,7 +15,7 @@ use ngrok::config::ForwarderBuilder;
 use ngrok::prelude::*;
 use serde_json::{json, Value};
 use support::tls::TestCa;
-use support::{eventually, Server, DEADLINE};
+use support::{eventually, id, Server, DEADLINE};
 use tokio::time::timeout;
 
 /// A local app that answers `<name>:<path>`, so a test can tell which
@@ -72,10 +72,6 @@ async fn until(server: &Server, url: &str, status: u16, expect: &str) {
         (s == status && (body == expect || code == expect)).then_some(())
     })
     .await
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().expect("id").to_string()
 }
 
 #[tokio::test]

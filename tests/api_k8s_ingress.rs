@@ -13,16 +13,9 @@ use ngrok::prelude::*;
 use rustls::pki_types::ServerName;
 use serde_json::{json, Value};
 use support::tls::TestCa;
-use support::{eventually, Server, DEADLINE};
+use support::{eventually, id, Server, DEADLINE};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-
-fn id(v: &Value) -> String {
-    v["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("id in {v}"))
-        .to_string()
-}
 
 #[tokio::test]
 async fn agent_ingresses_over_raw_http_and_served_by_the_agent_listener() {

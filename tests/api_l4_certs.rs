@@ -16,17 +16,10 @@ use serde_json::{json, Value};
 use support::tls::{
     cert_for, client_trusting, local_tcp_server, local_tls_server, TestCa, TestCert,
 };
-use support::{eventually, Server, DEADLINE};
+use support::{eventually, id, Server, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-
-fn id(v: &Value) -> String {
-    v["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("id in {v}"))
-        .to_string()
-}
 
 async fn labeled_to(
     session: &ngrok::Session,

@@ -12,16 +12,12 @@ use std::sync::Arc;
 use ngrok::config::ForwarderBuilder;
 use ngrok::prelude::*;
 use rustls::pki_types::ServerName;
-use serde_json::{json, Value};
+use serde_json::json;
 use support::tls::{client_identity, provider, reverse_after_eof, TestCa};
-use support::{eventually, Server, DEADLINE};
+use support::{events, eventually, id, Server, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().expect("id").to_string()
-}
 
 /// How the test client shows up.
 #[derive(Clone, Default)]
@@ -145,14 +141,6 @@ async fn until(server: &Server, host: &str, tls: &ClientTls, want: bool, what: &
         (served(&get(server, host, tls).await) == want).then_some(())
     })
     .await;
-}
-
-fn events(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

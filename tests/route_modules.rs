@@ -21,7 +21,7 @@ use axum::Router;
 use ngrok::config::ForwarderBuilder;
 use ngrok::prelude::*;
 use serde_json::{json, Value};
-use support::{eventually, Server, DEADLINE};
+use support::{events, eventually, id, Server, DEADLINE};
 use tokio::sync::Notify;
 use tokio::time::timeout;
 
@@ -109,10 +109,6 @@ async fn app(ctl: Arc<Ctl>) -> SocketAddr {
     addr
 }
 
-fn id(v: &Value) -> String {
-    v["id"].as_str().expect("id").to_string()
-}
-
 fn code(r: &reqwest::Response) -> String {
     r.headers()
         .get("ngrok-error-code")
@@ -122,13 +118,6 @@ fn code(r: &reqwest::Response) -> String {
 }
 
 /// Every event written so far.
-fn events(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
 
 /// Waits for an event matching `pred`.
 async fn event_where(path: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {

@@ -20,7 +20,7 @@ use base64::Engine;
 use ngrok::config::ForwarderBuilder;
 use ngrok::prelude::*;
 use serde_json::{json, Value};
-use support::{eventually, Server, DEADLINE};
+use support::{eventually, id, Server, DEADLINE};
 use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 
@@ -165,10 +165,6 @@ fn received(seen: &Seen, path: &str) -> Vec<Vec<u8>> {
         .filter(|(p, _)| p == path)
         .map(|(_, b)| b.clone())
         .collect()
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().expect("id").to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,13 +7,12 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
 
 use futures::{SinkExt, StreamExt};
 use ngrok::config::ForwarderBuilder;
 use ngrok::prelude::*;
-use serde_json::{json, Value};
-use support::{eventually, Agent, Server, DEADLINE};
+use serde_json::json;
+use support::{events, eventually, id, Agent, Server, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -197,18 +196,6 @@ async fn exercise(
         .expect("get");
     assert_eq!(r.status(), 426);
     assert_eq!(r.headers()["sec-websocket-version"], "13");
-}
-
-fn events(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().expect("id").to_string()
 }
 
 /// An HTTPS edge whose `/vnc` route converts websockets, backed by the

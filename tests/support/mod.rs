@@ -106,6 +106,23 @@ impl Api {
     }
 }
 
+/// The `id` of an API object.
+pub fn id(v: &serde_json::Value) -> String {
+    v["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("id in {v}"))
+        .to_string()
+}
+
+/// The JSON-lines events a server wrote to `path` so far.
+pub fn events(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 /// A running `gangway server`, killed on drop.
 pub struct Server {
     child: Child,
