@@ -117,8 +117,6 @@ fn code(r: &reqwest::Response) -> String {
         .to_string()
 }
 
-/// Every event written so far.
-
 /// Waits for an event matching `pred`.
 async fn event_where(path: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     eventually(what, || {
