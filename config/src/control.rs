@@ -593,19 +593,14 @@ fn client_tls_spec(
 /// Modules configured and enabled on a route that the edge does not apply
 /// yet: the route fails closed until they land.
 fn unsupported_modules(m: &RouteModules) -> Vec<&'static str> {
-    let on = |e: Option<bool>| is_enabled(e);
     let json_on = |v: &Option<serde_json::Value>| {
         v.as_ref()
             .is_some_and(|v| v.get("enabled").and_then(|e| e.as_bool()) != Some(false))
     };
-    let checks: [(&'static str, bool); 4] = [
+    let checks: [(&'static str, bool); 3] = [
         ("oauth", json_on(&m.oauth)),
         ("saml", json_on(&m.saml)),
         ("oidc", json_on(&m.oidc)),
-        (
-            "traffic_policy",
-            m.traffic_policy.as_ref().is_some_and(|x| on(x.enabled)),
-        ),
     ];
     checks
         .into_iter()

@@ -39,6 +39,7 @@ use gangway_modules::circuit_breaker::{BreakerConfig, CircuitBreaker};
 use gangway_modules::compression::Compression;
 use gangway_modules::headers::{Direction, HeaderRewrite};
 use gangway_modules::ip_restriction::IpRestriction;
+use gangway_modules::traffic_policy::TrafficPolicy;
 use gangway_modules::user_agent::UserAgentFilter;
 use gangway_modules::webhook::WebhookVerification;
 use gangway_modules::websocket_tcp::WebsocketTcpConverter;
@@ -174,12 +175,6 @@ fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, (String, &'sta
     let unsupported = [
         ("OAuth", opts.oauth.as_ref().is_some_and(|v| !v.is_null())),
         ("OIDC", opts.oidc.as_ref().is_some_and(|v| !v.is_null())),
-        (
-            "TrafficPolicy",
-            opts.traffic_policy
-                .as_ref()
-                .is_some_and(|p| !p.trim().is_empty()),
-        ),
     ];
     if let Some((name, _)) = unsupported.iter().find(|(_, set)| *set) {
         return Err((
@@ -245,6 +240,23 @@ fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, (String, &'sta
     }
     if opts.compression.is_some() {
         modules.push(Box::new(Compression::default()));
+    }
+    // The Go agent's legacy `Policy` object, when no TrafficPolicy text.
+    let legacy = opts
+        .policy
+        .as_ref()
+        .filter(|v| !v.is_null())
+        .map(|v| ("Policy", v.to_string()));
+    let policy = opts
+        .traffic_policy
+        .clone()
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| ("TrafficPolicy", p))
+        .or(legacy);
+    if let Some((field, text)) = policy {
+        modules.push(Box::new(
+            TrafficPolicy::compile(field, &text).map_err(invalid)?,
+        ));
     }
     let client_tls = match client_ca_bundle(opts.mutual_tls_ca.as_ref(), "MutualTLSCA")? {
         Some(pem) => Some(Arc::new(ClientTls::from_ca_bundle(&pem).map_err(|e| {

@@ -38,6 +38,13 @@ const VIRTUAL_PEER_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPE
 /// answer waits in the request's context for `fail_to_proxy` to write.
 const EDGE_ANSWERED: ErrorType = ErrorType::Custom("EdgeAnswered");
 
+/// Error type for "a policy closes the connection without an answer".
+const EDGE_CLOSED: ErrorType = ErrorType::Custom("EdgeClosed");
+
+fn close_connection() -> Box<Error> {
+    Error::explain(EDGE_CLOSED, "the traffic policy closed the connection")
+}
+
 /// One per public listener (`tls` tells which).
 pub struct EdgeProxy {
     registry: Arc<Registry>,
@@ -193,8 +200,9 @@ impl HeaderEdits for ResponseEdits<'_> {
     }
 }
 
-/// Writes a response the edge generated (errors carry `ngrok-error-code`).
-async fn write_answer(session: &mut Session, answer: &EdgeResponse) -> Result<()> {
+/// The head of a response the edge generated (errors carry
+/// `ngrok-error-code`).
+fn answer_header(answer: &EdgeResponse) -> Result<ResponseHeader> {
     let mut resp = ResponseHeader::build(answer.status, Some(answer.headers.len() + 3))?;
     for (name, value) in &answer.headers {
         resp.append_header(name.clone(), value.clone())?;
@@ -203,6 +211,12 @@ async fn write_answer(session: &mut Session, answer: &EdgeResponse) -> Result<()
     if let Some(code) = answer.code {
         resp.insert_header(ERROR_CODE_HEADER, code)?;
     }
+    Ok(resp)
+}
+
+/// Writes a response the edge generated.
+async fn write_answer(session: &mut Session, answer: &EdgeResponse) -> Result<()> {
+    let resp = answer_header(answer)?;
     session.write_response_header(Box::new(resp), false).await?;
     session
         .write_response_body(Some(answer.body.clone()), true)
@@ -393,13 +407,18 @@ impl ProxyHttp for EdgeProxy {
         };
         ctx.chain = Some(chain.clone());
         let mut flow = chain.on_connect(&ctx.conn, &mut ctx.modules);
+        if flow == Flow::Continue {
+            let info = request_info!(session, ctx, self.scheme());
+            flow = chain.on_request(&info, &mut ctx.modules);
+        }
+        // Modules answer even when no agent is online (a policy's
+        // custom-response needs none).
         if flow == Flow::Continue && target.is_none() {
             flow = Flow::Respond(failure_answer(EdgeFailure::AgentOffline, &ctx.host));
         }
         if flow == Flow::Continue {
             let info = request_info!(session, ctx, self.scheme());
-            flow = chain.on_request(&info, &mut ctx.modules);
-            if flow == Flow::Continue && chain.wants_body() {
+            if chain.wants_body() {
                 if has_no_body(session.req_header()) {
                     flow = chain.on_request_body(&info, &[], &mut ctx.modules);
                 } else {
@@ -407,12 +426,16 @@ impl ProxyHttp for EdgeProxy {
                 }
             }
         }
-        if let Flow::Respond(answer) = flow {
-            if let Some(why) = ctx.modules.refusal {
-                debug!(host = %ctx.host, why, "module refused the request");
+        match flow {
+            Flow::Continue => {}
+            Flow::Respond(answer) => {
+                if let Some(why) = ctx.modules.refusal {
+                    debug!(host = %ctx.host, why, "module refused the request");
+                }
+                write_answer(session, &answer).await?;
+                return Ok(true);
             }
-            write_answer(session, &answer).await?;
-            return Ok(true);
+            Flow::Close => return Err(close_connection()),
         }
         if ctx.modules.websocket_tcp {
             if let Some(target) = target {
@@ -500,6 +523,24 @@ impl ProxyHttp for EdgeProxy {
             let info = request_info!(session, ctx, self.scheme());
             chain.upstream_request(&info, &mut RequestEdits(upstream), &mut ctx.modules);
         }
+        if let Some(path) = ctx.modules.upstream_path.take() {
+            match path.parse::<http::Uri>() {
+                Ok(uri) => upstream.set_uri(uri),
+                Err(_) => {
+                    let answer = EdgeResponse::error(
+                        500,
+                        gangway_policy::engine::RUNTIME_ERROR_CODE,
+                        format!("The endpoint's traffic policy rewrote the URL to {path:?}, which is not a valid path."),
+                    );
+                    ctx.forwarded = false;
+                    ctx.answer = Some(answer);
+                    return Err(Error::explain(
+                        EDGE_ANSWERED,
+                        "url-rewrite produced a bad path",
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -558,6 +599,12 @@ impl ProxyHttp for EdgeProxy {
                 }
                 Err(self.answer_now(ctx, &gate, answer))
             }
+            Flow::Close => {
+                gate.close();
+                ctx.gate = None;
+                ctx.forwarded = false;
+                Err(close_connection())
+            }
         }
     }
 
@@ -581,6 +628,18 @@ impl ProxyHttp for EdgeProxy {
                 &mut ResponseEdits(upstream_response),
                 &mut ctx.modules,
             );
+        }
+        if ctx.modules.close_connection {
+            return Err(close_connection());
+        }
+        if let Some(answer) = ctx.modules.replace_response.take() {
+            // Nothing of the upstream's response has been written yet:
+            // `fail_to_proxy` writes ours whole and drops the stream.
+            ctx.answer = Some(answer);
+            return Err(Error::explain(
+                EDGE_ANSWERED,
+                "the traffic policy replaced the response",
+            ));
         }
         Ok(())
     }
@@ -622,6 +681,12 @@ impl ProxyHttp for EdgeProxy {
         e: &pingora_error::Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
+        if *e.etype() == EDGE_CLOSED {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         if *e.etype() == EDGE_ANSWERED {
             if let Some(answer) = ctx.answer.take() {
                 if session.response_written().is_none() {

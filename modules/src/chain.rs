@@ -134,6 +134,9 @@ pub enum Flow {
     Continue,
     /// Stop here and answer with this.
     Respond(EdgeResponse),
+    /// Stop here and close the connection without an answer
+    /// (Traffic Policy `close-connection`, or a refused TCP connect).
+    Close,
 }
 
 /// Header edits on a request or response head (the edge applies them to
@@ -201,6 +204,15 @@ pub struct RequestState {
     /// it has vetted (an SNS signing certificate): the edge may fetch it,
     /// hand the key to the module, and run the body phase again.
     pub fetch: Option<String>,
+    /// Traffic Policy: what the request phase left for later phases.
+    pub(crate) policy: Option<Box<crate::traffic_policy::PolicyRun>>,
+    /// Traffic Policy `url-rewrite`: the path and query to send upstream.
+    pub upstream_path: Option<String>,
+    /// Traffic Policy answered in the response phase: the edge writes this
+    /// instead of the upstream's response (none of which was written).
+    pub replace_response: Option<EdgeResponse>,
+    /// Traffic Policy `close-connection` in the response phase.
+    pub close_connection: bool,
 }
 
 /// Where a module runs, in MODULES.md order: the chain sorts by this, so
@@ -403,8 +415,9 @@ fn first_response(
     mut phase: impl FnMut(&dyn RouteModule) -> Flow,
 ) -> Flow {
     for m in modules {
-        if let Flow::Respond(r) = phase(m.as_ref()) {
-            return Flow::Respond(r);
+        let flow = phase(m.as_ref());
+        if flow != Flow::Continue {
+            return flow;
         }
     }
     Flow::Continue

@@ -19,6 +19,8 @@ pub struct Decisions {
     pub compression_bytes_saved: Option<i64>,
     pub user_agent_filter: Option<&'static str>,
     pub webhook_verification: Option<&'static str>,
+    /// Traffic Policy `log` actions' entries, in the order they ran.
+    pub traffic_policy_logs: Vec<Value>,
 }
 
 impl Decisions {
@@ -50,6 +52,9 @@ impl Decisions {
         }
         if let Some(d) = self.webhook_verification {
             put("webhook_verification.decision", json!(d));
+        }
+        if !self.traffic_policy_logs.is_empty() {
+            put("traffic_policy.logs", json!(self.traffic_policy_logs));
         }
     }
 }

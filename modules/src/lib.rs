@@ -14,6 +14,7 @@ pub mod decisions;
 pub mod headers;
 pub mod interpolate;
 pub mod ip_restriction;
+pub mod traffic_policy;
 pub mod user_agent;
 pub mod webhook;
 pub mod websocket_tcp;
@@ -45,8 +46,8 @@ impl ConfigError {
 
 /// Compiles an API route's enabled modules. `ip` is the route's IP
 /// policies already resolved to one set. Modules compiled elsewhere
-/// (backend) or not yet landed (oauth, oidc, saml, traffic_policy) are
-/// not part of the chain.
+/// (backend) or not yet landed (oauth, oidc, saml) are not part of the
+/// chain.
 pub fn route_chain(m: &RouteModules, ip: Option<IpSet>) -> Result<Chain, ConfigError> {
     let mut out: Vec<Box<dyn RouteModule>> = Vec::new();
     let on = is_enabled;
@@ -65,6 +66,12 @@ pub fn route_chain(m: &RouteModules, ip: Option<IpSet>) -> Result<Chain, ConfigE
             "webhook_verification",
             &w.provider,
             &w.secret,
+        )?));
+    }
+    if let Some(p) = m.traffic_policy.as_ref().filter(|x| on(x.enabled)) {
+        out.push(Box::new(traffic_policy::TrafficPolicy::compile(
+            "traffic_policy.value",
+            &p.value,
         )?));
     }
     if m.websocket_tcp_converter

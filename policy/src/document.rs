@@ -49,6 +49,13 @@ impl Policy {
     }
 
     pub fn from_json(doc: &Json) -> Result<Policy, PolicyError> {
+        let legacy;
+        let doc = if is_pascal_case(doc) {
+            legacy = lower_pascal_keys(doc, 0);
+            &legacy
+        } else {
+            doc
+        };
         let obj = match doc {
             Json::Object(o) => o,
             // An empty YAML document.
@@ -101,6 +108,41 @@ impl Policy {
         self.on_tcp_connect.is_empty()
             && self.on_http_request.is_empty()
             && self.on_http_response.is_empty()
+    }
+}
+
+/// The ngrok Rust SDK's deprecated `policy()` sends the Go agent's
+/// policy object: `{"Inbound":[{"Name","Expressions","Actions":[{"Type","Config"}]}]}`.
+fn is_pascal_case(doc: &Json) -> bool {
+    doc.as_object()
+        .is_some_and(|o| o.contains_key("Inbound") || o.contains_key("Outbound"))
+}
+
+/// Lowercases the keys of the document, its rules and its actions (three
+/// levels of objects; an action's config is the user's and kept as is).
+fn lower_pascal_keys(v: &Json, depth: usize) -> Json {
+    match v {
+        Json::Object(o) if depth < 3 => Json::Object(
+            o.iter()
+                .map(|(k, v)| {
+                    let key = match k.as_str() {
+                        "Inbound" | "Outbound" | "Name" | "Expressions" | "Actions" | "Type"
+                        | "Config" => k.to_ascii_lowercase(),
+                        _ => k.clone(),
+                    };
+                    let next = if key == "config" || key == "expressions" {
+                        v.clone()
+                    } else {
+                        lower_pascal_keys(v, depth + 1)
+                    };
+                    (key, next)
+                })
+                .collect(),
+        ),
+        Json::Array(list) => {
+            Json::Array(list.iter().map(|x| lower_pascal_keys(x, depth)).collect())
+        }
+        other => other.clone(),
     }
 }
 

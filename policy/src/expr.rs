@@ -128,7 +128,35 @@ impl std::fmt::Debug for Scope {
     }
 }
 
+/// A scope's variables without its CEL context (which is neither `Send`
+/// nor `Sync`): what a request keeps between its phases.
+#[derive(Debug, Clone, Default)]
+pub struct SavedScope {
+    roots: serde_json::Map<String, Json>,
+    req_headers: Arc<HashMap<String, Vec<String>>>,
+    query: Arc<HashMap<String, Vec<String>>>,
+}
+
+impl SavedScope {
+    pub fn restore(self) -> Scope {
+        Scope {
+            roots: self.roots,
+            req_headers: self.req_headers,
+            query: self.query,
+            context: OnceCell::new(),
+        }
+    }
+}
+
 impl Scope {
+    pub fn save(self) -> SavedScope {
+        SavedScope {
+            roots: self.roots,
+            req_headers: self.req_headers,
+            query: self.query,
+        }
+    }
+
     pub fn roots(&self) -> &serde_json::Map<String, Json> {
         &self.roots
     }

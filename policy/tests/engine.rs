@@ -311,3 +311,24 @@ fn bad_documents_are_refused_with_a_path() {
     }
     assert!(Policy::parse("").unwrap().is_empty());
 }
+
+#[test]
+fn the_rust_sdks_deprecated_policy_object_is_read() {
+    // What ngrok-rust's `policy()` puts on the wire.
+    let doc = r#"{"Inbound":[{"Name":"deny-curl","Expressions":["req.user_agent.startsWith('curl')"],
+                  "Actions":[{"Type":"custom-response","Config":{"status_code":418,"body":"Name"}}]}],
+                  "Outbound":[]}"#;
+    let policy = Policy::parse(doc).unwrap();
+    assert_eq!(policy.on_http_request[0].name, "deny-curl");
+    let (mut scope, ip) = request("/", &[], "10.0.0.1");
+    scope
+        .roots_mut()
+        .get_mut("req")
+        .unwrap()
+        .as_object_mut()
+        .unwrap()
+        .insert("user_agent".into(), json!("curl/8"));
+    let out = engine::run(&policy.on_http_request, &mut scope, ip);
+    let reply = out.respond.unwrap();
+    assert_eq!((reply.status, reply.body.as_str()), (418, "Name"));
+}

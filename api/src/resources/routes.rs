@@ -276,6 +276,10 @@ pub(super) async fn validate_module(
                     "the policy document is empty.",
                 ));
             }
+            check_with_edge_compiler(RouteModules {
+                traffic_policy: Some(m.clone()),
+                ..RouteModules::default()
+            })?;
             serde_json::to_value(m)
         }
         "oauth" | "saml" | "oidc" => {

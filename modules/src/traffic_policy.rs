@@ -1,0 +1,386 @@
+//! `traffic_policy`: a Traffic Policy document run as a route module. The
+//! same module serves an API route, an agent's Bind `TrafficPolicy` and a
+//! cloud endpoint, so one policy behaves the same on all three.
+//!
+//! `on_tcp_connect` rules run when the request's connection is admitted,
+//! `on_http_request` rules on the request head, `on_http_response` rules
+//! on the upstream's response head. What a phase decided that the edge
+//! must apply later (upstream header edits, a rewritten URL, a replaced
+//! response) waits in [`RequestState`].
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use gangway_policy::engine::{self, HttpOutcome, Reply};
+use gangway_policy::expr::{SavedScope, Scope};
+use gangway_policy::request::{Connection, HttpRequest, Tls};
+use gangway_policy::Policy;
+use http::{HeaderName, HeaderValue};
+
+use crate::chain::{
+    ConnInfo, EdgeResponse, Flow, HeaderEdits, RequestInfo, RequestState, RouteModule, Stage,
+};
+use crate::ConfigError;
+
+#[derive(Debug)]
+pub struct TrafficPolicy {
+    policy: Policy,
+}
+
+/// What the request phase left for later phases of the same request.
+#[derive(Debug, Default)]
+pub struct PolicyRun {
+    /// The request's variables, kept for the response phase (`vars.*`
+    /// set on the request are visible there).
+    scope: SavedScope,
+    remove: Vec<HeaderName>,
+    add: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl TrafficPolicy {
+    /// Parses and compiles `text`; errors name `field` and the document
+    /// path (`traffic_policy.value.on_http_request[0].actions[0].type`).
+    pub fn compile(field: &str, text: &str) -> Result<Self, ConfigError> {
+        let policy = Policy::parse(text).map_err(|e| {
+            let at = if e.path.is_empty() {
+                field.to_string()
+            } else {
+                format!("{field}.{}", e.path)
+            };
+            ConfigError::new(at, e.message)
+        })?;
+        Ok(TrafficPolicy { policy })
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+}
+
+/// The policy's view of a connection.
+pub fn connection(conn: &ConnInfo, scheme: &str) -> Connection {
+    Connection {
+        client: conn.client,
+        server: conn.server,
+        tls: conn.tls.as_ref().map(|t| Tls {
+            version: t.version.clone(),
+            cipher_suite: t.cipher_suite.clone(),
+            client_cert_serial: t.client_cert.as_ref().map(|c| c.serial_number.clone()),
+            client_cert_cn: t.client_cert.as_ref().map(|c| c.subject_cn.clone()),
+        }),
+        endpoint_url: format!("{scheme}://{}", conn.server_name),
+        endpoint_id: String::new(),
+    }
+}
+
+fn client_ip(conn: &ConnInfo) -> Option<IpAddr> {
+    conn.client.map(|a| a.ip())
+}
+
+/// A policy's answer as the edge writes it. A header value that rendered
+/// to something HTTP cannot carry fails the request like any runtime error.
+fn edge_response(reply: Reply) -> EdgeResponse {
+    let mut headers = Vec::with_capacity(reply.headers.len());
+    for (name, value) in reply.headers {
+        match HeaderValue::from_str(&value) {
+            Ok(v) => headers.push((name, v)),
+            Err(_) => return EdgeResponse::error(
+                500,
+                engine::RUNTIME_ERROR_CODE,
+                format!(
+                    "The endpoint's traffic policy set header {name} to a value HTTP cannot carry."
+                ),
+            ),
+        }
+    }
+    EdgeResponse {
+        status: reply.status,
+        code: reply.code,
+        headers,
+        body: Bytes::from(reply.body),
+    }
+}
+
+/// Rendered header values, or the error answer for one that is not valid.
+fn header_values(
+    add: Vec<(HeaderName, String)>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, EdgeResponse> {
+    add.into_iter()
+        .map(|(name, value)| match HeaderValue::from_str(&value) {
+            Ok(v) => Ok((name, v)),
+            Err(_) => Err(EdgeResponse::error(
+                500,
+                engine::RUNTIME_ERROR_CODE,
+                format!(
+                    "The endpoint's traffic policy set header {name} to a value HTTP cannot carry."
+                ),
+            )),
+        })
+        .collect()
+}
+
+impl RouteModule for TrafficPolicy {
+    fn stage(&self) -> Stage {
+        Stage::TrafficPolicy
+    }
+
+    fn on_connect(&self, conn: &ConnInfo, st: &mut RequestState) -> Flow {
+        if self.policy.on_tcp_connect.is_empty() {
+            return Flow::Continue;
+        }
+        let mut scope = Scope::for_connection(&connection(conn, "tcp"));
+        let out = engine::run(&self.policy.on_tcp_connect, &mut scope, client_ip(conn));
+        st.decisions.traffic_policy_logs.extend(out.logs);
+        // Before any HTTP is spoken, refusing means closing.
+        if out.close || out.respond.is_some() {
+            return Flow::Close;
+        }
+        Flow::Continue
+    }
+
+    fn on_request(&self, req: &RequestInfo<'_>, st: &mut RequestState) -> Flow {
+        if self.policy.on_http_request.is_empty() && self.policy.on_http_response.is_empty() {
+            return Flow::Continue;
+        }
+        let mut scope = Scope::for_request(
+            &connection(req.conn, req.scheme),
+            &HttpRequest {
+                method: req.method,
+                uri: req.uri,
+                headers: req.headers,
+                scheme: req.scheme,
+                host: req.host,
+            },
+        );
+        let out = engine::run(
+            &self.policy.on_http_request,
+            &mut scope,
+            client_ip(req.conn),
+        );
+        let HttpOutcome {
+            respond,
+            close,
+            remove_headers,
+            add_headers,
+            rewrite,
+            logs,
+        } = out;
+        st.decisions.traffic_policy_logs.extend(logs);
+        if close {
+            return Flow::Close;
+        }
+        if let Some(reply) = respond {
+            return Flow::Respond(edge_response(reply));
+        }
+        let add = match header_values(add_headers) {
+            Ok(add) => add,
+            Err(answer) => return Flow::Respond(answer),
+        };
+        st.upstream_path = rewrite;
+        st.policy = Some(Box::new(PolicyRun {
+            scope: scope.save(),
+            remove: remove_headers,
+            add,
+        }));
+        Flow::Continue
+    }
+
+    fn upstream_request(
+        &self,
+        _req: &RequestInfo<'_>,
+        head: &mut dyn HeaderEdits,
+        st: &mut RequestState,
+    ) {
+        let Some(run) = st.policy.as_mut() else {
+            return;
+        };
+        for name in &run.remove {
+            head.remove(name);
+        }
+        for (name, value) in run.add.drain(..) {
+            head.append(name, value);
+        }
+    }
+
+    fn on_response(
+        &self,
+        req: &RequestInfo<'_>,
+        status: u16,
+        out: &mut dyn HeaderEdits,
+        st: &mut RequestState,
+    ) {
+        if self.policy.on_http_response.is_empty() {
+            return;
+        }
+        let Some(run) = st.policy.as_mut() else {
+            return;
+        };
+        let mut scope = std::mem::take(&mut run.scope).restore();
+        scope.set_response(status, out.headers());
+        let outcome = engine::run(
+            &self.policy.on_http_response,
+            &mut scope,
+            req.conn.client.map(|a| a.ip()),
+        );
+        st.decisions.traffic_policy_logs.extend(outcome.logs);
+        if outcome.close {
+            st.close_connection = true;
+            return;
+        }
+        if let Some(reply) = outcome.respond {
+            st.replace_response = Some(edge_response(reply));
+            return;
+        }
+        match header_values(outcome.add_headers) {
+            Ok(add) => {
+                for name in &outcome.remove_headers {
+                    out.remove(name);
+                }
+                for (name, value) in add {
+                    out.append(name, value);
+                }
+            }
+            Err(answer) => st.replace_response = Some(answer),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderMap, Method, Uri};
+
+    fn conn() -> ConnInfo {
+        ConnInfo {
+            client: Some("10.0.0.7:4000".parse().unwrap()),
+            server: Some("127.0.0.1:443".parse().unwrap()),
+            server_name: "app.example".into(),
+            tls: None,
+        }
+    }
+
+    fn request(m: &TrafficPolicy, path: &str, headers: &HeaderMap, st: &mut RequestState) -> Flow {
+        let conn = conn();
+        let uri: Uri = path.parse().unwrap();
+        let req = RequestInfo {
+            conn: &conn,
+            method: &Method::GET,
+            uri: &uri,
+            headers,
+            scheme: "https",
+            host: "app.example",
+        };
+        m.on_request(&req, st)
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_document_path() {
+        let e = TrafficPolicy::compile(
+            "traffic_policy.value",
+            r#"{"on_http_request":[{"actions":[{"type":"nope"}]}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.field,
+            "traffic_policy.value.on_http_request[0].actions[0].type"
+        );
+        let e = TrafficPolicy::compile("TrafficPolicy", "[1]").unwrap_err();
+        assert_eq!(e.field, "TrafficPolicy");
+    }
+
+    #[test]
+    fn request_phase_edits_reach_upstream_and_response_phase_sees_vars() {
+        let m = TrafficPolicy::compile(
+            "p",
+            r#"
+on_http_request:
+  - actions:
+      - type: set-vars
+        config: { vars: [ { who: "${req.url.path}" } ] }
+      - type: add-headers
+        config: { headers: { x-who: "${vars.who}" } }
+      - type: remove-headers
+        config: { headers: [ x-secret ] }
+      - type: url-rewrite
+        config: { from: "/old/(.*)", to: "/new/$1" }
+on_http_response:
+  - expressions: ["res.status_code == 200 && vars.who == '/old/x'"]
+    actions:
+      - type: add-headers
+        config: { headers: { x-seen: "yes" } }
+"#,
+        )
+        .unwrap();
+        let mut st = RequestState::default();
+        let mut h = HeaderMap::new();
+        h.insert("x-secret", "s".parse().unwrap());
+        assert_eq!(request(&m, "/old/x", &h, &mut st), Flow::Continue);
+        assert_eq!(st.upstream_path.as_deref(), Some("/new/x"));
+        let conn = conn();
+        let uri: Uri = "/old/x".parse().unwrap();
+        let req = RequestInfo {
+            conn: &conn,
+            method: &Method::GET,
+            uri: &uri,
+            headers: &h,
+            scheme: "https",
+            host: "app.example",
+        };
+        let mut up = h.clone();
+        m.upstream_request(&req, &mut up, &mut st);
+        assert!(up.get("x-secret").is_none());
+        assert_eq!(up.get("x-who").unwrap(), "/old/x");
+        let mut resp = HeaderMap::new();
+        m.on_response(&req, 200, &mut resp, &mut st);
+        assert_eq!(resp.get("x-seen").unwrap(), "yes");
+    }
+
+    #[test]
+    fn close_and_deny_and_response_replacement() {
+        let m = TrafficPolicy::compile(
+            "p",
+            r#"{"on_http_request":[
+                 {"expressions":["req.url.path == '/close'"],"actions":[{"type":"close-connection"}]},
+                 {"expressions":["req.url.path == '/deny'"],"actions":[{"type":"deny","config":{"status_code":451}}]}],
+               "on_http_response":[
+                 {"expressions":["res.status_code >= 500"],
+                  "actions":[{"type":"custom-response","config":{"status_code":503,"body":"down"}}]}]}"#,
+        )
+        .unwrap();
+        let h = HeaderMap::new();
+        let mut st = RequestState::default();
+        assert_eq!(request(&m, "/close", &h, &mut st), Flow::Close);
+        let mut st = RequestState::default();
+        match request(&m, "/deny", &h, &mut st) {
+            Flow::Respond(r) => assert_eq!(r.status, 451),
+            other => panic!("{other:?}"),
+        }
+        let mut st = RequestState::default();
+        assert_eq!(request(&m, "/", &h, &mut st), Flow::Continue);
+        let conn = conn();
+        let uri: Uri = "/".parse().unwrap();
+        let req = RequestInfo {
+            conn: &conn,
+            method: &Method::GET,
+            uri: &uri,
+            headers: &h,
+            scheme: "https",
+            host: "app.example",
+        };
+        let mut resp = HeaderMap::new();
+        m.on_response(&req, 502, &mut resp, &mut st);
+        let r = st.replace_response.expect("replaced");
+        assert_eq!((r.status, &r.body[..]), (503, &b"down"[..]));
+    }
+
+    #[test]
+    fn tcp_connect_phase_closes_refused_clients() {
+        let m = TrafficPolicy::compile(
+            "p",
+            r#"{"on_tcp_connect":[{"actions":[{"type":"restrict-ips","config":{"allow":["192.168.0.0/16"]}}]}]}"#,
+        )
+        .unwrap();
+        let mut st = RequestState::default();
+        assert_eq!(m.on_connect(&conn(), &mut st), Flow::Close);
+    }
+}
