@@ -190,12 +190,12 @@ async fn https_edge_routes_labeled_agents_and_changes_live() {
     assert_eq!(api.get(&module).await.0, 404, "module gone");
 
     // A module this edge cannot apply yet fails closed, not open.
-    let policy = format!("/edges/https/{edge_id}/routes/{}/traffic_policy", id(&root));
-    let doc = json!({"enabled": true, "value": "{\"on_http_request\": []}"});
-    assert_eq!(api.put(&policy, doc).await.0, 200);
+    let oauth = format!("/edges/https/{edge_id}/routes/{}/oauth", id(&root));
+    let doc = json!({"enabled": true, "provider": {"google": {}}});
+    assert_eq!(api.put(&oauth, doc).await.0, 200);
     until(&server, &format!("{base}/x"), 503, "ERR_NGROK_9047").await;
-    let off = json!({"enabled": false, "value": "{\"on_http_request\": []}"});
-    assert_eq!(api.put(&policy, off).await.0, 200);
+    let off = json!({"enabled": false, "provider": {"google": {}}});
+    assert_eq!(api.put(&oauth, off).await.0, 200);
     until(&server, &format!("{base}/x"), 200, "web:/x").await;
 
     // The edge owns its name: an agent cannot bind it directly.

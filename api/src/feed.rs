@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use gangway_config::control::{ControlConfig, Resources};
 use gangway_config::resources::{
-    ApiKey, CertificateAuthority, Credential, HttpsEdge, HttpsEdgeRoute, IpPolicy, IpPolicyRule,
-    ReservedAddr, ReservedDomain, TcpEdge, TlsCertificate, TlsEdge, TunnelGroupBackend,
+    ApiKey, CertificateAuthority, CloudEndpoint, Credential, HttpsEdge, HttpsEdgeRoute, IpPolicy,
+    IpPolicyRule, ReservedAddr, ReservedDomain, TcpEdge, TlsCertificate, TlsEdge,
+    TunnelGroupBackend,
 };
 use serde::de::DeserializeOwned;
 
@@ -153,6 +154,7 @@ fn put(res: &mut Resources, key: &str, value: &[u8]) {
         k if k == TlsEdge::KIND.store => put_into!(tls_edges),
         k if k == CertificateAuthority::KIND.store => put_into!(certificate_authorities),
         k if k == TlsCertificate::KIND.store => put_into!(tls_certificates),
+        k if k == CloudEndpoint::KIND.store => put_into!(cloud_endpoints),
         k if k == ROUTE_KIND.store => {
             if let Some(v) = decode::<HttpsEdgeRoute>(key, value) {
                 res.https_routes.insert(id, v);
@@ -177,6 +179,7 @@ fn delete(res: &mut Resources, key: &str) {
         k if k == TlsEdge::KIND.store => drop(res.tls_edges.remove(id)),
         k if k == CertificateAuthority::KIND.store => drop(res.certificate_authorities.remove(id)),
         k if k == TlsCertificate::KIND.store => drop(res.tls_certificates.remove(id)),
+        k if k == CloudEndpoint::KIND.store => drop(res.cloud_endpoints.remove(id)),
         k if k == ROUTE_KIND.store => drop(res.https_routes.remove(id)),
         _ => {}
     }

@@ -11,9 +11,10 @@ use ipnet::IpNet;
 
 use crate::hostname::strip_port;
 use crate::resources::{
-    is_enabled, ApiKey, CertificateAuthority, Credential, EdgeModules, HttpsEdge, HttpsEdgeRoute,
-    IpAction, IpPolicy, IpPolicyRule, MatchType, MutualTlsModule, ReservedAddr, ReservedDomain,
-    RouteModules, TcpEdge, TlsCertificate, TlsEdge, TlsTerminationModule, TunnelGroupBackend,
+    is_enabled, ApiKey, CertificateAuthority, CloudEndpoint, Credential, EdgeModules, HttpsEdge,
+    HttpsEdgeRoute, IpAction, IpPolicy, IpPolicyRule, MatchType, MutualTlsModule, ReservedAddr,
+    ReservedDomain, RouteModules, TcpEdge, TlsCertificate, TlsEdge, TlsTerminationModule,
+    TrafficPolicyModule, TunnelGroupBackend,
 };
 
 /// Every stored resource an edge needs, by id.
@@ -32,6 +33,7 @@ pub struct Resources {
     pub tls_edges: BTreeMap<String, TlsEdge>,
     pub certificate_authorities: BTreeMap<String, CertificateAuthority>,
     pub tls_certificates: BTreeMap<String, TlsCertificate>,
+    pub cloud_endpoints: BTreeMap<String, CloudEndpoint>,
 }
 
 /// One credential's bind rules. No rules (or `*`) allows everything.
@@ -348,6 +350,9 @@ impl ControlConfig {
                 https_edges.insert(h.clone(), compiled.clone());
             }
         }
+        for ep in res.cloud_endpoints.values() {
+            https_edges.insert(ep.host.clone(), Arc::new(compile_cloud_endpoint(ep)));
+        }
         let mut tls_edges = HashMap::new();
         for edge in res.tls_edges.values() {
             let compiled = Arc::new(compile_l4(res, &index, &edge.common.id, &edge.modules));
@@ -528,6 +533,34 @@ fn compile_edge(res: &Resources, index: &Index<'_>, edge: &HttpsEdge) -> Compile
         exact,
         prefixes,
         routes,
+    }
+}
+
+/// A cloud endpoint is served like an HTTPS edge with one route for every
+/// path whose only module is the endpoint's policy.
+fn compile_cloud_endpoint(ep: &CloudEndpoint) -> CompiledHttpsEdge {
+    let modules = RouteModules {
+        traffic_policy: Some(TrafficPolicyModule {
+            enabled: Some(true),
+            value: ep.traffic_policy.clone(),
+        }),
+        ..RouteModules::default()
+    };
+    CompiledHttpsEdge {
+        id: ep.common.id.clone(),
+        hostnames: vec![ep.host.clone()],
+        client_tls: ClientTlsSpec::default(),
+        exact: HashMap::new(),
+        prefixes: vec![0],
+        routes: vec![CompiledRoute {
+            id: ep.common.id.clone(),
+            match_type: MatchType::PathPrefix,
+            matches: "/".into(),
+            backend_labels: None,
+            ip_restriction: None,
+            modules,
+            unsupported: Vec::new(),
+        }],
     }
 }
 

@@ -165,6 +165,21 @@ pub struct HttpsEdge {
     pub tls_termination: Option<TlsTerminationModule>,
 }
 
+/// A cloud endpoint: a public URL served by its Traffic Policy alone, with
+/// no agent of its own (`forward-internal` hands requests to agents'
+/// internal endpoints).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudEndpoint {
+    #[serde(flatten)]
+    pub common: Common,
+    /// `https://host` as given, host normalized.
+    pub url: String,
+    /// The hostname the URL names.
+    pub host: String,
+    /// The policy document (JSON or YAML text).
+    pub traffic_policy: String,
+}
+
 /// A TCP edge: reserved TCP addresses whose connections go to the tunnels
 /// its backend selects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -227,6 +227,12 @@ fn failure_answer(failure: EdgeFailure, host: &str) -> EdgeResponse {
     EdgeResponse::error(failure.status(), failure.code(), failure.message(host))
 }
 
+fn is_internal(host: &str) -> bool {
+    strip_port(host)
+        .trim_end_matches('.')
+        .ends_with(".internal")
+}
+
 fn is_upgrade(req: &RequestHeader) -> bool {
     req.headers.contains_key(http::header::UPGRADE)
 }
@@ -278,6 +284,10 @@ impl EdgeProxy {
         path: &str,
         sni: Option<&str>,
     ) -> std::result::Result<Routed, EdgeFailure> {
+        // Internal endpoints are reached only through forward-internal.
+        if is_internal(host) {
+            return Err(EdgeFailure::UnknownHost);
+        }
         let table = self.registry.table();
         if self.tls {
             // A name with its own handshake policy is only served on a
@@ -308,6 +318,15 @@ impl EdgeProxy {
         let endpoint = table.lookup(host, scheme).ok_or(EdgeFailure::UnknownHost)?;
         let target = endpoint.pick().ok_or(EdgeFailure::AgentOffline)?;
         Ok(Routed::Agent(target.clone()))
+    }
+
+    /// An online tunnel of the internal endpoint `host` (`api.internal`),
+    /// for forward-internal.
+    fn internal_target(&self, host: &str) -> Option<Target> {
+        let table = self.registry.table();
+        [PublicScheme::Https, PublicScheme::Http]
+            .into_iter()
+            .find_map(|scheme| table.lookup(host, scheme)?.pick().cloned())
     }
 
     /// The `http_request_complete.v0` object.
@@ -410,6 +429,23 @@ impl ProxyHttp for EdgeProxy {
         if flow == Flow::Continue {
             let info = request_info!(session, ctx, self.scheme());
             flow = chain.on_request(&info, &mut ctx.modules);
+        }
+        let mut target = target;
+        if let Some(forward) = ctx.modules.forward_internal.take() {
+            match self.internal_target(&forward.host) {
+                Some(t) => target = Some(t),
+                None if forward.continue_on_error => {}
+                None => {
+                    flow = Flow::Respond(EdgeResponse::error(
+                        502,
+                        gangway_policy::engine::FORWARD_FAILED_CODE,
+                        format!(
+                            "The traffic policy forwards to {}, which is not online.",
+                            forward.host
+                        ),
+                    ))
+                }
+            }
         }
         // Modules answer even when no agent is online (a policy's
         // custom-response needs none).

@@ -211,6 +211,9 @@ pub struct RequestState {
     /// Traffic Policy answered in the response phase: the edge writes this
     /// instead of the upstream's response (none of which was written).
     pub replace_response: Option<EdgeResponse>,
+    /// Traffic Policy `forward-internal`: the internal endpoint that
+    /// serves this request instead of the route's own.
+    pub forward_internal: Option<crate::traffic_policy::Forward>,
     /// Traffic Policy `close-connection` in the response phase.
     pub close_connection: bool,
 }

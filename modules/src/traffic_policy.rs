@@ -11,6 +11,7 @@
 use std::net::IpAddr;
 
 use bytes::Bytes;
+pub use gangway_policy::engine::Forward;
 use gangway_policy::engine::{self, HttpOutcome, Reply};
 use gangway_policy::expr::{SavedScope, Scope};
 use gangway_policy::request::{Connection, HttpRequest, Tls};
@@ -84,13 +85,15 @@ fn edge_response(reply: Reply) -> EdgeResponse {
     for (name, value) in reply.headers {
         match HeaderValue::from_str(&value) {
             Ok(v) => headers.push((name, v)),
-            Err(_) => return EdgeResponse::error(
-                500,
-                engine::RUNTIME_ERROR_CODE,
-                format!(
+            Err(_) => {
+                return EdgeResponse::error(
+                    500,
+                    engine::RUNTIME_ERROR_CODE,
+                    format!(
                     "The endpoint's traffic policy set header {name} to a value HTTP cannot carry."
                 ),
-            ),
+                )
+            }
         }
     }
     EdgeResponse {
@@ -164,6 +167,7 @@ impl RouteModule for TrafficPolicy {
             add_headers,
             rewrite,
             logs,
+            forward,
         } = out;
         st.decisions.traffic_policy_logs.extend(logs);
         if close {
@@ -177,6 +181,7 @@ impl RouteModule for TrafficPolicy {
             Err(answer) => return Flow::Respond(answer),
         };
         st.upstream_path = rewrite;
+        st.forward_internal = forward;
         st.policy = Some(Box::new(PolicyRun {
             scope: scope.save(),
             remove: remove_headers,

@@ -6,7 +6,7 @@ use ipnet::IpNet;
 use regex::Regex;
 use serde_json::{Map, Value as Json};
 
-use crate::expr::{Phase, Template};
+use crate::expr::{Expr, Phase, Template};
 use crate::PolicyError;
 
 /// Actions that answer the request (or end the connection) stop the phase.
@@ -47,6 +47,15 @@ pub enum Action {
         vars: Vec<(String, VarValue)>,
     },
     CloseConnection,
+    /// Hand the request to an agent's internal endpoint (`*.internal`).
+    ForwardInternal {
+        url: Template,
+        /// `on_error: continue`: when the endpoint is offline, go on with
+        /// the next rule instead of answering with an error.
+        continue_on_error: bool,
+    },
+    RateLimit(crate::limits::RateLimit),
+    BasicAuth(crate::limits::BasicAuth),
 }
 
 /// A `set-vars` value: strings interpolate, anything else is kept as is.
@@ -104,6 +113,7 @@ impl Action {
                 | Action::CustomResponse { .. }
                 | Action::Redirect { .. }
                 | Action::CloseConnection
+                | Action::ForwardInternal { .. }
         )
     }
 
@@ -223,6 +233,74 @@ impl Action {
                 c.only(&[])?;
                 Action::CloseConnection
             }
+            "forward-internal" => {
+                c.only(&["url", "on_error", "binding"])?;
+                let url = c.required_template("url")?;
+                if let Some(literal) = url.literal() {
+                    internal_host(literal).map_err(|e| c.err("url", &e))?;
+                }
+                let continue_on_error = match c.string("on_error")? {
+                    None | Some("halt") => false,
+                    Some("continue") => true,
+                    Some(_) => return Err(c.err("on_error", "must be halt or continue")),
+                };
+                Action::ForwardInternal {
+                    url,
+                    continue_on_error,
+                }
+            }
+            "rate-limit" => {
+                c.only(&["name", "algorithm", "capacity", "rate", "bucket_key", "enforce"])?;
+                if !matches!(c.string("algorithm")?, None | Some("sliding_window")) {
+                    return Err(c.err("algorithm", "must be sliding_window"));
+                }
+                let capacity = c
+                    .map
+                    .get("capacity")
+                    .and_then(Json::as_u64)
+                    .filter(|n| (1..=1_000_000_000).contains(n))
+                    .ok_or_else(|| c.err("capacity", "required: a count of requests, 1 or more"))?;
+                let rate = c
+                    .string("rate")?
+                    .ok_or_else(|| c.err("rate", "required: a window such as 60s or 1m"))?;
+                let window = crate::limits::parse_duration(rate)
+                    .ok_or_else(|| c.err("rate", "must be a duration such as 500ms, 60s, 1m or 1h"))?;
+                let keys = c
+                    .list("bucket_key")?
+                    .into_iter()
+                    .map(|(path, src)| Expr::compile(src, &path, phase))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Action::RateLimit(crate::limits::RateLimit::new(
+                    c.string("name")?.unwrap_or_default(),
+                    capacity,
+                    window,
+                    keys,
+                    c.bool("enforce", true)?,
+                ))
+            }
+            "basic-auth" => {
+                c.only(&["credentials", "realm", "enforce"])?;
+                let mut users = Vec::new();
+                for (path, cred) in c.list("credentials")? {
+                    let (user, pass) = cred
+                        .split_once(':')
+                        .filter(|(u, p)| !u.is_empty() && !p.is_empty())
+                        .ok_or_else(|| PolicyError::new(&path, "must be user:password"))?;
+                    users.push((user.to_string(), pass.to_string()));
+                }
+                if users.is_empty() {
+                    return Err(c.err("credentials", "required: at least one user:password"));
+                }
+                let realm = c.string("realm")?.unwrap_or("ngrok").to_string();
+                if realm.contains('"') || realm.chars().any(char::is_control) {
+                    return Err(c.err("realm", "must not contain quotes or control characters"));
+                }
+                Action::BasicAuth(crate::limits::BasicAuth {
+                    users,
+                    realm,
+                    enforce: c.bool("enforce", true)?,
+                })
+            }
             other => {
                 return Err(PolicyError::new(
                     type_path,
@@ -231,6 +309,28 @@ impl Action {
             }
         })
     }
+}
+
+/// The host of a `forward-internal` URL, which must name an internal
+/// endpoint (`https://api.internal`).
+pub fn internal_host(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once(':')
+        .filter(|(_, port)| port.parse::<u16>().is_ok())
+        .map_or(authority, |(h, _)| h)
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    if !host.ends_with(".internal") || host.len() <= ".internal".len() {
+        return Err(format!(
+            "{url:?} is not an internal endpoint (its host must end in .internal)"
+        ));
+    }
+    Ok(host)
 }
 
 fn only_keys(obj: &Map<String, Json>, path: &str, allowed: &[&str]) -> Result<(), PolicyError> {
@@ -283,6 +383,14 @@ impl Config<'_> {
             None | Some(Json::Null) => Ok(None),
             Some(Json::String(s)) => Ok(Some(s)),
             Some(_) => Err(self.err(key, "must be a string")),
+        }
+    }
+
+    fn bool(&self, key: &str, default: bool) -> Result<bool, PolicyError> {
+        match self.map.get(key) {
+            None | Some(Json::Null) => Ok(default),
+            Some(Json::Bool(b)) => Ok(*b),
+            Some(_) => Err(self.err(key, "must be true or false")),
         }
     }
 

@@ -3,6 +3,7 @@
 //! phase. The edge builds the [`Scope`] and applies the [`HttpOutcome`].
 
 use std::net::IpAddr;
+use std::time::Instant;
 
 use http::HeaderName;
 use serde_json::{json, Value as Json};
@@ -53,7 +54,22 @@ pub struct HttpOutcome {
     pub rewrite: Option<String>,
     /// `log` actions' metadata, for the event's `traffic_policy.logs`.
     pub logs: Vec<Json>,
+    /// forward-internal: hand the request to this internal endpoint.
+    pub forward: Option<Forward>,
 }
+
+/// Where forward-internal sends the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// `api.internal`
+    pub host: String,
+    /// When the endpoint is offline: serve as if the action had not run
+    /// (`on_error: continue`) instead of answering 502.
+    pub continue_on_error: bool,
+}
+
+/// forward-internal named an endpoint that is not online (`halt`).
+pub const FORWARD_FAILED_CODE: &str = "ERR_NGROK_3220";
 
 /// Runs `rules` against `scope`. `client_ip` is the connection's source
 /// address (restrict-ips never trusts headers).
@@ -194,8 +210,81 @@ fn apply(
             }
         }
         Action::CloseConnection => out.close = true,
+        Action::ForwardInternal {
+            url,
+            continue_on_error,
+        } => {
+            let url = render(url, scope)?;
+            let host = crate::actions::internal_host(&url)?;
+            out.forward = Some(Forward {
+                host,
+                continue_on_error: *continue_on_error,
+            });
+        }
+        Action::RateLimit(limit) => {
+            let bucket = limit.bucket(scope)?;
+            let limited = limit.check(&bucket, Instant::now());
+            set_result(
+                scope,
+                "rate_limit",
+                json!({ "name": limit.name, "bucket_key": bucket, "limited": limited.is_some() }),
+            );
+            if let Some(l) = limited.filter(|_| limit.enforce) {
+                out.respond = Some(Reply {
+                    status: 429,
+                    headers: vec![(http::header::RETRY_AFTER, l.retry_after.to_string())],
+                    body: "Too many requests: the endpoint's rate limit was reached.\n".into(),
+                    code: None,
+                });
+                return Ok(true);
+            }
+        }
+        Action::BasicAuth(auth) => {
+            let header = scope
+                .req_headers
+                .get("authorization")
+                .and_then(|v| v.first())
+                .cloned();
+            let user = auth.user(header.as_deref());
+            set_result(
+                scope,
+                "basic_auth",
+                json!({ "authorized": user.is_some(), "username": user.clone().unwrap_or_default() }),
+            );
+            match user {
+                // The app never sees credentials the edge checked.
+                Some(_) => out.remove_headers.push(http::header::AUTHORIZATION),
+                None if auth.enforce => {
+                    out.respond = Some(Reply {
+                        status: 401,
+                        headers: vec![(
+                            http::header::WWW_AUTHENTICATE,
+                            format!("Basic realm=\"{}\"", auth.realm),
+                        )],
+                        body: "Authentication required.\n".into(),
+                        code: None,
+                    });
+                    return Ok(true);
+                }
+                None => {}
+            }
+        }
     }
     Ok(action.terminates())
+}
+
+/// Sets `actions.ngrok.<action>` for later rules.
+fn set_result(scope: &mut Scope, action: &str, value: Json) {
+    let roots = scope.roots_mut();
+    let actions = roots
+        .entry("actions")
+        .or_insert_with(|| json!({ "ngrok": {} }));
+    if !actions.get("ngrok").is_some_and(Json::is_object) {
+        *actions = json!({ "ngrok": {} });
+    }
+    if let Some(Json::Object(ngrok)) = actions.get_mut("ngrok") {
+        ngrok.insert(action.to_string(), value);
+    }
 }
 
 fn rendered(

@@ -16,6 +16,7 @@ pub mod actions;
 pub mod document;
 pub mod engine;
 pub mod expr;
+pub mod limits;
 pub mod request;
 
 pub use document::{Policy, Rule};

@@ -242,6 +242,63 @@ fn actions_and_phase_semantics() {
             "192.0.2.1",
             |o| assert!(o.close),
         ),
+        (
+            "basic-auth: no credentials is a 401 with the realm",
+            r#"{"on_http_request":[{"actions":[{"type":"basic-auth","config":{"credentials":["ann:pw"],"realm":"shop"}}]}]}"#,
+            "/",
+            vec![("authorization", "Basic YW5uOndyb25n")],
+            "192.0.2.1",
+            |o| {
+                let r = o.respond.as_ref().unwrap();
+                assert_eq!(r.status, 401);
+                assert_eq!(r.headers[0].1, "Basic realm=\"shop\"");
+            },
+        ),
+        (
+            "basic-auth: good credentials pass, are stripped, and later rules see the user",
+            r#"{"on_http_request":[{"actions":[{"type":"basic-auth","config":{"credentials":["ann:pw"]}}]},
+               {"expressions":["actions.ngrok.basic_auth.username == 'ann'"],
+                "actions":[{"type":"add-headers","config":{"headers":{"x-user":"${actions.ngrok.basic_auth.username}"}}}]}]}"#,
+            "/",
+            vec![("authorization", "Basic YW5uOnB3")],
+            "192.0.2.1",
+            |o| {
+                assert_eq!(status(o), None);
+                assert_eq!(o.remove_headers, vec![http::header::AUTHORIZATION]);
+                assert_eq!(o.add_headers[0].1, "ann");
+            },
+        ),
+        (
+            "rate-limit: the first request of a bucket passes",
+            r#"{"on_http_request":[{"actions":[{"type":"rate-limit","config":{"name":"one","capacity":1,"rate":"60s","bucket_key":["conn.client_ip"]}}]}]}"#,
+            "/",
+            vec![],
+            "192.0.2.1",
+            |o| assert_eq!(status(o), None),
+        ),
+        (
+            "forward-internal names the internal host and ends the phase",
+            r#"{"on_http_request":[{"actions":[{"type":"forward-internal","config":{"url":"https://${req.url.path.split('/')[1]}.internal"}},{"type":"deny"}]}]}"#,
+            "/api/x",
+            vec![],
+            "192.0.2.1",
+            |o| {
+                assert_eq!(status(o), None);
+                let f = o.forward.as_ref().unwrap();
+                assert_eq!(
+                    (f.host.as_str(), f.continue_on_error),
+                    ("api.internal", false)
+                );
+            },
+        ),
+        (
+            "forward-internal to a rendered non-internal URL is a runtime error",
+            r#"{"on_http_request":[{"actions":[{"type":"forward-internal","config":{"url":"https://${req.url.host}"}}]}]}"#,
+            "/",
+            vec![],
+            "192.0.2.1",
+            |o| assert_eq!(status(o), Some(500)),
+        ),
     ];
     for (what, doc, url, headers, ip, check) in cases {
         let outcome = run_request(doc, url, &headers, ip);
@@ -251,8 +308,51 @@ fn actions_and_phase_semantics() {
 }
 
 #[test]
+fn rate_limit_counts_per_bucket_and_dry_runs() {
+    let policy = Policy::parse(
+        r#"{"on_http_request":[
+             {"actions":[{"type":"rate-limit","config":{"name":"dry","capacity":1,"rate":"60s","bucket_key":["conn.client_ip"],"enforce":false}}]},
+             {"expressions":["actions.ngrok.rate_limit.limited"],"actions":[{"type":"add-headers","config":{"headers":{"x-would-limit":"1"}}}]},
+             {"actions":[{"type":"rate-limit","config":{"name":"real","capacity":2,"rate":"60s","bucket_key":["conn.client_ip", "req.url.path"]}}]}]}"#,
+    )
+    .unwrap();
+    let run = |ip: &str, path: &str| {
+        let (mut scope, client) = request(path, &[], ip);
+        engine::run(&policy.on_http_request, &mut scope, client)
+    };
+    let first = run("192.0.2.1", "/a");
+    assert_eq!((status(&first), first.add_headers.len()), (None, 0));
+    let second = run("192.0.2.1", "/a");
+    assert_eq!(status(&second), None, "the dry run only marks");
+    assert_eq!(second.add_headers[0].0, "x-would-limit");
+    let third = run("192.0.2.1", "/a");
+    let r = third.respond.expect("limited");
+    assert_eq!(r.status, 429);
+    let retry: u64 = r.headers[0].1.parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(status(&run("192.0.2.1", "/b")), None, "another bucket");
+    assert_eq!(status(&run("192.0.2.2", "/a")), None, "another client");
+}
+
+#[test]
 fn bad_documents_are_refused_with_a_path() {
     let cases = [
+        (
+            r#"{"on_http_request":[{"actions":[{"type":"rate-limit","config":{"capacity":0,"rate":"1m"}}]}]}"#,
+            "on_http_request[0].actions[0].config.capacity",
+        ),
+        (
+            r#"{"on_http_request":[{"actions":[{"type":"rate-limit","config":{"capacity":5,"rate":"soon"}}]}]}"#,
+            "on_http_request[0].actions[0].config.rate",
+        ),
+        (
+            r#"{"on_http_request":[{"actions":[{"type":"basic-auth","config":{"credentials":["nopassword"]}}]}]}"#,
+            "on_http_request[0].actions[0].config.credentials[0]",
+        ),
+        (
+            r#"{"on_http_request":[{"actions":[{"type":"forward-internal","config":{"url":"https://example.com"}}]}]}"#,
+            "on_http_request[0].actions[0].config.url",
+        ),
         (
             r#"{"on_http_request":[{"actions":[{"type":"explode"}]}]}"#,
             "on_http_request[0].actions[0].type",

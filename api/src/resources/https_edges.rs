@@ -111,48 +111,53 @@ pub(super) async fn parse_hostports(ctx: &Ctx, raw: &[String]) -> ApiResult<Vec<
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for (i, hp) in raw.iter().enumerate() {
-        let field = format!("hostports[{i}]");
-        let bad = |why: String| ApiError::invalid(codes::INVALID_HOSTPORT, &field, why);
-        let (host, port) = hp
-            .rsplit_once(':')
-            .ok_or_else(|| bad(format!("{field}: {hp:?} is not host:port.")))?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| bad(format!("{field}: {port:?} is not a port.")))?;
-        if port != 443 && port != ctx.settings.https_port {
-            return Err(bad(format!(
-                "{field}: HTTPS edges answer on port 443 or {}, not {port}.",
-                ctx.settings.https_port
-            )));
-        }
-        let host = normalize_hostname(host, false).map_err(|e| bad(format!("{field}: {e}")))?;
-        let base = &ctx.settings.base_domain;
-        let under_base = host.ends_with(&format!(".{base}"));
-        if !under_base
-            && ctx
-                .claimant(super::reserved::DOMAIN_INDEX, &host)
-                .await?
-                .is_none()
-        {
-            return Err(ApiError::invalid(
-                codes::HOSTPORT_NOT_RESERVED,
-                &field,
-                format!("{field}: {host:?} is not under {base} and not a reserved domain; reserve it first."),
-            ));
-        }
+        let (host, hostport) = parse_hostport(ctx, hp, &format!("hostports[{i}]")).await?;
         if seen.insert(host.clone()) {
-            out.push((
-                host,
-                format!(
-                    "{}:{port}",
-                    hp.rsplit_once(':')
-                        .map_or("", |(h, _)| h)
-                        .to_ascii_lowercase()
-                ),
-            ));
+            out.push((host, hostport));
         }
     }
     Ok(out)
+}
+
+/// One `host:port` on the HTTPS port whose host this server may serve;
+/// returns the normalized host and `host:port`. Errors name `field`.
+pub(super) async fn parse_hostport(
+    ctx: &Ctx,
+    hp: &str,
+    field: &str,
+) -> ApiResult<(String, String)> {
+    let bad = |why: String| ApiError::invalid(codes::INVALID_HOSTPORT, field, why);
+    let (host, port) = hp
+        .rsplit_once(':')
+        .ok_or_else(|| bad(format!("{field}: {hp:?} is not host:port.")))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| bad(format!("{field}: {port:?} is not a port.")))?;
+    if port != 443 && port != ctx.settings.https_port {
+        return Err(bad(format!(
+            "{field}: HTTPS endpoints answer on port 443 or {}, not {port}.",
+            ctx.settings.https_port
+        )));
+    }
+    let host = normalize_hostname(host, false).map_err(|e| bad(format!("{field}: {e}")))?;
+    let base = &ctx.settings.base_domain;
+    let under_base = host.ends_with(&format!(".{base}"));
+    if !under_base
+        && ctx
+            .claimant(super::reserved::DOMAIN_INDEX, &host)
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::invalid(
+            codes::HOSTPORT_NOT_RESERVED,
+            field,
+            format!(
+                "{field}: {host:?} is not under {base} and not a reserved domain; reserve it first."
+            ),
+        ));
+    }
+    let hostport = format!("{host}:{port}");
+    Ok((host, hostport))
 }
 
 /// Claims each host for `edge` (a host serves one edge).

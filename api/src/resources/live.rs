@@ -216,34 +216,6 @@ async fn get_tunnel(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Json<Value>> 
         .ok_or_else(|| ApiError::not_found("tunnel", &id))
 }
 
-async fn list_endpoints(ctx: Ctx, p: ListParams) -> Json<Value> {
-    let items = ctx
-        .settings
-        .live
-        .tunnels()
-        .iter()
-        .filter_map(|t| {
-            Some((
-                t.started_at_ms,
-                endpoint_id(&t.id),
-                render_endpoint(&ctx, t)?,
-            ))
-        })
-        .collect();
-    Json(page(&ctx, "/endpoints", "endpoints", items, &p))
-}
-
-async fn get_endpoint(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    ctx.settings
-        .live
-        .tunnels()
-        .iter()
-        .filter(|t| endpoint_id(&t.id) == id)
-        .find_map(|t| render_endpoint(&ctx, t))
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("endpoint", &id))
-}
-
 pub fn mount(router: Router<ApiState>) -> Router<ApiState> {
     router
         .route("/tunnel_sessions", get(list_sessions))
@@ -253,6 +225,4 @@ pub fn mount(router: Router<ApiState>) -> Router<ApiState> {
         .route("/tunnel_sessions/{id}/update", post(update))
         .route("/tunnels", get(list_tunnels))
         .route("/tunnels/{id}", get(get_tunnel))
-        .route("/endpoints", get(list_endpoints))
-        .route("/endpoints/{id}", get(get_endpoint))
 }

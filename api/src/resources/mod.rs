@@ -10,6 +10,7 @@ pub mod agent_ingresses;
 pub mod api_keys;
 pub mod backends;
 pub mod certificates;
+pub mod cloud_endpoints;
 pub mod credentials;
 pub mod https_edges;
 pub mod ip_policies;

@@ -70,6 +70,7 @@ pub fn router(state: ApiState) -> Router {
     r = resources::https_edges::modules(r);
     r = resources::routes::mount(r);
     r = resources::live::mount(r);
+    r = resources::cloud_endpoints::mount(r);
     r.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
