@@ -107,6 +107,10 @@ pub struct ModuleArgs {
     /// raw TCP connection to ADDR (e.g. a VNC or SSH port).
     #[arg(long = "websocket-tcp-converter")]
     websocket_tcp_converter: bool,
+    /// Run the Traffic Policy in this file (YAML or JSON) at the edge, as
+    /// `ngrok http --traffic-policy-file` does.
+    #[arg(long = "traffic-policy-file", value_name = "PATH")]
+    traffic_policy_file: Option<PathBuf>,
 }
 
 impl ModuleArgs {
@@ -122,6 +126,13 @@ impl ModuleArgs {
             })?;
             let b64 = base64::engine::general_purpose::STANDARD.encode(pem);
             o.insert(MUTUAL_TLS_CA.into(), json!({ "mutual_tls_ca": b64 }));
+        }
+        if let Some(path) = &self.traffic_policy_file {
+            let text = std::fs::read_to_string(path).map_err(|source| AgentCmdError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            o.insert("TrafficPolicy".into(), json!(text));
         }
         if !self.cidr_allow.is_empty() || !self.cidr_deny.is_empty() {
             o.insert(

@@ -545,3 +545,40 @@ async fn bad_policies_are_refused_with_their_path_and_nothing_changes() {
     );
     assert!(text.contains("ERR_NGROK_9034"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gangway_agent_runs_a_policy_file_and_refuses_a_bad_one() {
+    let server = Server::start().await;
+    let app = app().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("policy.yml");
+    std::fs::write(&file, POLICY).expect("write policy");
+    let agent = support::Agent::http(
+        &server,
+        &app.to_string(),
+        &["--traffic-policy-file", file.to_str().expect("path")],
+    )
+    .await;
+    let on_cli = run_table(&server, &agent.url).await;
+    check(&on_cli);
+
+    std::fs::write(
+        &file,
+        "on_http_request:\n  - actions:\n      - type: teleport\n",
+    )
+    .expect("write policy");
+    let err = support::agent_fails(
+        &server,
+        &[
+            "http",
+            &app.to_string(),
+            "--traffic-policy-file",
+            file.to_str().expect("path"),
+        ],
+    )
+    .await;
+    assert!(
+        err.contains("TrafficPolicy.on_http_request[0].actions[0].type"),
+        "{err}"
+    );
+}
