@@ -327,3 +327,32 @@ pub fn median_sample(runs: &[Sample]) -> Sample {
         p99_ms: median(runs.iter().map(|s| s.p99_ms).collect()),
     }
 }
+
+/// Nanoseconds per call of `f`, over enough calls to take ~0.5 s.
+pub fn time_ns(mut f: impl FnMut()) -> f64 {
+    for _ in 0..1000 {
+        f();
+    }
+    let mut n = 1000u64;
+    loop {
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        let el = t.elapsed();
+        if el.as_millis() >= 500 {
+            return el.as_nanos() as f64 / n as f64;
+        }
+        n *= 2;
+    }
+}
+
+/// The host of an agent's `Forwarding` URL (`https://host:port`), for
+/// wrk's Host header.
+pub fn host_of(url: &str) -> String {
+    url.split("://")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .unwrap_or_default()
+        .to_string()
+}

@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use base64::Engine;
 use gangway_benches::{
-    machine, median_sample, start_agent, start_app, start_server, today, write_results, wrk,
-    LoadOpts, Sample,
+    host_of, machine, median_sample, start_agent, start_app, start_server, time_ns, today,
+    write_results, wrk, LoadOpts, Sample,
 };
 use gangway_modules::chain::{ConnInfo, RequestInfo};
 use gangway_modules::compression::{Coding, Encoder};
@@ -44,25 +44,6 @@ fn hmac_hex(key: &[u8], msg: &[u8]) -> String {
 fn hmac_b64(key: &[u8], msg: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD
         .encode(hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), msg).as_ref())
-}
-
-/// Nanoseconds per call of `f`, over enough calls to take ~0.5 s.
-fn time_ns(mut f: impl FnMut()) -> f64 {
-    for _ in 0..1000 {
-        f();
-    }
-    let mut n = 1000u64;
-    loop {
-        let t = Instant::now();
-        for _ in 0..n {
-            f();
-        }
-        let el = t.elapsed();
-        if el.as_millis() >= 500 {
-            return el.as_nanos() as f64 / n as f64;
-        }
-        n *= 2;
-    }
 }
 
 /// A provider, its secret and the headers of a delivery it signed.
@@ -276,13 +257,6 @@ fn run() -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     let extra = vec!["-s".to_string(), script.display().to_string()];
-    let host_of = |u: &str| {
-        u.split("://")
-            .nth(1)
-            .and_then(|r| r.split(':').next())
-            .unwrap_or_default()
-            .to_string()
-    };
     let scenarios = [
         ("HTTPS tunnel, no modules", host_of(&plain_url)),
         ("HTTPS tunnel, every non-auth module", host_of(&mods_url)),

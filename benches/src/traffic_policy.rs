@@ -9,11 +9,9 @@
 //!
 //! Run: `scripts/bench policy [--duration SECS] [--connections N] [--rounds N]`.
 
-use std::time::Instant;
-
 use gangway_benches::{
-    machine, median, median_sample, start_agent, start_app, start_server, today, write_results,
-    wrk, LoadOpts, Sample,
+    host_of, machine, median, median_sample, start_agent, start_app, start_server, time_ns, today,
+    write_results, wrk, LoadOpts, Sample,
 };
 use gangway_policy::engine;
 use gangway_policy::expr::Scope;
@@ -46,25 +44,6 @@ on_http_request:
       - type: add-headers
         config: { headers: { x-client-ip: "${conn.client_ip}", x-policy: tagged } }
 "#;
-
-/// Nanoseconds per call of `f`, over enough calls to take ~0.5 s.
-fn time_ns(mut f: impl FnMut()) -> f64 {
-    for _ in 0..1000 {
-        f();
-    }
-    let mut n = 1000u64;
-    loop {
-        let t = Instant::now();
-        for _ in 0..n {
-            f();
-        }
-        let el = t.elapsed();
-        if el.as_millis() >= 500 {
-            return el.as_nanos() as f64 / n as f64;
-        }
-        n *= 2;
-    }
-}
 
 /// (ns building the variables, ns running the ten rules), medians of 5.
 fn evaluation_cost() -> Result<(f64, f64), String> {
@@ -130,13 +109,6 @@ fn run() -> Result<(), String> {
         dir.path(),
         &["http", &app_addr, "--traffic-policy-file", &policy_path],
     )?;
-    let host_of = |u: &str| {
-        u.split("://")
-            .nth(1)
-            .and_then(|r| r.split(':').next())
-            .unwrap_or_default()
-            .to_string()
-    };
     let scenarios = [
         ("HTTPS tunnel, no policy", host_of(&plain_url)),
         ("HTTPS tunnel, 10-rule policy", host_of(&tp_url)),
