@@ -486,67 +486,20 @@ fn sns_sign(key: &boring::pkey::PKey<boring::pkey::Private>, msg: &mut Value, ve
     msg["Signature"] = json!(base64::engine::general_purpose::STANDARD.encode(sig));
 }
 
-/// `sns.us-east-1.amazonaws.com` as the edge will see it: HTTPS with a
-/// certificate from `ca`, serving `pem` at `/SimpleNotificationService-test.pem`
-/// (404 elsewhere). Counts the certificate fetches.
-async fn fake_sns_host(
-    ca: &support::tls::TestCa,
-    pem: String,
-) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
-    use tokio::io::AsyncReadExt;
-    let (cert_pem, key_pem) = ca.leaf(&["sns.us-east-1.amazonaws.com"]);
-    let der = rustls_pemfile::certs(&mut cert_pem.as_bytes())
-        .next()
-        .expect("cert")
-        .expect("pem");
-    let acceptor = support::tls::acceptor_for(&support::tls::TestCert {
-        cert_pem,
-        key_pem,
-        der,
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = fetches.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, pem, count) = (acceptor.clone(), pem.clone(), count.clone());
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&head);
-                let reply = if head.starts_with("GET /SimpleNotificationService-test.pem ") {
-                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    format!("HTTP/1.1 200 OK\r\ncontent-type: application/x-pem-file\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{pem}", pem.len())
-                } else {
-                    "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                        .into()
-                };
-                let _ = tls.write_all(reply.as_bytes()).await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    (addr, fetches)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sns_signatures_verify_with_the_certificate_fetched_from_aws() {
     use std::sync::atomic::Ordering::SeqCst;
     let ca = support::tls::TestCa::new("Test AWS CA");
     let (key, pem) = sns_signing_identity();
-    let (sns_addr, fetches) = fake_sns_host(&ca, pem).await;
+    // `sns.us-east-1.amazonaws.com` as the edge will see it.
+    let (sns_addr, fetches) = support::tls::document_host(
+        &ca,
+        "sns.us-east-1.amazonaws.com",
+        "/SimpleNotificationService-test.pem",
+        "application/x-pem-file",
+        pem,
+    )
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let ca_file = dir.path().join("aws-ca.pem");
     std::fs::write(&ca_file, &ca.cert_pem).expect("write ca");

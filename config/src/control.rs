@@ -282,6 +282,9 @@ pub struct CompiledL4Edge {
     /// Enabled modules the edge cannot apply yet: connections are closed
     /// rather than served unprotected.
     pub unsupported: Vec<&'static str>,
+    /// The `traffic_policy` module's document (`on_tcp_connect` only),
+    /// compiled by the edge.
+    pub traffic_policy: Option<String>,
 }
 
 /// A stored server certificate, and the reserved domains pinned to it.
@@ -584,10 +587,12 @@ fn compile_l4(res: &Resources, index: &Index<'_>, id: &str, m: &EdgeModules) -> 
     if mutual_tls.is_some() && !terminate_at_edge {
         unsupported.push("mutual_tls");
     }
-    if m.traffic_policy.as_ref().is_some_and(|x| on(x.enabled)) {
-        unsupported.push("traffic_policy");
-    }
     CompiledL4Edge {
+        traffic_policy: m
+            .traffic_policy
+            .as_ref()
+            .filter(|x| on(x.enabled))
+            .map(|p| p.value.clone()),
         id: id.to_string(),
         backend_labels: backend_labels(res, m.backend.as_ref()),
         ip_restriction: m

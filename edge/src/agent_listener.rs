@@ -368,7 +368,7 @@ fn compile_tls_options(opts: &TlsOpts) -> Result<TunnelOptions, (String, &'stati
         ),
         None => None,
     };
-    refuse_traffic_policy(opts.traffic_policy.as_deref())?;
+    let chain = l4_policy_chain(opts.traffic_policy.as_deref())?;
     let proxy_proto = proxy_proto_version(opts.proxy_proto)?;
     let ip_restriction = compile_l4_ip(opts.ip_restriction.as_ref())?;
     let Some(term) = opts
@@ -383,6 +383,7 @@ fn compile_tls_options(opts: &TlsOpts) -> Result<TunnelOptions, (String, &'stati
             ));
         }
         return Ok(TunnelOptions {
+            chain,
             proxy_proto,
             ip_restriction,
             ..TunnelOptions::default()
@@ -404,6 +405,7 @@ fn compile_tls_options(opts: &TlsOpts) -> Result<TunnelOptions, (String, &'stati
         .acceptor(client_cas.as_deref())
         .map_err(|e| invalid(format!("Invalid TLSTermination: {e}.")))?;
     Ok(TunnelOptions {
+        chain,
         tls_termination: Some(acceptor),
         proxy_proto,
         ip_restriction,
@@ -411,16 +413,15 @@ fn compile_tls_options(opts: &TlsOpts) -> Result<TunnelOptions, (String, &'stati
     })
 }
 
-/// TCP and TLS endpoints: a Traffic Policy refuses the Bind until the
-/// policy engine lands, rather than being ignored.
-fn refuse_traffic_policy(policy: Option<&str>) -> Result<(), (String, &'static str)> {
-    if policy.is_some_and(|p| !p.trim().is_empty()) {
-        return Err((
-            "TrafficPolicy is not supported by this edge yet; the endpoint was not started rather than served without it.".into(),
-            codes::INVALID_OPTIONS,
-        ));
-    }
-    Ok(())
+/// TCP and TLS endpoints: the Bind's Traffic Policy, which may only have
+/// `on_tcp_connect` rules, as the tunnel's chain.
+fn l4_policy_chain(policy: Option<&str>) -> Result<Arc<Chain>, (String, &'static str)> {
+    let Some(text) = policy.filter(|p| !p.trim().is_empty()) else {
+        return Ok(Arc::new(Chain::default()));
+    };
+    let policy = TrafficPolicy::compile_l4("TrafficPolicy", text)
+        .map_err(|e| (format!("Invalid {e}."), codes::INVALID_OPTIONS))?;
+    Ok(Arc::new(Chain::new(vec![Box::new(policy)])))
 }
 
 fn bad_opts(e: MsgError) -> (String, &'static str) {
@@ -891,7 +892,7 @@ impl Conn {
     fn try_bind_tcp(&self, req: &Bind) -> Result<BindResp, (String, &'static str)> {
         let cfg = &self.app.cfg;
         let opts = TcpOpts::from_value(&req.opts).map_err(bad_opts)?;
-        refuse_traffic_policy(opts.traffic_policy.as_deref())?;
+        let chain = l4_policy_chain(opts.traffic_policy.as_deref())?;
         let tunnel_id = self.tunnel_id(req)?;
         let requested = match opts
             .addr
@@ -957,6 +958,7 @@ impl Conn {
                 &ports,
                 req.extra.pooling_enabled,
                 Arc::new(TunnelOptions {
+                    chain,
                     proxy_proto: proxy_proto_version(opts.proxy_proto)?,
                     ip_restriction: compile_l4_ip(opts.ip_restriction.as_ref())?,
                     ..TunnelOptions::default()

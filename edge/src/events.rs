@@ -88,6 +88,9 @@ impl Events {
         if let Some(d) = conn.ip_policy {
             obj.insert("ip_policy".into(), json!({ "decision": d }));
         }
+        if !conn.policy_logs.is_empty() {
+            obj.insert("traffic_policy".into(), json!({ "logs": conn.policy_logs }));
+        }
         sink.emit(TCP_CONNECTION_CLOSED, obj);
     }
 }
@@ -102,6 +105,8 @@ pub struct L4Conn {
     pub start: SystemTime,
     /// `allow`/`block` when an IP restriction applied.
     pub ip_policy: Option<&'static str>,
+    /// The endpoint's Traffic Policy `log` entries (`on_tcp_connect`).
+    pub policy_logs: Vec<Value>,
 }
 
 /// Where JSON-lines events are written.

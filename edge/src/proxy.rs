@@ -425,6 +425,14 @@ impl ProxyHttp for EdgeProxy {
             }
         };
         ctx.chain = Some(chain.clone());
+        let stale: Vec<String> = chain
+            .documents()
+            .filter(|url| gangway_modules::jwt::needs_fetch(url))
+            .map(str::to_string)
+            .collect();
+        for url in stale {
+            self.fetch_jwks(&url).await;
+        }
         let mut flow = chain.on_connect(&ctx.conn, &mut ctx.modules);
         if flow == Flow::Continue {
             let info = request_info!(session, ctx, self.scheme());
@@ -800,6 +808,19 @@ impl EdgeProxy {
                 warn!(%url, %error, "cannot fetch a webhook signing certificate");
                 false
             }
+        }
+    }
+
+    /// Fetches the JWKS at `url` for jwt-validation. On failure the keys
+    /// already held (if any) keep serving, and the next try waits a TTL.
+    async fn fetch_jwks(&self, url: &str) {
+        let stored = match self.fetcher.get(url).await {
+            Ok(doc) => gangway_modules::jwt::remember_jwks(url, &doc),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(error) = stored {
+            warn!(%url, %error, "cannot fetch a JWKS for jwt-validation");
+            gangway_modules::jwt::fetch_failed(url);
         }
     }
 

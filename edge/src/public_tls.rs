@@ -195,14 +195,14 @@ impl ServerApp for PublicTlsApp {
             let table = self.registry.table();
             match table.route_tls(&sni) {
                 TlsRoute::Tunnel(ep) => {
-                    let (target, decision) = admit(ep, client);
-                    let policy = target.as_ref().map(|t| ep.client_tls(t));
-                    Some((target, decision, policy))
+                    let admission = admit(ep, client, server, &sni);
+                    let policy = admission.target.as_ref().map(|t| ep.client_tls(t));
+                    Some((admission, policy))
                 }
                 TlsRoute::Https => None,
             }
         };
-        let Some((target, decision, policy)) = route else {
+        let Some((admission, policy)) = route else {
             let policy = self
                 .registry
                 .table()
@@ -222,10 +222,11 @@ impl ServerApp for PublicTlsApp {
             server,
             server_name: sni.clone(),
             start: SystemTime::now(),
-            ip_policy: decision,
+            ip_policy: admission.ip_policy,
+            policy_logs: admission.policy_logs,
         };
         let events = self.registry.events();
-        match target {
+        match admission.target {
             Some(target) => {
                 let policy = policy.unwrap_or(Ok(None));
                 let (bytes_in, bytes_out) = self
@@ -233,7 +234,7 @@ impl ServerApp for PublicTlsApp {
                     .await;
                 events.tcp_closed(&conn, bytes_in, bytes_out);
             }
-            None if decision != Some("block") => {
+            None if !admission.refused => {
                 debug!(%peer, %sni, "TLS endpoint offline");
                 send_alert(&mut l4, ALERT_INTERNAL_ERROR).await;
             }

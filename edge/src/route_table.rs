@@ -13,6 +13,7 @@ use gangway_config::control::{CompiledHttpsEdge, CompiledL4Edge, CompiledRoute, 
 use crate::client_tls::ClientTls;
 pub use gangway_config::hostname::strip_port;
 use gangway_modules::chain::Chain;
+use gangway_modules::traffic_policy::TrafficPolicy;
 use gangway_proto::Session;
 use pingora_core::tls::ssl::SslAcceptor;
 
@@ -109,6 +110,9 @@ pub struct Endpoint {
     pub targets: Vec<Target>,
     /// Set when this is a TCP or TLS edge from the API.
     pub l4_edge: Option<Arc<CompiledL4Edge>>,
+    /// The TCP or TLS edge's Traffic Policy (`on_tcp_connect`).
+    pub l4_policy: Option<Arc<Chain>>,
+    policy_failed: bool,
     next: AtomicUsize,
 }
 
@@ -118,13 +122,29 @@ impl Endpoint {
             hostname,
             targets,
             l4_edge: None,
+            l4_policy: None,
+            policy_failed: false,
             next: AtomicUsize::new(0),
         }
     }
 
     /// The endpoint of a TCP or TLS edge.
     pub fn for_l4_edge(hostname: String, targets: Vec<Target>, edge: Arc<CompiledL4Edge>) -> Self {
+        // The API compiled the same text when it was stored; a policy that
+        // no longer compiles (an older store) closes every connection.
+        let (l4_policy, policy_failed) = match edge.traffic_policy.as_deref() {
+            None => (None, false),
+            Some(text) => match TrafficPolicy::compile_l4("traffic_policy.value", text) {
+                Ok(p) => (Some(Arc::new(Chain::new(vec![Box::new(p)]))), false),
+                Err(e) => {
+                    tracing::warn!(edge = %edge.id, error = %e, "edge traffic policy refused; closing its connections");
+                    (None, true)
+                }
+            },
+        };
         Endpoint {
+            l4_policy,
+            policy_failed,
             l4_edge: Some(edge),
             ..Endpoint::new(hostname, targets)
         }
@@ -136,7 +156,7 @@ impl Endpoint {
         let Some(edge) = &self.l4_edge else {
             return true;
         };
-        if !edge.unsupported.is_empty() {
+        if !edge.unsupported.is_empty() || self.policy_failed {
             return false;
         }
         match (&edge.ip_restriction, client) {

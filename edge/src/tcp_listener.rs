@@ -13,6 +13,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use gangway_modules::chain::{ConnInfo, Flow, RequestState};
+
 use crate::events::{Events, L4Conn};
 use crate::route_table::{Endpoint, RouteTable, Target};
 use crate::tunnel_stream::proxy_header_bytes;
@@ -65,18 +67,22 @@ async fn proxy(
         server_name: String::new(),
         start: SystemTime::now(),
         ip_policy: None,
+        policy_logs: Vec::new(),
     };
     let admission = {
         let table = table.load();
-        table.lookup_port(port).map(|ep| admit(ep, Some(client)))
+        table
+            .lookup_port(port)
+            .map(|ep| admit(ep, Some(client), conn.server, ""))
     };
     // No endpoint, an offline one (agent gone, name kept) or a blocked
     // client: close at once.
-    let Some((target, decision)) = admission else {
+    let Some(admission) = admission else {
         return;
     };
-    conn.ip_policy = decision;
-    let Some(target) = target else {
+    conn.ip_policy = admission.ip_policy;
+    conn.policy_logs = admission.policy_logs;
+    let Some(target) = admission.target else {
         events.tcp_closed(&conn, 0, 0);
         return;
     };
@@ -85,26 +91,77 @@ async fn proxy(
     events.tcp_closed(&conn, bytes_in, bytes_out);
 }
 
+/// What admission decided for one connection.
+#[derive(Default)]
+pub struct Admission {
+    /// The tunnel to serve it; `None`: refused or offline.
+    pub target: Option<Target>,
+    /// `allow`/`block` when an IP restriction applied.
+    pub ip_policy: Option<&'static str>,
+    /// The client was refused (IP restriction or Traffic Policy): close
+    /// quietly rather than report the endpoint offline.
+    pub refused: bool,
+    /// Traffic Policy `log` entries.
+    pub policy_logs: Vec<serde_json::Value>,
+}
+
 /// Picks a tunnel for a connection from `client` and applies the edge's
-/// and the tunnel's IP restrictions. Returns the tunnel (`None`: blocked
-/// or offline) and the IP policy decision, if a restriction applied.
-pub fn admit(ep: &Endpoint, client: Option<SocketAddr>) -> (Option<Target>, Option<&'static str>) {
+/// and the tunnel's IP restrictions, then their Traffic Policies'
+/// `on_tcp_connect` rules.
+pub fn admit(
+    ep: &Endpoint,
+    client: Option<SocketAddr>,
+    server: Option<SocketAddr>,
+    server_name: &str,
+) -> Admission {
     let ip = client.map(|a| a.ip());
     let edge_restricted = ep
         .l4_edge
         .as_ref()
         .is_some_and(|e| e.ip_restriction.is_some());
+    let refused = |ip_policy| Admission {
+        ip_policy,
+        refused: true,
+        ..Admission::default()
+    };
     if !ep.admits(ip) {
-        return (None, edge_restricted.then_some("block"));
+        return refused(edge_restricted.then_some("block"));
     }
     let Some(target) = ep.pick() else {
-        return (None, None);
+        return Admission::default();
     };
     let restricted = edge_restricted || target.options.ip_restriction.is_some();
     if !target.admits(ip) {
-        return (None, Some("block"));
+        return refused(Some("block"));
     }
-    (Some(target.clone()), restricted.then_some("allow"))
+    let ip_policy = restricted.then_some("allow");
+    let conn = ConnInfo {
+        client,
+        server,
+        server_name: server_name.to_string(),
+        tls: None,
+    };
+    let mut st = RequestState::default();
+    let mut flow = Flow::Continue;
+    for chain in ep.l4_policy.iter().chain(Some(&target.options.chain)) {
+        if flow == Flow::Continue && !chain.is_empty() {
+            flow = chain.on_connect(&conn, &mut st);
+        }
+    }
+    let policy_logs = std::mem::take(&mut st.decisions.traffic_policy_logs);
+    if flow != Flow::Continue {
+        return Admission {
+            ip_policy,
+            policy_logs,
+            ..refused(ip_policy)
+        };
+    }
+    Admission {
+        target: Some(target.clone()),
+        ip_policy,
+        refused: false,
+        policy_logs,
+    }
 }
 
 /// Opens a proxy stream on `target` and copies bytes both ways until both

@@ -310,6 +310,12 @@ pub trait RouteModule: Send + Sync + std::fmt::Debug {
 
     /// The exchange is over.
     fn on_complete(&self, _outcome: &Outcome, _st: &mut RequestState) {}
+
+    /// HTTPS documents (JWKS) the edge must fetch, when
+    /// [`crate::jwt::needs_fetch`] says so, before the request phase.
+    fn documents(&self) -> &[String] {
+        &[]
+    }
 }
 
 /// Largest request body a module buffers (webhook verification): GitHub,
@@ -349,6 +355,13 @@ impl Chain {
 
     pub fn on_request(&self, req: &RequestInfo<'_>, st: &mut RequestState) -> Flow {
         first_response(&self.modules, |m| m.on_request(req, st))
+    }
+
+    /// The documents every module needs fetched ([`RouteModule::documents`]).
+    pub fn documents(&self) -> impl Iterator<Item = &str> {
+        self.modules
+            .iter()
+            .flat_map(|m| m.documents().iter().map(String::as_str))
     }
 
     /// Whether the request body must be held until the chain has seen it.

@@ -232,10 +232,17 @@ impl RouteModule for CircuitBreaker {
         if st.decisions.circuit_breaker == Some(BLOCK) || st.decisions.circuit_breaker.is_none() {
             return;
         }
+        self.finish(outcome, st.breaker_probe);
+    }
+}
+
+impl CircuitBreaker {
+    /// Counts an admitted request's result (`probe`: it was the one probe).
+    pub fn finish(&self, outcome: &Outcome, probe: bool) {
         if !outcome.forwarded {
             // A later module answered: the upstream was never asked. A
             // probe that never went out frees the slot for the next one.
-            if st.breaker_probe {
+            if probe {
                 let mut inner = self.lock();
                 if let State::Open { probing, .. } = &mut inner.state {
                     *probing = false;
@@ -243,7 +250,7 @@ impl RouteModule for CircuitBreaker {
             }
             return;
         }
-        self.record(Instant::now(), outcome.is_error(), st.breaker_probe);
+        self.record(Instant::now(), outcome.is_error(), probe);
     }
 }
 

@@ -1,4 +1,5 @@
-//! `compression`: gzip or deflate chosen by the client's Accept-Encoding
+//! `compression`: gzip or deflate (and, for Traffic Policy's
+//! compress-response, br and zstd) chosen by the client's Accept-Encoding
 //! (RFC 9110 q-values), streamed chunk by chunk so the first bytes leave
 //! before the upstream finishes. Responses already encoded, partial, or
 //! marked `no-transform` pass untouched.
@@ -17,14 +18,25 @@ use crate::chain::{HeaderEdits, RequestInfo, RequestState, RouteModule, Stage};
 pub enum Coding {
     Gzip,
     Deflate,
+    Brotli,
+    Zstd,
 }
 
 impl Coding {
+    pub const ALL: [Coding; 4] = [Coding::Gzip, Coding::Deflate, Coding::Brotli, Coding::Zstd];
+
     pub fn token(self) -> &'static str {
         match self {
             Coding::Gzip => "gzip",
             Coding::Deflate => "deflate",
+            Coding::Brotli => "br",
+            Coding::Zstd => "zstd",
         }
+    }
+
+    /// The coding named by an Accept-Encoding token (`gzip`, `br`, ...).
+    pub fn from_token(token: &str) -> Option<Coding> {
+        Coding::ALL.into_iter().find(|c| c.token() == token)
     }
 }
 
@@ -88,6 +100,10 @@ pub struct Encoder {
 enum Inner {
     Gzip(GzEncoder<Vec<u8>>),
     Deflate(ZlibEncoder<Vec<u8>>),
+    /// Taken when the stream ends: brotli writes its last block on
+    /// `into_inner`.
+    Brotli(Option<Box<brotli::CompressorWriter<Vec<u8>>>>),
+    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
 }
 
 impl std::fmt::Debug for Encoder {
@@ -107,6 +123,20 @@ impl Encoder {
             Coding::Gzip => Inner::Gzip(GzEncoder::new(Vec::new(), level)),
             // HTTP's "deflate" is the zlib format (RFC 9110 §8.4.1.2).
             Coding::Deflate => Inner::Deflate(ZlibEncoder::new(Vec::new(), level)),
+            // Quality 5 and zstd level 3 match level 6's speed class:
+            // on-the-fly compression must not cost more than the transfer.
+            Coding::Brotli => Inner::Brotli(Some(Box::new(brotli::CompressorWriter::new(
+                Vec::new(),
+                16 * 1024,
+                5,
+                22,
+            )))),
+            Coding::Zstd => match zstd::stream::write::Encoder::new(Vec::new(), 3) {
+                Ok(e) => Inner::Zstd(e),
+                // zstd only fails to allocate its context: fall back to
+                // gzip rather than sending nothing.
+                Err(_) => Inner::Gzip(GzEncoder::new(Vec::new(), level)),
+            },
         };
         Encoder {
             inner,
@@ -124,13 +154,35 @@ impl Encoder {
         }
         self.bytes_in += chunk.len() as u64;
         // Writes into a Vec cannot fail.
-        let _ = match &mut self.inner {
-            Inner::Gzip(e) => write_chunk(e, chunk, end),
-            Inner::Deflate(e) => write_chunk(e, chunk, end),
-        };
         let out = match &mut self.inner {
-            Inner::Gzip(e) => std::mem::take(e.get_mut()),
-            Inner::Deflate(e) => std::mem::take(e.get_mut()),
+            Inner::Gzip(e) => {
+                let _ = write_chunk(e, chunk, end);
+                std::mem::take(e.get_mut())
+            }
+            Inner::Deflate(e) => {
+                let _ = write_chunk(e, chunk, end);
+                std::mem::take(e.get_mut())
+            }
+            Inner::Zstd(e) => {
+                let _ = write_chunk(e, chunk, end);
+                std::mem::take(e.get_mut())
+            }
+            Inner::Brotli(slot) => match slot.take() {
+                Some(mut e) => {
+                    let _ = e.write_all(chunk);
+                    if end {
+                        e.into_inner()
+                    } else {
+                        if !chunk.is_empty() {
+                            let _ = e.flush();
+                        }
+                        let out = std::mem::take(e.get_mut());
+                        *slot = Some(e);
+                        out
+                    }
+                }
+                None => Vec::new(),
+            },
         };
         self.finished = end;
         self.bytes_out += out.len() as u64;
@@ -156,6 +208,12 @@ impl Finish for GzEncoder<Vec<u8>> {
 impl Finish for ZlibEncoder<Vec<u8>> {
     fn finish_stream(&mut self) -> std::io::Result<()> {
         self.try_finish()
+    }
+}
+
+impl Finish for zstd::stream::write::Encoder<'static, Vec<u8>> {
+    fn finish_stream(&mut self) -> std::io::Result<()> {
+        self.do_finish()
     }
 }
 
@@ -216,46 +274,62 @@ impl RouteModule for Compression {
         out: &mut dyn HeaderEdits,
         st: &mut RequestState,
     ) {
-        st.decisions.compression_algorithm = Some("none");
-        let Some(accept) = req.header("accept-encoding") else {
-            return;
-        };
-        if !compressible(req.method, status, out.headers()) {
-            return;
-        }
-        let Some(coding) = negotiate(accept, &self.supported) else {
-            return;
-        };
-        // The validator names the identity bytes; a strong one would lie.
-        let weak_etag = out
-            .headers()
-            .get(http::header::ETAG)
-            .and_then(|e| e.to_str().ok())
-            .filter(|s| !s.starts_with("W/"))
-            .and_then(|s| HeaderValue::from_str(&format!("W/{s}")).ok());
-        // The encoded length is unknown until the end: an HTTP/1.1 client
-        // needs chunked framing to keep the connection (HTTP/2 drops the
-        // header), and byte ranges of the identity no longer apply.
-        out.remove(&http::header::CONTENT_LENGTH);
-        out.remove(&http::header::ACCEPT_RANGES);
-        out.insert(
-            http::header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-        if let Some(weak) = weak_etag {
-            out.insert(http::header::ETAG, weak);
-        }
-        out.insert(
-            http::header::CONTENT_ENCODING,
-            HeaderValue::from_static(coding.token()),
-        );
-        out.append(
-            http::header::VARY,
-            HeaderValue::from_static("Accept-Encoding"),
-        );
-        st.decisions.compression_algorithm = Some(coding.token());
-        st.encoder = Some(Encoder::new(coding));
+        encode_response(req, status, out, st, &self.supported);
     }
+}
+
+/// Chooses a coding among `supported` for this response and, if one
+/// applies, rewrites the head for it and sets up the body's encoder.
+pub fn encode_response(
+    req: &RequestInfo<'_>,
+    status: u16,
+    out: &mut dyn HeaderEdits,
+    st: &mut RequestState,
+    supported: &[Coding],
+) {
+    if st.encoder.is_some() {
+        // compress-response already chose (it runs before this module).
+        return;
+    }
+    st.decisions.compression_algorithm = Some("none");
+    let Some(accept) = req.header("accept-encoding") else {
+        return;
+    };
+    if !compressible(req.method, status, out.headers()) {
+        return;
+    }
+    let Some(coding) = negotiate(accept, supported) else {
+        return;
+    };
+    // The validator names the identity bytes; a strong one would lie.
+    let weak_etag = out
+        .headers()
+        .get(http::header::ETAG)
+        .and_then(|e| e.to_str().ok())
+        .filter(|s| !s.starts_with("W/"))
+        .and_then(|s| HeaderValue::from_str(&format!("W/{s}")).ok());
+    // The encoded length is unknown until the end: an HTTP/1.1 client
+    // needs chunked framing to keep the connection (HTTP/2 drops the
+    // header), and byte ranges of the identity no longer apply.
+    out.remove(&http::header::CONTENT_LENGTH);
+    out.remove(&http::header::ACCEPT_RANGES);
+    out.insert(
+        http::header::TRANSFER_ENCODING,
+        HeaderValue::from_static("chunked"),
+    );
+    if let Some(weak) = weak_etag {
+        out.insert(http::header::ETAG, weak);
+    }
+    out.insert(
+        http::header::CONTENT_ENCODING,
+        HeaderValue::from_static(coding.token()),
+    );
+    out.append(
+        http::header::VARY,
+        HeaderValue::from_static("Accept-Encoding"),
+    );
+    st.decisions.compression_algorithm = Some(coding.token());
+    st.encoder = Some(Encoder::new(coding));
 }
 
 #[cfg(test)]
@@ -287,7 +361,7 @@ mod tests {
         let original: Vec<u8> = (0..200_000u32)
             .flat_map(|i| (i % 251).to_le_bytes())
             .collect();
-        for coding in [Coding::Gzip, Coding::Deflate] {
+        for coding in Coding::ALL {
             let mut enc = Encoder::new(coding);
             let mut wire = Vec::new();
             let mut first_len = 0;
@@ -306,6 +380,11 @@ mod tests {
                 Coding::Deflate => {
                     flate2::read::ZlibDecoder::new(&wire[..]).read_to_end(&mut decoded)
                 }
+                Coding::Brotli => {
+                    brotli::Decompressor::new(&wire[..], 4096).read_to_end(&mut decoded)
+                }
+                Coding::Zstd => zstd::stream::read::Decoder::new(&wire[..])
+                    .and_then(|mut d| d.read_to_end(&mut decoded)),
             }
             .unwrap();
             assert_eq!(decoded, original);

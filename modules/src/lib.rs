@@ -14,6 +14,7 @@ pub mod decisions;
 pub mod headers;
 pub mod interpolate;
 pub mod ip_restriction;
+pub mod jwt;
 pub mod traffic_policy;
 pub mod user_agent;
 pub mod webhook;

@@ -6,7 +6,11 @@
 //! `on_http_request` rules on the request head, `on_http_response` rules
 //! on the upstream's response head. What a phase decided that the edge
 //! must apply later (upstream header edits, a rewritten URL, a replaced
-//! response) waits in [`RequestState`].
+//! response) waits in [`RequestState`]. Actions built on other modules'
+//! machinery (jwt-validation, verify-webhook, compress-response,
+//! circuit-breaker) live in [`host`].
+
+mod host;
 
 use std::net::IpAddr;
 
@@ -19,13 +23,22 @@ use gangway_policy::Policy;
 use http::{HeaderName, HeaderValue};
 
 use crate::chain::{
-    ConnInfo, EdgeResponse, Flow, HeaderEdits, RequestInfo, RequestState, RouteModule, Stage,
+    ConnInfo, EdgeResponse, Flow, HeaderEdits, Outcome, RequestInfo, RequestState, RouteModule,
+    Stage,
 };
 use crate::ConfigError;
+
+pub use host::JWT_REFUSED_CODE;
 
 #[derive(Debug)]
 pub struct TrafficPolicy {
     policy: Policy,
+    /// The host actions' compiled state, indexed by the ids in `policy`.
+    host: Vec<host::HostAction>,
+    /// JWKS URLs the edge must have fetched before the request phase.
+    documents: Vec<String>,
+    /// The request phase verifies a webhook: hold the body back.
+    wants_body: bool,
 }
 
 /// What the request phase left for later phases of the same request.
@@ -36,21 +49,72 @@ pub struct PolicyRun {
     scope: SavedScope,
     remove: Vec<HeaderName>,
     add: Vec<(HeaderName, HeaderValue)>,
+    pending: host::Pending,
 }
 
 impl TrafficPolicy {
     /// Parses and compiles `text`; errors name `field` and the document
     /// path (`traffic_policy.value.on_http_request[0].actions[0].type`).
     pub fn compile(field: &str, text: &str) -> Result<Self, ConfigError> {
-        let policy = Policy::parse(text).map_err(|e| {
-            let at = if e.path.is_empty() {
+        let at = |path: &str| {
+            if path.is_empty() {
                 field.to_string()
             } else {
-                format!("{field}.{}", e.path)
-            };
-            ConfigError::new(at, e.message)
-        })?;
-        Ok(TrafficPolicy { policy })
+                format!("{field}.{path}")
+            }
+        };
+        let mut compiler = host::Compiler::default();
+        let policy = Policy::parse_with(text, &mut compiler)
+            .map_err(|e| ConfigError::new(at(&e.path), e.message))?;
+        let host = compiler.actions;
+        let wants_body = host
+            .iter()
+            .any(|a| matches!(a, host::HostAction::Webhook { .. }));
+        if wants_body {
+            // The body arrives after the request phase has run.
+            for (i, rule) in policy.on_http_request.iter().enumerate() {
+                for (j, e) in rule.expressions.iter().enumerate() {
+                    if e.source.contains("verify_webhook") {
+                        return Err(ConfigError::new(
+                            at(&format!("on_http_request[{i}].expressions[{j}]")),
+                            "actions.ngrok.verify_webhook is known once the body has arrived, after on_http_request ran; read it in on_http_response",
+                        ));
+                    }
+                }
+            }
+        }
+        let documents = host
+            .iter()
+            .filter_map(|a| match a {
+                host::HostAction::Jwt(j) => Some(j.jwks_urls().to_vec()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        Ok(TrafficPolicy {
+            policy,
+            host,
+            documents,
+            wants_body,
+        })
+    }
+
+    /// [`TrafficPolicy::compile`] for a TCP or TLS endpoint, where only
+    /// `on_tcp_connect` can run.
+    pub fn compile_l4(field: &str, text: &str) -> Result<Self, ConfigError> {
+        let p = Self::compile(field, text)?;
+        for (phase, rules) in [
+            ("on_http_request", &p.policy.on_http_request),
+            ("on_http_response", &p.policy.on_http_response),
+        ] {
+            if !rules.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{field}.{phase}"),
+                    "a TCP or TLS endpoint speaks no HTTP: only on_tcp_connect runs here",
+                ));
+            }
+        }
+        Ok(p)
     }
 
     pub fn policy(&self) -> &Policy {
@@ -155,11 +219,19 @@ impl RouteModule for TrafficPolicy {
                 host: req.host,
             },
         );
-        let out = engine::run(
+        let mut host = host::RequestHost {
+            actions: &self.host,
+            req,
+            st,
+            pending: host::Pending::default(),
+        };
+        let out = engine::run_with(
             &self.policy.on_http_request,
             &mut scope,
             client_ip(req.conn),
+            &mut host,
         );
+        let pending = host.pending;
         let HttpOutcome {
             respond,
             close,
@@ -186,8 +258,43 @@ impl RouteModule for TrafficPolicy {
             scope: scope.save(),
             remove: remove_headers,
             add,
+            pending,
         }));
         Flow::Continue
+    }
+
+    fn wants_body(&self) -> bool {
+        self.wants_body
+    }
+
+    fn on_request_body(&self, req: &RequestInfo<'_>, body: &[u8], st: &mut RequestState) -> Flow {
+        let Some(mut run) = st.policy.take() else {
+            return Flow::Continue;
+        };
+        let mut scope = std::mem::take(&mut run.scope).restore();
+        let verdict =
+            host::verify_body(&self.host, &run.pending.webhooks, req, body, st, &mut scope);
+        run.scope = scope.save();
+        st.policy = Some(run);
+        match verdict {
+            Ok(()) => Flow::Continue,
+            Err(answer) => Flow::Respond(answer),
+        }
+    }
+
+    fn documents(&self) -> &[String] {
+        &self.documents
+    }
+
+    fn on_complete(&self, outcome: &Outcome, st: &mut RequestState) {
+        let Some(run) = st.policy.as_ref() else {
+            return;
+        };
+        for &(id, probe) in &run.pending.breakers {
+            if let Some(host::HostAction::Breaker { breaker, .. }) = self.host.get(id) {
+                breaker.finish(outcome, probe);
+            }
+        }
     }
 
     fn upstream_request(
@@ -222,11 +329,17 @@ impl RouteModule for TrafficPolicy {
         };
         let mut scope = std::mem::take(&mut run.scope).restore();
         scope.set_response(status, out.headers());
-        let outcome = engine::run(
+        let mut host = host::ResponseHost {
+            actions: &self.host,
+            compress: None,
+        };
+        let outcome = engine::run_with(
             &self.policy.on_http_response,
             &mut scope,
             req.conn.client.map(|a| a.ip()),
+            &mut host,
         );
+        let compress = host.compress;
         st.decisions.traffic_policy_logs.extend(outcome.logs);
         if outcome.close {
             st.close_connection = true;
@@ -243,6 +356,9 @@ impl RouteModule for TrafficPolicy {
                 }
                 for (name, value) in add {
                     out.append(name, value);
+                }
+                if let Some(codings) = compress {
+                    crate::compression::encode_response(req, status, out, st, codings);
                 }
             }
             Err(answer) => st.replace_response = Some(answer),

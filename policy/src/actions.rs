@@ -7,6 +7,7 @@ use regex::Regex;
 use serde_json::{Map, Value as Json};
 
 use crate::expr::{Expr, Phase, Template};
+use crate::host::{HostActions, HOST_ACTIONS};
 use crate::PolicyError;
 
 /// Actions that answer the request (or end the connection) stop the phase.
@@ -56,6 +57,11 @@ pub enum Action {
     },
     RateLimit(crate::limits::RateLimit),
     BasicAuth(crate::limits::BasicAuth),
+    /// An action the edge runs ([`crate::host`]); `id` is its compiler's.
+    Host {
+        kind: &'static str,
+        id: usize,
+    },
 }
 
 /// A `set-vars` value: strings interpolate, anything else is kept as is.
@@ -118,7 +124,12 @@ impl Action {
     }
 
     /// Parses `{type, config}` at `path` (`on_http_request[0].actions[1]`).
-    pub fn parse(raw: &Json, path: &str, phase: Phase) -> Result<Action, PolicyError> {
+    pub fn parse(
+        raw: &Json,
+        path: &str,
+        phase: Phase,
+        host: &mut dyn HostActions,
+    ) -> Result<Action, PolicyError> {
         let obj = raw
             .as_object()
             .ok_or_else(|| PolicyError::new(path, "must be an object with `type` and `config`"))?;
@@ -128,7 +139,7 @@ impl Action {
             .get("type")
             .and_then(Json::as_str)
             .ok_or_else(|| PolicyError::new(&type_path, "required: the action's type"))?;
-        let Some((_, phases)) = KNOWN.iter().find(|(k, _)| *k == kind) else {
+        let Some((known_kind, phases)) = KNOWN.iter().find(|(k, _)| *k == kind) else {
             let known: Vec<&str> = KNOWN.iter().map(|(k, _)| *k).collect();
             return Err(PolicyError::new(
                 type_path,
@@ -148,6 +159,10 @@ impl Action {
             Some(Json::Object(m)) => m,
             Some(_) => return Err(PolicyError::new(cfg_path, "must be an object")),
         };
+        if let Some(kind) = HOST_ACTIONS.iter().find(|k| **k == *known_kind) {
+            let id = host.compile(kind, cfg, &cfg_path, phase)?;
+            return Ok(Action::Host { kind, id });
+        }
         let c = Config {
             map: cfg,
             path: &cfg_path,
@@ -347,27 +362,28 @@ fn only_keys(obj: &Map<String, Json>, path: &str, allowed: &[&str]) -> Result<()
     }
 }
 
-/// One action's config object and its path.
-struct Config<'a> {
-    map: &'a Map<String, Json>,
-    path: &'a str,
-    phase: Phase,
+/// One action's config object and its path: the field readers every
+/// action (and every host action) validates with.
+pub struct Config<'a> {
+    pub map: &'a Map<String, Json>,
+    pub path: &'a str,
+    pub phase: Phase,
 }
 
 impl Config<'_> {
-    fn at(&self, key: &str) -> String {
+    pub fn at(&self, key: &str) -> String {
         format!("{}.{key}", self.path)
     }
 
-    fn err(&self, key: &str, msg: &str) -> PolicyError {
+    pub fn err(&self, key: &str, msg: &str) -> PolicyError {
         PolicyError::new(self.at(key), msg)
     }
 
-    fn only(&self, keys: &[&str]) -> Result<(), PolicyError> {
+    pub fn only(&self, keys: &[&str]) -> Result<(), PolicyError> {
         only_keys(self.map, self.path, keys)
     }
 
-    fn status(&self, key: &str, default: u16) -> Result<u16, PolicyError> {
+    pub fn status(&self, key: &str, default: u16) -> Result<u16, PolicyError> {
         match self.map.get(key) {
             None => Ok(default),
             Some(v) => v
@@ -378,7 +394,7 @@ impl Config<'_> {
         }
     }
 
-    fn string(&self, key: &str) -> Result<Option<&str>, PolicyError> {
+    pub fn string(&self, key: &str) -> Result<Option<&str>, PolicyError> {
         match self.map.get(key) {
             None | Some(Json::Null) => Ok(None),
             Some(Json::String(s)) => Ok(Some(s)),
@@ -386,7 +402,7 @@ impl Config<'_> {
         }
     }
 
-    fn bool(&self, key: &str, default: bool) -> Result<bool, PolicyError> {
+    pub fn bool(&self, key: &str, default: bool) -> Result<bool, PolicyError> {
         match self.map.get(key) {
             None | Some(Json::Null) => Ok(default),
             Some(Json::Bool(b)) => Ok(*b),
@@ -394,25 +410,25 @@ impl Config<'_> {
         }
     }
 
-    fn template(&self, key: &str) -> Result<Template, PolicyError> {
+    pub fn template(&self, key: &str) -> Result<Template, PolicyError> {
         let s = self.string(key)?.unwrap_or_default();
         Template::compile(s, &self.at(key), self.phase)
     }
 
-    fn required_template(&self, key: &str) -> Result<Template, PolicyError> {
+    pub fn required_template(&self, key: &str) -> Result<Template, PolicyError> {
         if self.string(key)?.is_none() {
             return Err(self.err(key, "required"));
         }
         self.template(key)
     }
 
-    fn regex(&self, key: &str) -> Result<Option<Regex>, PolicyError> {
+    pub fn regex(&self, key: &str) -> Result<Option<Regex>, PolicyError> {
         self.string(key)?
             .map(|s| Regex::new(s).map_err(|e| self.err(key, &format!("not a valid regex: {e}"))))
             .transpose()
     }
 
-    fn headers(&self, key: &str) -> Result<Vec<(HeaderName, Template)>, PolicyError> {
+    pub fn headers(&self, key: &str) -> Result<Vec<(HeaderName, Template)>, PolicyError> {
         let Some(v) = self.map.get(key) else {
             return Ok(Vec::new());
         };
@@ -432,7 +448,7 @@ impl Config<'_> {
             .collect()
     }
 
-    fn list(&self, key: &str) -> Result<Vec<(String, &str)>, PolicyError> {
+    pub fn list(&self, key: &str) -> Result<Vec<(String, &str)>, PolicyError> {
         match self.map.get(key) {
             None | Some(Json::Null) => Ok(Vec::new()),
             Some(Json::Array(items)) => items
@@ -449,7 +465,7 @@ impl Config<'_> {
         }
     }
 
-    fn header_names(&self, key: &str) -> Result<Vec<HeaderName>, PolicyError> {
+    pub fn header_names(&self, key: &str) -> Result<Vec<HeaderName>, PolicyError> {
         self.list(key)?
             .into_iter()
             .map(|(path, s)| {
@@ -459,7 +475,7 @@ impl Config<'_> {
             .collect()
     }
 
-    fn cidrs(&self, key: &str) -> Result<Vec<IpNet>, PolicyError> {
+    pub fn cidrs(&self, key: &str) -> Result<Vec<IpNet>, PolicyError> {
         self.list(key)?
             .into_iter()
             .map(|(path, s)| {

@@ -6,6 +6,7 @@ use serde_json::Value as Json;
 
 use crate::actions::Action;
 use crate::expr::{Expr, Phase};
+use crate::host::{HostActions, NoHost};
 use crate::PolicyError;
 
 /// The largest document accepted.
@@ -31,6 +32,11 @@ impl Policy {
     /// JSON errors read better, so JSON is tried first when it looks like
     /// JSON).
     pub fn parse(text: &str) -> Result<Policy, PolicyError> {
+        Self::parse_with(text, &mut NoHost)
+    }
+
+    /// [`Policy::parse`] with `host` compiling the actions the edge runs.
+    pub fn parse_with(text: &str, host: &mut dyn HostActions) -> Result<Policy, PolicyError> {
         if text.len() > MAX_DOCUMENT_BYTES {
             return Err(PolicyError::new(
                 "",
@@ -45,10 +51,10 @@ impl Policy {
             serde_yaml::from_str(text)
                 .map_err(|e| PolicyError::new("", format!("not valid YAML: {e}")))?
         };
-        Self::from_json(&doc)
+        Self::from_json(&doc, host)
     }
 
-    pub fn from_json(doc: &Json) -> Result<Policy, PolicyError> {
+    pub fn from_json(doc: &Json, host: &mut dyn HostActions) -> Result<Policy, PolicyError> {
         let legacy;
         let doc = if is_pascal_case(doc) {
             legacy = lower_pascal_keys(doc, 0);
@@ -86,7 +92,7 @@ impl Policy {
                 ));
             }
         }
-        let phase = |key: &str, legacy: Option<&str>, phase: Phase| {
+        let mut phase = |key: &str, legacy: Option<&str>, phase: Phase| {
             let (name, raw) = match (
                 obj.get(key),
                 legacy.and_then(|l| obj.get(l).map(|v| (l, v))),
@@ -95,7 +101,7 @@ impl Policy {
                 (None, Some((l, v))) => (l, v),
                 (None, None) => return Ok(Vec::new()),
             };
-            rules(raw, name, phase)
+            rules(raw, name, phase, host)
         };
         Ok(Policy {
             on_tcp_connect: phase("on_tcp_connect", None, Phase::TcpConnect)?,
@@ -146,7 +152,12 @@ fn lower_pascal_keys(v: &Json, depth: usize) -> Json {
     }
 }
 
-fn rules(raw: &Json, path: &str, phase: Phase) -> Result<Vec<Rule>, PolicyError> {
+fn rules(
+    raw: &Json,
+    path: &str,
+    phase: Phase,
+    host: &mut dyn HostActions,
+) -> Result<Vec<Rule>, PolicyError> {
     let list = match raw {
         Json::Array(l) => l,
         Json::Null => return Ok(Vec::new()),
@@ -154,11 +165,16 @@ fn rules(raw: &Json, path: &str, phase: Phase) -> Result<Vec<Rule>, PolicyError>
     };
     list.iter()
         .enumerate()
-        .map(|(i, r)| rule(r, &format!("{path}[{i}]"), phase))
+        .map(|(i, r)| rule(r, &format!("{path}[{i}]"), phase, host))
         .collect()
 }
 
-fn rule(raw: &Json, path: &str, phase: Phase) -> Result<Rule, PolicyError> {
+fn rule(
+    raw: &Json,
+    path: &str,
+    phase: Phase,
+    host: &mut dyn HostActions,
+) -> Result<Rule, PolicyError> {
     let obj = raw
         .as_object()
         .ok_or_else(|| PolicyError::new(path, "must be an object with expressions and actions"))?;
@@ -200,7 +216,7 @@ fn rule(raw: &Json, path: &str, phase: Phase) -> Result<Rule, PolicyError> {
         Some(Json::Array(list)) if !list.is_empty() => list
             .iter()
             .enumerate()
-            .map(|(i, a)| Action::parse(a, &format!("{path}.actions[{i}]"), phase))
+            .map(|(i, a)| Action::parse(a, &format!("{path}.actions[{i}]"), phase, host))
             .collect::<Result<_, _>>()?,
         _ => {
             return Err(PolicyError::new(

@@ -10,6 +10,7 @@ use serde_json::{json, Value as Json};
 
 use crate::actions::{Action, VarValue};
 use crate::expr::Scope;
+use crate::host::{HostRun, HostStep, NoHost};
 use crate::Rule;
 
 /// Ours: a policy expression or template failed while a request ran.
@@ -28,7 +29,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn error(status: u16, code: &'static str, body: String) -> Reply {
+    pub fn error(status: u16, code: &'static str, body: String) -> Reply {
         Reply {
             status,
             headers: Vec::new(),
@@ -74,8 +75,18 @@ pub const FORWARD_FAILED_CODE: &str = "ERR_NGROK_3220";
 /// Runs `rules` against `scope`. `client_ip` is the connection's source
 /// address (restrict-ips never trusts headers).
 pub fn run(rules: &[Rule], scope: &mut Scope, client_ip: Option<IpAddr>) -> HttpOutcome {
+    run_with(rules, scope, client_ip, &mut NoHost)
+}
+
+/// [`run`] with `host` running the edge's actions ([`crate::host`]).
+pub fn run_with(
+    rules: &[Rule],
+    scope: &mut Scope,
+    client_ip: Option<IpAddr>,
+    host: &mut dyn HostRun,
+) -> HttpOutcome {
     let mut out = HttpOutcome::default();
-    if let Err(e) = run_rules(rules, scope, client_ip, &mut out) {
+    if let Err(e) = run_rules(rules, scope, client_ip, host, &mut out) {
         out.logs.push(json!({ "error": e }));
         out.respond = Some(Reply::error(
             500,
@@ -90,6 +101,7 @@ fn run_rules(
     rules: &[Rule],
     scope: &mut Scope,
     client_ip: Option<IpAddr>,
+    host: &mut dyn HostRun,
     out: &mut HttpOutcome,
 ) -> Result<(), String> {
     for rule in rules {
@@ -104,7 +116,7 @@ fn run_rules(
             continue;
         }
         for action in &rule.actions {
-            if apply(action, rule, scope, client_ip, out)? {
+            if apply(action, rule, scope, client_ip, host, out)? {
                 return Ok(());
             }
         }
@@ -118,6 +130,7 @@ fn apply(
     rule: &Rule,
     scope: &mut Scope,
     client_ip: Option<IpAddr>,
+    host: &mut dyn HostRun,
     out: &mut HttpOutcome,
 ) -> Result<bool, String> {
     let render = |t: &crate::expr::Template, scope: &Scope| t.render(scope);
@@ -269,12 +282,19 @@ fn apply(
                 None => {}
             }
         }
+        Action::Host { id, .. } => match host.run(*id, scope)? {
+            HostStep::Continue => {}
+            HostStep::Respond(reply) => {
+                out.respond = Some(reply);
+                return Ok(true);
+            }
+        },
     }
     Ok(action.terminates())
 }
 
 /// Sets `actions.ngrok.<action>` for later rules.
-fn set_result(scope: &mut Scope, action: &str, value: Json) {
+pub fn set_result(scope: &mut Scope, action: &str, value: Json) {
     let roots = scope.roots_mut();
     let actions = roots
         .entry("actions")

@@ -11,11 +11,13 @@
 //! - [`expr`]: CEL programs, the variables and extra functions, `${...}`.
 //! - [`actions`]: each action's config, validated.
 //! - [`engine`]: a phase run against one request.
+//! - [`host`]: actions the embedding edge implements (body, stream, state).
 
 pub mod actions;
 pub mod document;
 pub mod engine;
 pub mod expr;
+pub mod host;
 pub mod limits;
 pub mod request;
 

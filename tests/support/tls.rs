@@ -189,3 +189,63 @@ impl TestCa {
             .with_no_client_auth()
     }
 }
+
+/// An HTTPS host with a certificate from `ca` for `name`, serving `body`
+/// at `path` (404 elsewhere), one request per connection: what the edge
+/// fetches from the internet (SNS certificates, JWKS). Counts the fetches.
+pub async fn document_host(
+    ca: &TestCa,
+    name: &str,
+    path: &str,
+    content_type: &str,
+    body: String,
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let (cert_pem, key_pem) = ca.leaf(&[name]);
+    let der = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+        .next()
+        .expect("cert")
+        .expect("pem");
+    let acceptor = acceptor_for(&TestCert {
+        cert_pem,
+        key_pem,
+        der,
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = fetches.clone();
+    let wanted = format!("GET {path} ");
+    let ok = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, count, wanted, ok) =
+                (acceptor.clone(), count.clone(), wanted.clone(), ok.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let reply = if String::from_utf8_lossy(&head).starts_with(&wanted) {
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    ok
+                } else {
+                    "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        .into()
+                };
+                let _ = tls.write_all(reply.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (addr, fetches)
+}

@@ -10,6 +10,7 @@ use axum::routing::put;
 use axum::{Json, Router};
 use gangway_config::resources::{
     Common, EdgeModules, MutualTlsModule, TcpEdge, TlsEdge, TlsTerminationModule,
+    TrafficPolicyModule,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -114,6 +115,23 @@ async fn validate(
             let t: TlsTerminationModule = typed(name, v)?;
             check_termination(&t, name, &["edge", "upstream"])?;
             serde_json::to_value(t).map_err(ApiError::internal)
+        }
+        "traffic_policy" => {
+            // Checked by the edge's compiler, which runs only
+            // on_tcp_connect on TCP and TLS edges.
+            let m: TrafficPolicyModule = typed(name, v)?;
+            gangway_modules::traffic_policy::TrafficPolicy::compile_l4(
+                "traffic_policy.value",
+                &m.value,
+            )
+            .map_err(|e| {
+                ApiError::invalid(
+                    codes::INVALID_VALUE,
+                    &e.field,
+                    format!("{}: {}.", e.field, e.reason),
+                )
+            })?;
+            serde_json::to_value(m).map_err(ApiError::internal)
         }
         _ => validate_module(ctx, name, v, w).await,
     }
