@@ -198,15 +198,27 @@ async fn tcp_and_tls_edges_serve_labeled_tunnels_and_change_live() {
     })
     .await;
 
-    // A module the edge cannot apply yet fails closed.
+    // The edge's Traffic Policy runs on_tcp_connect; HTTP phases are
+    // refused with their path.
+    let (status, err) = api
+        .put(
+            &format!("{tcp_path}/traffic_policy"),
+            json!({"enabled": true, "value": "{\"on_http_request\": [{\"actions\": [{\"type\": \"deny\"}]}]}"}),
+        )
+        .await;
+    assert_eq!(
+        (status, err["details"]["field"].as_str()),
+        (400, Some("traffic_policy.value.on_http_request")),
+        "{err}"
+    );
     let (status, _) = api
         .put(
             &format!("{tcp_path}/traffic_policy"),
-            json!({"enabled": true, "value": "{\"on_tcp_connect\": []}"}),
+            json!({"enabled": true, "value": "{\"on_tcp_connect\": [{\"actions\": [{\"type\": \"deny\"}]}]}"}),
         )
         .await;
     assert_eq!(status, 200);
-    eventually("traffic_policy fails closed", || async {
+    eventually("the edge's traffic policy closes connections", || async {
         tcp_round_trip(public, b"ping")
             .await
             .is_empty()

@@ -326,3 +326,94 @@ async fn a_name_bound_for_https_cannot_also_be_a_tls_endpoint() {
         .status();
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traffic_policy_terminates_tls_with_its_certificate() {
+    use futures::TryStreamExt;
+    use ngrok::prelude::*;
+
+    let server = Server::start().await;
+    let session = server.sdk_session().await;
+    let host = "policy-term.example.test";
+    let term = cert_for(&[host]);
+    let policy = serde_json::json!({"on_tcp_connect": [
+        {"actions": [
+            {"type": "terminate-tls", "config": {
+                "server_certificate": term.cert_pem, "server_private_key": term.key_pem,
+                "min_version": "1.2"}},
+            {"type": "log", "config": {"metadata": {"terminated": true}}}
+        ]}
+    ]})
+    .to_string();
+    let mut tunnel = session
+        .tls_endpoint()
+        .domain(host)
+        .traffic_policy(policy)
+        .listen()
+        .await
+        .expect("tls bind with terminate-tls");
+    let serve = tokio::spawn(async move {
+        let conn = tunnel
+            .try_next()
+            .await
+            .expect("accept")
+            .expect("a connection");
+        reverse_after_eof(conn, "policy-plain").await;
+    });
+    let reply = tls_round_trip(&server, host, &term, b"xyz").await;
+    assert_eq!(reply, b"policy-plain:zyx");
+    serve.await.expect("sdk side");
+
+    // Refused with their paths: a conditional terminate-tls, a bad
+    // certificate, terminate-tls on HTTP and TCP endpoints.
+    let conditional = "on_tcp_connect:\n  - expressions: [\"conn.client_port > 0\"]\n    actions:\n      - type: terminate-tls\n";
+    let err = session
+        .tls_endpoint()
+        .domain("cond-term.example.test")
+        .traffic_policy(conditional)
+        .listen()
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string()
+            .contains("TrafficPolicy.on_tcp_connect[0].expressions"),
+        "{err}"
+    );
+    let bad = "on_tcp_connect:\n  - actions:\n      - type: terminate-tls\n        config: { server_certificate: nope, server_private_key: nope }\n";
+    let err = session
+        .tls_endpoint()
+        .domain("bad-policy-term.example.test")
+        .traffic_policy(bad)
+        .listen()
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(err.error_code(), Some("ERR_NGROK_9034"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("TrafficPolicy.on_tcp_connect[0].actions[0].config.server_certificate"),
+        "{err}"
+    );
+    let plain = "on_tcp_connect:\n  - actions:\n      - type: terminate-tls\n";
+    let err = session
+        .http_endpoint()
+        .traffic_policy(plain)
+        .listen()
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string()
+            .contains("TrafficPolicy.on_tcp_connect[0].actions[0]"),
+        "{err}"
+    );
+    let err = session
+        .tcp_endpoint()
+        .traffic_policy(plain)
+        .listen()
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("TLS"), "{err}");
+}

@@ -39,11 +39,12 @@ use gangway_modules::circuit_breaker::{BreakerConfig, CircuitBreaker};
 use gangway_modules::compression::Compression;
 use gangway_modules::headers::{Direction, HeaderRewrite};
 use gangway_modules::ip_restriction::IpRestriction;
-use gangway_modules::traffic_policy::TrafficPolicy;
+use gangway_modules::traffic_policy::{TerminateTls, TrafficPolicy};
 use gangway_modules::user_agent::UserAgentFilter;
 use gangway_modules::webhook::WebhookVerification;
 use gangway_modules::websocket_tcp::WebsocketTcpConverter;
 use gangway_modules::ConfigError;
+use pingora_core::tls::ssl::{SslAcceptor, SslVersion};
 
 /// An agent must authenticate this soon after connecting.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -368,8 +369,27 @@ fn compile_tls_options(opts: &TlsOpts) -> Result<TunnelOptions, (String, &'stati
         ),
         None => None,
     };
-    let chain = l4_policy_chain(opts.traffic_policy.as_deref())?;
+    let policy = l4_policy(opts.traffic_policy.as_deref())?;
+    let terminate = policy.as_ref().and_then(|p| p.terminate_tls()).cloned();
+    let chain = policy_chain(policy);
     let proxy_proto = proxy_proto_version(opts.proxy_proto)?;
+    if let Some(t) = terminate {
+        if opts.tls_termination.is_some() || client_cas.is_some() {
+            return Err(invalid(format!(
+                "{} and TLSTermination/MutualTLSAtEdge both say how to terminate; use one.",
+                t.path
+            )));
+        }
+        let acceptor = terminate_tls_acceptor(&t)?;
+        return Ok(TunnelOptions {
+            chain,
+            proxy_proto,
+            ip_restriction: compile_l4_ip(opts.ip_restriction.as_ref())?,
+            terminated_at_edge: acceptor.is_none(),
+            tls_termination: acceptor,
+            ..TunnelOptions::default()
+        });
+    }
     let ip_restriction = compile_l4_ip(opts.ip_restriction.as_ref())?;
     let Some(term) = opts
         .tls_termination
@@ -414,14 +434,69 @@ fn compile_tls_options(opts: &TlsOpts) -> Result<TunnelOptions, (String, &'stati
 }
 
 /// TCP and TLS endpoints: the Bind's Traffic Policy, which may only have
-/// `on_tcp_connect` rules, as the tunnel's chain.
-fn l4_policy_chain(policy: Option<&str>) -> Result<Arc<Chain>, (String, &'static str)> {
+/// `on_tcp_connect` rules.
+fn l4_policy(policy: Option<&str>) -> Result<Option<TrafficPolicy>, (String, &'static str)> {
     let Some(text) = policy.filter(|p| !p.trim().is_empty()) else {
-        return Ok(Arc::new(Chain::default()));
+        return Ok(None);
     };
-    let policy = TrafficPolicy::compile_l4("TrafficPolicy", text)
-        .map_err(|e| (format!("Invalid {e}."), codes::INVALID_OPTIONS))?;
-    Ok(Arc::new(Chain::new(vec![Box::new(policy)])))
+    TrafficPolicy::compile_l4("TrafficPolicy", text)
+        .map(Some)
+        .map_err(|e| (format!("Invalid {e}."), codes::INVALID_OPTIONS))
+}
+
+/// The policy as the tunnel's chain.
+fn policy_chain(policy: Option<TrafficPolicy>) -> Arc<Chain> {
+    match policy {
+        Some(p) => Arc::new(Chain::new(vec![Box::new(p)])),
+        None => Arc::new(Chain::default()),
+    }
+}
+
+/// A TCP endpoint's policy: no TLS to terminate.
+fn tcp_policy_chain(policy: Option<&str>) -> Result<Arc<Chain>, (String, &'static str)> {
+    let policy = l4_policy(policy)?;
+    if let Some(p) = &policy {
+        p.refuse_terminate_tls("a TCP endpoint carries no TLS to terminate; use a TLS endpoint")
+            .map_err(|e| (format!("Invalid {e}."), codes::INVALID_OPTIONS))?;
+    }
+    Ok(policy_chain(policy))
+}
+
+/// A TLS endpoint's `terminate-tls`: its own certificate (with versions
+/// and client CAs), or the edge's certificates for the name.
+fn terminate_tls_acceptor(t: &TerminateTls) -> Result<Option<SslAcceptor>, (String, &'static str)> {
+    let invalid = |field: &str, e: String| {
+        (
+            format!("Invalid {}.{field}: {e}.", t.path),
+            codes::INVALID_OPTIONS,
+        )
+    };
+    let (Some(cert), Some(key)) = (&t.server_certificate, &t.server_private_key) else {
+        return Ok(None);
+    };
+    let pair = CertKey::from_pem(cert.as_bytes(), key.as_bytes(), "server_certificate")
+        .map_err(|e| invalid("server_certificate", e.to_string()))?;
+    let cas = if t.mutual_tls_certificate_authorities.is_empty() {
+        None
+    } else {
+        let pem = t.mutual_tls_certificate_authorities.join("\n");
+        Some(
+            parse_ca_bundle(pem.as_bytes())
+                .map_err(|e| invalid("mutual_tls_certificate_authorities", e.to_string()))?,
+        )
+    };
+    let version = |v: &Option<String>| match v.as_deref() {
+        Some("1.3") => Some(SslVersion::TLS1_3),
+        Some("1.2") => Some(SslVersion::TLS1_2),
+        _ => None,
+    };
+    pair.acceptor_with(
+        cas.as_deref(),
+        version(&t.min_version),
+        version(&t.max_version),
+    )
+    .map(Some)
+    .map_err(|e| invalid("server_certificate", e))
 }
 
 fn bad_opts(e: MsgError) -> (String, &'static str) {
@@ -892,7 +967,7 @@ impl Conn {
     fn try_bind_tcp(&self, req: &Bind) -> Result<BindResp, (String, &'static str)> {
         let cfg = &self.app.cfg;
         let opts = TcpOpts::from_value(&req.opts).map_err(bad_opts)?;
-        let chain = l4_policy_chain(opts.traffic_policy.as_deref())?;
+        let chain = tcp_policy_chain(opts.traffic_policy.as_deref())?;
         let tunnel_id = self.tunnel_id(req)?;
         let requested = match opts
             .addr

@@ -14,7 +14,7 @@ use pingora_core::listeners::TlsAccept;
 use pingora_core::protocols::tls::TlsRef;
 use pingora_core::tls::ext;
 use pingora_core::tls::pkey::{PKey, Private};
-use pingora_core::tls::ssl::{NameType, SslAcceptor, SslMethod};
+use pingora_core::tls::ssl::{NameType, SslAcceptor, SslMethod, SslVersion};
 use pingora_core::tls::x509::X509;
 
 /// Why a certificate could not be loaded.
@@ -72,6 +72,16 @@ impl CertKey {
     /// A server acceptor that always presents this certificate; with
     /// `client_cas`, clients must present a certificate they issued.
     pub fn acceptor(&self, client_cas: Option<&[X509]>) -> Result<SslAcceptor, String> {
+        self.acceptor_with(client_cas, None, None)
+    }
+
+    /// [`Self::acceptor`] limited to TLS versions `min`..=`max`.
+    pub fn acceptor_with(
+        &self,
+        client_cas: Option<&[X509]>,
+        min: Option<SslVersion>,
+        max: Option<SslVersion>,
+    ) -> Result<SslAcceptor, String> {
         if !self
             .leaf
             .public_key()
@@ -89,6 +99,12 @@ impl CertKey {
         b.set_private_key(&self.key).map_err(|e| e.to_string())?;
         if let Some(cas) = client_cas {
             require_client_cert(&mut b, cas).map_err(|e| e.to_string())?;
+        }
+        if min.is_some() {
+            b.set_min_proto_version(min).map_err(|e| e.to_string())?;
+        }
+        if max.is_some() {
+            b.set_max_proto_version(max).map_err(|e| e.to_string())?;
         }
         Ok(b.build())
     }

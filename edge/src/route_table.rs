@@ -135,7 +135,10 @@ impl Endpoint {
         let (l4_policy, policy_failed) = match edge.traffic_policy.as_deref() {
             None => (None, false),
             Some(text) => match TrafficPolicy::compile_l4("traffic_policy.value", text) {
-                Ok(p) => (Some(Arc::new(Chain::new(vec![Box::new(p)]))), false),
+                Ok(p) if p.terminate_tls().is_none() => {
+                    (Some(Arc::new(Chain::new(vec![Box::new(p)]))), false)
+                }
+                Ok(_) => (None, true),
                 Err(e) => {
                     tracing::warn!(edge = %edge.id, error = %e, "edge traffic policy refused; closing its connections");
                     (None, true)

@@ -12,6 +12,8 @@
 
 mod host;
 
+pub use host::TerminateTls;
+
 use std::net::IpAddr;
 
 use bytes::Bytes;
@@ -39,6 +41,8 @@ pub struct TrafficPolicy {
     documents: Vec<String>,
     /// The request phase verifies a webhook: hold the body back.
     wants_body: bool,
+    /// `terminate-tls`, for TLS endpoints to apply when bound.
+    terminate_tls: Option<TerminateTls>,
 }
 
 /// What the request phase left for later phases of the same request.
@@ -56,6 +60,17 @@ impl TrafficPolicy {
     /// Parses and compiles `text`; errors name `field` and the document
     /// path (`traffic_policy.value.on_http_request[0].actions[0].type`).
     pub fn compile(field: &str, text: &str) -> Result<Self, ConfigError> {
+        let p = Self::compile_any(field, text)?;
+        if let Some(t) = &p.terminate_tls {
+            return Err(ConfigError::new(
+                t.path.trim_end_matches(".config"),
+                "HTTP endpoints always terminate TLS at the edge; terminate-tls is for TLS endpoints",
+            ));
+        }
+        Ok(p)
+    }
+
+    fn compile_any(field: &str, text: &str) -> Result<Self, ConfigError> {
         let at = |path: &str| {
             if path.is_empty() {
                 field.to_string()
@@ -83,6 +98,33 @@ impl TrafficPolicy {
                 }
             }
         }
+        let mut terminate_tls = None;
+        for (i, rule) in policy.on_tcp_connect.iter().enumerate() {
+            for action in &rule.actions {
+                let gangway_policy::actions::Action::Host { id, .. } = action else {
+                    continue;
+                };
+                let Some(host::HostAction::TerminateTls(t)) = host.get(*id) else {
+                    continue;
+                };
+                if !rule.expressions.is_empty() {
+                    return Err(ConfigError::new(
+                        at(&format!("on_tcp_connect[{i}].expressions")),
+                        "terminate-tls is decided when the endpoint starts, before any connection: put it in a rule without expressions",
+                    ));
+                }
+                if terminate_tls.is_some() {
+                    return Err(ConfigError::new(
+                        at(t.path.trim_end_matches(".config")),
+                        "only one terminate-tls per policy",
+                    ));
+                }
+                terminate_tls = Some(TerminateTls {
+                    path: at(&t.path),
+                    ..(**t).clone()
+                });
+            }
+        }
         let documents = host
             .iter()
             .filter_map(|a| match a {
@@ -96,13 +138,16 @@ impl TrafficPolicy {
             host,
             documents,
             wants_body,
+            terminate_tls,
         })
     }
 
     /// [`TrafficPolicy::compile`] for a TCP or TLS endpoint, where only
     /// `on_tcp_connect` can run.
+    /// Only TLS endpoints can apply `terminate-tls` ([`Self::terminate_tls`]);
+    /// other callers must refuse a policy that has it.
     pub fn compile_l4(field: &str, text: &str) -> Result<Self, ConfigError> {
-        let p = Self::compile(field, text)?;
+        let p = Self::compile_any(field, text)?;
         for (phase, rules) in [
             ("on_http_request", &p.policy.on_http_request),
             ("on_http_response", &p.policy.on_http_response),
@@ -115,6 +160,22 @@ impl TrafficPolicy {
             }
         }
         Ok(p)
+    }
+
+    /// The policy's `terminate-tls` (its `path` is the full field path).
+    pub fn terminate_tls(&self) -> Option<&TerminateTls> {
+        self.terminate_tls.as_ref()
+    }
+
+    /// For endpoints that cannot terminate TLS (TCP, API edges).
+    pub fn refuse_terminate_tls(&self, why: &str) -> Result<(), ConfigError> {
+        match &self.terminate_tls {
+            Some(t) => Err(ConfigError::new(
+                t.path.trim_end_matches(".config"),
+                why.to_string(),
+            )),
+            None => Ok(()),
+        }
     }
 
     pub fn policy(&self) -> &Policy {
@@ -196,7 +257,14 @@ impl RouteModule for TrafficPolicy {
             return Flow::Continue;
         }
         let mut scope = Scope::for_connection(&connection(conn, "tcp"));
-        let out = engine::run(&self.policy.on_tcp_connect, &mut scope, client_ip(conn));
+        let out = engine::run_with(
+            &self.policy.on_tcp_connect,
+            &mut scope,
+            client_ip(conn),
+            &mut host::ConnectHost {
+                actions: &self.host,
+            },
+        );
         st.decisions.traffic_policy_logs.extend(out.logs);
         // Before any HTTP is spoken, refusing means closing.
         if out.close || out.respond.is_some() {

@@ -2,7 +2,8 @@
 //! need the request body (verify-webhook), the response body stream
 //! (compress-response), state kept across requests and results learned
 //! after the exchange (circuit-breaker), or documents fetched over the
-//! network (jwt-validation). The policy crate checks where they may run
+//! network (jwt-validation), or the handshake itself (terminate-tls). The
+//! policy crate checks where they may run
 //! and hands their config to a [`HostActions`] compiler; the engine hands
 //! each run to a [`HostRun`].
 
@@ -18,6 +19,7 @@ pub const HOST_ACTIONS: &[&str] = &[
     "verify-webhook",
     "compress-response",
     "circuit-breaker",
+    "terminate-tls",
 ];
 
 /// Compiles host actions for one document.

@@ -39,6 +39,76 @@ pub(super) enum HostAction {
         breaker: Box<CircuitBreaker>,
         enforce: bool,
     },
+    /// Decided when the endpoint is bound, not per connection.
+    TerminateTls(Box<TerminateTls>),
+}
+
+/// `terminate-tls`: how a TLS endpoint answers the handshake. Without a
+/// certificate, the edge's own certificate for the name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TerminateTls {
+    /// Where the action is, for errors the edge finds (a bad PEM).
+    pub path: String,
+    pub server_certificate: Option<String>,
+    pub server_private_key: Option<String>,
+    /// "1.2" or "1.3".
+    pub min_version: Option<String>,
+    pub max_version: Option<String>,
+    /// PEM bundles: clients must present a certificate from one of them.
+    pub mutual_tls_certificate_authorities: Vec<String>,
+}
+
+fn terminate_tls(c: &Config<'_>) -> Result<TerminateTls, PolicyError> {
+    c.only(&[
+        "server_certificate",
+        "server_private_key",
+        "min_version",
+        "max_version",
+        "mutual_tls_certificate_authorities",
+    ])?;
+    let cert = c.string("server_certificate")?.map(str::to_string);
+    let key = c.string("server_private_key")?.map(str::to_string);
+    match (&cert, &key) {
+        (Some(_), None) => {
+            return Err(c.err("server_private_key", "required with server_certificate"))
+        }
+        (None, Some(_)) => {
+            return Err(c.err("server_certificate", "required with server_private_key"))
+        }
+        _ => {}
+    }
+    let version = |key: &str| -> Result<Option<String>, PolicyError> {
+        match c.string(key)? {
+            None => Ok(None),
+            Some(v @ ("1.2" | "1.3")) => Ok(Some(v.to_string())),
+            Some(_) => Err(c.err(key, "must be \"1.2\" or \"1.3\"")),
+        }
+    };
+    let (min, max) = (version("min_version")?, version("max_version")?);
+    if let (Some(lo), Some(hi)) = (&min, &max) {
+        if lo > hi {
+            return Err(c.err("max_version", "must not be below min_version"));
+        }
+    }
+    let cas: Vec<String> = c
+        .list("mutual_tls_certificate_authorities")?
+        .into_iter()
+        .map(|(_, pem)| pem.to_string())
+        .collect();
+    if cert.is_none() && (min.is_some() || max.is_some() || !cas.is_empty()) {
+        return Err(c.err(
+            "server_certificate",
+            "required on this edge when versions or client CAs are set (the edge's own certificates keep their settings)",
+        ));
+    }
+    Ok(TerminateTls {
+        path: c.path.to_string(),
+        server_certificate: cert,
+        server_private_key: key,
+        min_version: min,
+        max_version: max,
+        mutual_tls_certificate_authorities: cas,
+    })
 }
 
 /// Compiles a document's host actions into the list their ids index.
@@ -111,6 +181,7 @@ impl HostActions for Compiler {
                     enforce: c.bool("enforce", true)?,
                 }
             }
+            "terminate-tls" => HostAction::TerminateTls(Box::new(terminate_tls(&c)?)),
             other => {
                 return Err(PolicyError::new(
                     path,
@@ -253,6 +324,22 @@ impl HostRun for RequestHost<'_, '_> {
                 Ok(HostStep::Continue)
             }
             HostAction::Compress(_) => Err("compress-response runs only on responses".into()),
+            HostAction::TerminateTls(_) => Err("terminate-tls runs only on connect".into()),
+        }
+    }
+}
+
+/// Runs host actions in `on_tcp_connect`: terminate-tls was applied when
+/// the endpoint was bound, so it only lets the rules go on.
+pub(super) struct ConnectHost<'a> {
+    pub actions: &'a [HostAction],
+}
+
+impl HostRun for ConnectHost<'_> {
+    fn run(&mut self, id: usize, _scope: &mut Scope) -> Result<HostStep, String> {
+        match self.actions.get(id) {
+            Some(HostAction::TerminateTls(_)) => Ok(HostStep::Continue),
+            _ => Err(format!("host action {id} cannot run on connect")),
         }
     }
 }
