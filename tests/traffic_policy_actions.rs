@@ -164,17 +164,7 @@ async fn jwt_webhook_compression_and_breaker_actions_run_on_an_agent_endpoint() 
         json!({ "keys": [jwk] }).to_string(),
     )
     .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ca_file = dir.path().join("idp-ca.pem");
-    std::fs::write(&ca_file, &ca.cert_pem).expect("write ca");
-    let connect_to = format!("{JWKS_HOST}:443:{jwks_addr}");
-    let server = Server::start_with(&[
-        "--outbound-ca",
-        ca_file.to_str().expect("path"),
-        "--connect-to",
-        &connect_to,
-    ])
-    .await;
+    let server = Server::start_reaching(&ca, JWKS_HOST, jwks_addr).await;
     let seen: Seen = Arc::default();
     let app = app(seen.clone()).await;
     let session = server.sdk_session().await;

@@ -500,17 +500,7 @@ async fn sns_signatures_verify_with_the_certificate_fetched_from_aws() {
         pem,
     )
     .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ca_file = dir.path().join("aws-ca.pem");
-    std::fs::write(&ca_file, &ca.cert_pem).expect("write ca");
-    let connect_to = format!("sns.us-east-1.amazonaws.com:443:{sns_addr}");
-    let server = Server::start_with(&[
-        "--outbound-ca",
-        ca_file.to_str().expect("path"),
-        "--connect-to",
-        &connect_to,
-    ])
-    .await;
+    let server = Server::start_reaching(&ca, "sns.us-east-1.amazonaws.com", sns_addr).await;
     let seen: Seen = Arc::default();
     let app = recording_app(seen.clone()).await;
     let session = server.sdk_session().await;
@@ -661,6 +651,7 @@ async fn sns_signatures_verify_with_the_certificate_fetched_from_aws() {
 
     // An edge that does not trust the host's certificate fetches nothing
     // and verifies nothing.
+    let connect_to = format!("sns.us-east-1.amazonaws.com:443:{sns_addr}");
     let untrusting = Server::start_with(&["--connect-to", &connect_to]).await;
     let session = untrusting.sdk_session().await;
     let to = reqwest::Url::parse(&format!("http://{app}")).expect("url");

@@ -142,6 +142,23 @@ impl Server {
         Server { child, dir, info }
     }
 
+    /// A server whose outbound fetches (SNS certificates, JWKS) for
+    /// `host:443` go to `addr`, trusting `ca` as well as the system roots.
+    pub async fn start_reaching(ca: &tls::TestCa, host: &str, addr: SocketAddr) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca_file = dir.path().join("outbound-ca.pem");
+        std::fs::write(&ca_file, &ca.cert_pem).expect("write ca");
+        let connect_to = format!("{host}:443:{addr}");
+        let args = [
+            "--outbound-ca",
+            ca_file.to_str().expect("path"),
+            "--connect-to",
+            &connect_to,
+        ];
+        let (child, info) = Self::spawn(dir.path(), &args).await;
+        Server { child, dir, info }
+    }
+
     /// Starts a server process on `dir` and waits for its server.json.
     async fn spawn(dir: &Path, extra: &[&str]) -> (Child, ServerInfo) {
         let info_path = dir.join("server.json");
