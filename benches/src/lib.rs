@@ -356,3 +356,27 @@ pub fn host_of(url: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// A results table of `medians` (first row is the baseline), each named
+/// by `names`, with req/s and p99 as ratios against `baseline`.
+pub fn ratio_table<'a>(
+    names: impl Iterator<Item = &'a str>,
+    medians: &[Sample],
+    baseline: &str,
+) -> String {
+    let mut md = format!("| scenario | req/s | p50 ms | p99 ms | req/s vs {baseline} | p99 vs {baseline} |\n|---|---:|---:|---:|---:|---:|\n");
+    let Some(base) = medians.first() else {
+        return md;
+    };
+    for (name, s) in names.zip(medians) {
+        md.push_str(&format!(
+            "| {name} | {:.0} | {:.3} | {:.3} | {:.2}x | {:.2}x |\n",
+            s.rps,
+            s.p50_ms,
+            s.p99_ms,
+            s.rps / base.rps,
+            s.p99_ms / base.p99_ms
+        ));
+    }
+    md
+}

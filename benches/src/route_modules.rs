@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use base64::Engine;
 use gangway_benches::{
-    host_of, machine, median_sample, start_agent, start_app, start_server, time_ns, today,
-    write_results, wrk, LoadOpts, Sample,
+    host_of, machine, median_sample, ratio_table, start_agent, start_app, start_server, time_ns,
+    today, write_results, wrk, LoadOpts, Sample,
 };
 use gangway_modules::chain::{ConnInfo, RequestInfo};
 use gangway_modules::compression::{Coding, Encoder};
@@ -295,17 +295,11 @@ fn run() -> Result<(), String> {
         "- load: wrk, 1 thread, {} keep-alive connections, {} s per run, alternated {} times, medians; each request a signed 2 KiB webhook POST with `Accept-Encoding: gzip` (15-byte response); everything shares the cores\n\n",
         o.connections, o.duration_secs, o.rounds
     ));
-    md.push_str("| scenario | req/s | p50 ms | p99 ms | req/s vs no modules | p99 vs no modules |\n|---|---:|---:|---:|---:|---:|\n");
-    for ((name, _), s) in scenarios.iter().zip(&med) {
-        md.push_str(&format!(
-            "| {name} | {:.0} | {:.3} | {:.3} | {:.2}x | {:.2}x |\n",
-            s.rps,
-            s.p50_ms,
-            s.p99_ms,
-            s.rps / med[0].rps,
-            s.p99_ms / med[0].p99_ms
-        ));
-    }
+    md.push_str(&ratio_table(
+        scenarios.iter().map(|(n, _)| *n),
+        &med,
+        "no modules",
+    ));
     let per_req_us = 1e6 / med[1].rps - 1e6 / med[0].rps;
     md.push_str(&format!(
         "\nAdded machine time per request with every module on: {per_req_us:.1} µs.\n\n"

@@ -10,8 +10,8 @@
 //! Run: `scripts/bench policy [--duration SECS] [--connections N] [--rounds N]`.
 
 use gangway_benches::{
-    host_of, machine, median, median_sample, start_agent, start_app, start_server, time_ns, today,
-    write_results, wrk, LoadOpts, Sample,
+    host_of, machine, median, median_sample, ratio_table, start_agent, start_app, start_server,
+    time_ns, today, write_results, wrk, LoadOpts, Sample,
 };
 use gangway_policy::engine;
 use gangway_policy::expr::Scope;
@@ -146,17 +146,12 @@ fn run() -> Result<(), String> {
         "| request variables (`conn`, `req`, headers, query, cookies) | {build_ns:.0} |\n| ten rules: nine non-matching, one adding two interpolated headers | {rules_ns:.0} |\n| total | {:.0} |\n\n",
         build_ns + rules_ns
     ));
-    md.push_str("## Through the tunnel\n\n| scenario | req/s | p50 ms | p99 ms | req/s vs none | p99 vs none |\n|---|---:|---:|---:|---:|---:|\n");
-    for ((name, _), s) in scenarios.iter().zip(&med) {
-        md.push_str(&format!(
-            "| {name} | {:.0} | {:.3} | {:.3} | {:.2}x | {:.2}x |\n",
-            s.rps,
-            s.p50_ms,
-            s.p99_ms,
-            s.rps / med[0].rps,
-            s.p99_ms / med[0].p99_ms
-        ));
-    }
+    md.push_str("## Through the tunnel\n\n");
+    md.push_str(&ratio_table(
+        scenarios.iter().map(|(n, _)| *n),
+        &med,
+        "none",
+    ));
     let per_req_us = 1e6 / med[1].rps - 1e6 / med[0].rps;
     md.push_str(&format!(
         "\nAdded machine time per request with the policy: {per_req_us:.1} µs.\n"
