@@ -1,6 +1,15 @@
 //! Pieces every bench binary shares: starting release `gangway` processes,
 //! waiting for readiness, and writing a results file with the machine and
 //! date in its header.
+//!
+//! The harness (`src/bench.rs`) adds: [`peers`] (the systems compared),
+//! [`load`] (load generators and correctness probes), [`sessions`] (the
+//! idle-session simulator) and [`report`] (results table and plot).
+
+pub mod load;
+pub mod peers;
+pub mod report;
+pub mod sessions;
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -45,8 +54,17 @@ pub fn gangway_bin() -> PathBuf {
 }
 
 /// Polls `f` every 20 ms for up to 30 s.
-pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> Result<T, String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+pub fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> Result<T, String> {
+    wait_for_secs(what, 30, f)
+}
+
+/// Polls `f` every 20 ms for up to `secs` seconds.
+pub fn wait_for_secs<T>(
+    what: &str,
+    secs: u64,
+    mut f: impl FnMut() -> Option<T>,
+) -> Result<T, String> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = f() {
             return Ok(v);
@@ -219,12 +237,47 @@ pub fn start_app() -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-/// What wrk measured.
+/// What one load run measured.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sample {
     pub rps: f64,
     pub p50_ms: f64,
+    pub p75_ms: f64,
+    pub p90_ms: f64,
     pub p99_ms: f64,
+    /// 0 when the load tool does not report it (wrk).
+    pub p999_ms: f64,
+    /// Response bytes per second, in MB (10^6).
+    pub mb_s: f64,
+}
+
+impl Sample {
+    /// (percentile, ms) points of the latency distribution, for plots.
+    pub fn percentiles(&self) -> Vec<(f64, f64)> {
+        [
+            (50.0, self.p50_ms),
+            (75.0, self.p75_ms),
+            (90.0, self.p90_ms),
+            (99.0, self.p99_ms),
+            (99.9, self.p999_ms),
+        ]
+        .into_iter()
+        .filter(|(_, ms)| *ms > 0.0)
+        .collect()
+    }
+}
+
+/// wrk's `Transfer/sec` value (`2.01MB`) in MB/s.
+fn parse_rate_mb(s: &str) -> Option<f64> {
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic())?);
+    let v: f64 = num.parse().ok()?;
+    Some(match unit {
+        "B" => v / 1e6,
+        "KB" => v * 1024.0 / 1e6,
+        "MB" => v * 1024.0 * 1024.0 / 1e6,
+        "GB" => v * 1024.0 * 1024.0 * 1024.0 / 1e6,
+        _ => return None,
+    })
 }
 
 fn parse_latency_ms(s: &str) -> Option<f64> {
@@ -245,7 +298,10 @@ pub fn parse_wrk(out: &str) -> Result<Sample, String> {
         match t.as_slice() {
             ["Requests/sec:", v] => s.rps = v.parse().map_err(|e| format!("rps: {e}"))?,
             ["50%", v] => s.p50_ms = parse_latency_ms(v).ok_or("p50")?,
+            ["75%", v] => s.p75_ms = parse_latency_ms(v).ok_or("p75")?,
+            ["90%", v] => s.p90_ms = parse_latency_ms(v).ok_or("p90")?,
             ["99%", v] => s.p99_ms = parse_latency_ms(v).ok_or("p99")?,
+            ["Transfer/sec:", v] => s.mb_s = parse_rate_mb(v).ok_or("transfer rate")?,
             _ => {}
         }
     }
@@ -321,10 +377,15 @@ impl LoadOpts {
 
 /// The median of each measure over several runs.
 pub fn median_sample(runs: &[Sample]) -> Sample {
+    let m = |f: fn(&Sample) -> f64| median(runs.iter().map(f).collect());
     Sample {
-        rps: median(runs.iter().map(|s| s.rps).collect()),
-        p50_ms: median(runs.iter().map(|s| s.p50_ms).collect()),
-        p99_ms: median(runs.iter().map(|s| s.p99_ms).collect()),
+        rps: m(|s| s.rps),
+        p50_ms: m(|s| s.p50_ms),
+        p75_ms: m(|s| s.p75_ms),
+        p90_ms: m(|s| s.p90_ms),
+        p99_ms: m(|s| s.p99_ms),
+        p999_ms: m(|s| s.p999_ms),
+        mb_s: m(|s| s.mb_s),
     }
 }
 
