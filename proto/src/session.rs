@@ -35,6 +35,9 @@ const MAX_DATA_FRAME_BYTES: usize = 64 * 1024;
 pub const PIPE_BUFFER_BYTES: usize = MAX_DATA_FRAME_BYTES;
 /// Writer coalesces queued frames into one socket write up to this size.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
+/// A session's read or write buffer above this is dropped once it is
+/// empty, so an idle session holds no burst-sized buffers.
+const IDLE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Which end of the session we are: clients (agents) open odd stream ids,
 /// servers (edges) even ones.
@@ -538,7 +541,8 @@ async fn write_loop<W: AsyncWrite>(
     done: CancellationToken,
 ) {
     let mut wr = std::pin::pin!(wr);
-    let mut out = BytesMut::with_capacity(WRITE_BATCH_BYTES);
+    // Grows with the traffic; an idle session keeps only a small one.
+    let mut out = BytesMut::new();
     loop {
         let first = tokio::select! {
             biased;
@@ -557,7 +561,11 @@ async fn write_loop<W: AsyncWrite>(
             done.cancel();
             return;
         }
-        out.clear();
+        if out.capacity() > IDLE_BUFFER_BYTES {
+            out = BytesMut::new();
+        } else {
+            out.clear();
+        }
     }
     // Closing: send whatever is queued (a GOAWAY, final RSTs), then end TLS.
     while let Ok(f) = rx.try_recv() {
@@ -612,8 +620,13 @@ async fn read_frames<R: AsyncRead + Unpin>(
     shared: &Arc<Shared>,
     accept_tx: &mpsc::Sender<Stream>,
 ) -> Result<(), SessionError> {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = BytesMut::new();
     loop {
+        if buf.is_empty() && buf.capacity() > IDLE_BUFFER_BYTES {
+            // Between bursts: give a large buffer back rather than hold it
+            // for an idle session (thousands of sessions are mostly idle).
+            buf = BytesMut::new();
+        }
         fill(rd, &mut buf, HEADER_LEN).await?;
         let mut head = [0u8; HEADER_LEN];
         head.copy_from_slice(&buf[..HEADER_LEN]);
