@@ -120,7 +120,7 @@ fn proxy_header(c: &mut Criterion) {
             black_box(out.len())
         })
     });
-    g.bench_function("serde_json::to_vec (reference)", |b| {
+    g.bench_function("serde_json to_vec (reference)", |b| {
         b.iter(|| black_box(serde_json::to_vec(black_box(&h)).map(|v| v.len())))
     });
     g.finish();

@@ -33,30 +33,68 @@ const READ_CHUNK: usize = 4096;
 // Proxy header
 // ---------------------------------------------------------------------------------------------
 
-/// Renders the header JSON in the SDK's key order without a fallible serializer call
-/// (`Value`'s `Display` cannot fail and escapes strings). Keys must match the serde names on
-/// [`ProxyHeader`]; a test pins the two together.
-fn proxy_header_json(h: &ProxyHeader) -> String {
-    format!(
-        r#"{{"Id":{},"ClientAddr":{},"Proto":{},"EdgeType":{},"PassthroughTLS":{}}}"#,
-        Value::from(h.id.as_str()),
-        Value::from(h.client_addr.as_str()),
-        Value::from(h.proto.as_str()),
-        Value::from(h.edge_type.as_str()),
-        h.passthrough_tls,
-    )
+/// Appends `s` as a JSON string, escaped exactly as `serde_json` escapes
+/// it. Infallible, and no allocation per field.
+fn push_json_str(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut plain = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[plain..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        plain = i + 1;
+    }
+    out.extend_from_slice(&bytes[plain..]);
+    out.push(b'"');
+}
+
+/// Appends the header JSON in the SDK's key order. Keys must match the
+/// serde names on [`ProxyHeader`]; a test pins the two together.
+fn push_proxy_header_json(h: &ProxyHeader, out: &mut Vec<u8>) {
+    out.extend_from_slice(br#"{"Id":"#);
+    push_json_str(&h.id, out);
+    out.extend_from_slice(br#","ClientAddr":"#);
+    push_json_str(&h.client_addr, out);
+    out.extend_from_slice(br#","Proto":"#);
+    push_json_str(&h.proto, out);
+    out.extend_from_slice(br#","EdgeType":"#);
+    push_json_str(&h.edge_type, out);
+    out.extend_from_slice(if h.passthrough_tls {
+        br#","PassthroughTLS":true}"#.as_slice()
+    } else {
+        br#","PassthroughTLS":false}"#.as_slice()
+    });
 }
 
 /// Appends a whole proxy stream preamble: u32 BE type 3, i64 LE JSON length, JSON. Building
 /// it in one buffer lets the caller send it with the SYN frame (the SDK reads headers in its
 /// single accept loop, so a split header stalls every tunnel of that agent).
 pub fn encode_proxy_header(h: &ProxyHeader, out: &mut Vec<u8>) {
-    let json = proxy_header_json(h);
-    let len = i64::try_from(json.len()).unwrap_or(i64::MAX);
-    out.reserve(4 + PROXY_LEN_BYTES + json.len());
+    out.reserve(4 + PROXY_LEN_BYTES + 96 + h.id.len() + h.client_addr.len());
     out.extend_from_slice(&PROXY.to_be_bytes());
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(json.as_bytes());
+    let len_at = out.len();
+    out.extend_from_slice(&[0; PROXY_LEN_BYTES]);
+    push_proxy_header_json(h, out);
+    let len = i64::try_from(out.len() - len_at - PROXY_LEN_BYTES).unwrap_or(i64::MAX);
+    out[len_at..len_at + PROXY_LEN_BYTES].copy_from_slice(&len.to_le_bytes());
 }
 
 /// Validates an announced header length before anything is allocated for it.
@@ -388,6 +426,21 @@ mod tests {
         assert_eq!(&out[4..12], &(json.len() as i64).to_le_bytes());
         // Hand-built JSON is identical to what serde produces for ProxyHeader.
         assert_eq!(&out[12..], json.as_slice());
+    }
+
+    #[test]
+    fn proxy_header_escapes_like_serde() {
+        let h = ProxyHeader {
+            id: "tn_\"quoted\" back\\slash".into(),
+            client_addr: "line\nbreak\r\ttab\u{8}\u{c}\u{1}\u{1f}\u{7f}".into(),
+            proto: "ünïcödé ✓".into(),
+            edge_type: String::new(),
+            passthrough_tls: true,
+        };
+        let mut out = Vec::new();
+        encode_proxy_header(&h, &mut out);
+        assert_eq!(&out[12..], serde_json::to_vec(&h).unwrap().as_slice());
+        assert_eq!(decode_proxy_header(&out[4..], 1024).unwrap().unwrap().0, h);
     }
 
     #[test]
