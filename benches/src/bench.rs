@@ -343,12 +343,23 @@ fn tcp_scenarios(dir: &Path, app: SocketAddr, p: &Profile) -> Result<Vec<Section
         peers::bore(&targets)?,
     ];
     let big = load::pattern(1 << 20);
+    // Each tunnel becomes ready on its own (bore runs a client per
+    // service): wait for all three before checking bytes.
     for s in &systems {
-        gangway_benches::wait_for(&format!("{} echo tunnel", s.name), || {
-            load::probe_echo(s.public[1], load::PING).ok()
+        let wait = |what: &str, ok: &dyn Fn() -> bool| {
+            gangway_benches::wait_for(&format!("{} {what} tunnel", s.name), || ok().then_some(()))
+        };
+        wait("iperf3", &|| {
+            std::net::TcpStream::connect_timeout(&s.public[0], std::time::Duration::from_secs(1))
+                .is_ok()
+        })?;
+        wait("echo", &|| {
+            load::probe_echo(s.public[1], load::PING).is_ok()
+        })?;
+        wait("HTTP", &|| {
+            load::probe_http(&http_target(s.public[2])).is_ok()
         })?;
         load::probe_echo(s.public[1], &big)?;
-        load::probe_http(&http_target(s.public[2]))?;
     }
     let mut out = Vec::new();
     if p.wants("tcp-http") {
