@@ -10,6 +10,7 @@ pub mod dial;
 pub mod file_server;
 pub mod forward;
 pub mod http_forward;
+pub mod inspect;
 pub mod run;
 pub mod upstream;
 
