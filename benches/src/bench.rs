@@ -239,12 +239,7 @@ fn http_systems(dir: &Path, app: SocketAddr) -> Result<HttpSystems, String> {
     Ok(HttpSystems { systems, targets })
 }
 
-fn wrk_rows(
-    hs: &HttpSystems,
-    p: &Profile,
-    extra: &[String],
-    skip_direct_rss: bool,
-) -> Result<Vec<Row>, String> {
+fn wrk_rows(hs: &HttpSystems, p: &Profile, extra: &[String]) -> Result<Vec<Row>, String> {
     let runs = alternate(hs.systems.len(), p.rounds, |i| {
         let t = &hs.targets[i];
         let s = wrk(&t.url(), Some(&t.host), p.connections, p.duration, extra)?;
@@ -258,15 +253,7 @@ fn wrk_rows(
     for t in &hs.targets {
         load::probe_http(t)?;
     }
-    Ok(hs
-        .systems
-        .iter()
-        .zip(&runs)
-        .map(|(sys, r)| {
-            let rss = if skip_direct_rss { None } else { sys.rss_mib() };
-            Row::from_sample(sys.name, &median_sample(r), rss)
-        })
-        .collect())
+    Ok(rows_of(&hs.systems, &runs))
 }
 
 fn http_scenarios(dir: &Path, app: SocketAddr, p: &Profile) -> Result<Vec<Section>, String> {
@@ -284,7 +271,7 @@ fn http_scenarios(dir: &Path, app: SocketAddr, p: &Profile) -> Result<Vec<Sectio
                 "wrk, 1 thread, {} keep-alive connections, {} s × {} rounds (medians); direct is plain HTTP to the app, nginx and Gangway terminate TLS",
                 p.connections, p.duration, p.rounds
             ),
-            rows: wrk_rows(&hs, p, &[], false)?,
+            rows: wrk_rows(&hs, p, &[])?,
         });
     }
     if p.wants("handshake") {
@@ -297,7 +284,7 @@ fn http_scenarios(dir: &Path, app: SocketAddr, p: &Profile) -> Result<Vec<Sectio
                 "wrk with `Connection: close`, {} connections, {} s × {} rounds: connection setup rate (TCP for direct, TCP + full TLS handshake for nginx and Gangway)",
                 p.connections, p.duration, p.rounds
             ),
-            rows: wrk_rows(&hs, p, &close, false)?,
+            rows: wrk_rows(&hs, p, &close)?,
         });
     }
     if p.wants("fixed-rate") {
@@ -319,12 +306,7 @@ fn http_scenarios(dir: &Path, app: SocketAddr, p: &Profile) -> Result<Vec<Sectio
                     "open-loop client (ours), {rate} req/s on {conns} keep-alive connections for {} s × {} rounds; latency from when each request was due; every body checked",
                     p.duration, p.rounds
                 ),
-                rows: hs
-                    .systems
-                    .iter()
-                    .zip(&runs)
-                    .map(|(sys, r)| Row::from_sample(sys.name, &median_sample(r), sys.rss_mib()))
-                    .collect(),
+                rows: rows_of(&hs.systems, &runs),
             });
         }
     }
@@ -495,7 +477,7 @@ fn sessions_scenario(dir: &Path, app: SocketAddr, p: &Profile) -> Result<Vec<Sec
         key: Key::Rss,
         how: format!(
             "a session simulator in the harness opens real agent sessions (TLS + muxado, Auth, one HTTPS tunnel bound, heartbeats every 10 s), {} handshakes at a time, then the edge's RSS is read; {}",
-            64,
+            gangway_benches::sessions::CONNECTING_AT_ONCE,
             per.join(", ")
         ),
         rows,

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Handshakes in flight at once: enough to go fast, few enough that the
 /// edge's accept queue never overflows.
-const CONNECTING_AT_ONCE: usize = 64;
+pub const CONNECTING_AT_ONCE: usize = 64;
 
 /// Sessions that stay open until this is dropped.
 pub struct IdleSessions {
