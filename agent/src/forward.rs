@@ -14,12 +14,16 @@ use tokio::net::TcpStream;
 use tracing::{debug, info};
 
 use crate::dial::TlsTerminator;
-use crate::http_forward::HttpForwarder;
+use crate::http_forward::{HttpForwarder, RequestLine};
+use crate::inspect::Inspector;
+use crate::metrics::TunnelMetrics;
 use crate::upstream::Upstream;
 
 /// A bound tunnel as the forwarder needs it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TunnelRoute {
+    /// The tunnel's name (config name, API name or `command_line`).
+    pub name: String,
     pub upstream: Upstream,
     pub http: bool,
     /// HTTP only: replace the request's Host with this.
@@ -28,6 +32,11 @@ pub struct TunnelRoute {
     pub serve_dir: Option<std::path::PathBuf>,
     /// TLS only: decrypt here before forwarding.
     pub terminate_tls: Option<TlsTerminator>,
+    /// HTTP only: where exchanges are captured, when inspected.
+    pub inspector: Option<Arc<Inspector>>,
+    pub metrics: Arc<TunnelMetrics>,
+    /// HTTP only: finished requests, for live logs.
+    pub requests: tokio::sync::broadcast::Sender<RequestLine>,
 }
 
 /// Tunnel id → where its traffic goes. Replaced on (re)bind.
@@ -62,26 +71,37 @@ pub async fn proxy_stream(
     // a websocket the edge converted (websocket_tcp_converter): raw bytes
     // for the upstream's TCP port, not requests.
     let converted = route.http && header.proto == "tcp";
+    let metrics = route.metrics.clone();
+    let _open = metrics.conn_opened();
     if converted && route.serve_dir.is_some() {
         debug!("a converted websocket cannot be served from a directory");
         let _ = stream.shutdown().await;
         return;
     }
-    if let Some(dir) = route.serve_dir {
-        crate::file_server::serve(stream, dir).await;
+    if let Some(dir) = &route.serve_dir {
+        crate::file_server::serve(stream, dir.clone()).await;
         return;
     }
     if route.http && !converted {
-        http.serve(stream, route.upstream, route.host_header).await;
+        let remote_ip = client_ip(&header.client_addr);
+        http.serve(stream, route, remote_ip).await;
         return;
     }
-    match route.terminate_tls {
-        Some(TlsTerminator(acceptor)) => match tokio_boring::accept(&acceptor, stream).await {
+    match &route.terminate_tls {
+        Some(TlsTerminator(acceptor)) => match tokio_boring::accept(acceptor, stream).await {
             Ok(decrypted) => forward_raw(decrypted, &route.upstream, &tls).await,
             Err(e) => debug!(error = %e, "TLS handshake with the client failed"),
         },
         None => forward_raw(stream, &route.upstream, &tls).await,
     }
+}
+
+/// `203.0.113.7:50412` → `203.0.113.7` (the inspector shows the client's
+/// IP, as ngrok's does).
+fn client_ip(addr: &str) -> String {
+    addr.parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|_| addr.to_string())
 }
 
 /// Dials the upstream (over TLS for an https:// one) and copies bytes both

@@ -25,6 +25,8 @@ use tokio::net::TcpStream;
 use tokio_boring::SslStream;
 use tracing::{debug, info};
 
+use crate::capture::Capture;
+use crate::forward::TunnelRoute;
 use crate::upstream::Upstream;
 
 /// Idle connections to the local app are kept this long.
@@ -34,7 +36,17 @@ type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Forwards HTTP requests to upstreams; one per agent, shared by streams.
 pub struct HttpForwarder {
-    client: Client<UpstreamConnector, Incoming>,
+    client: Client<UpstreamConnector, Body>,
+}
+
+/// One finished request, for live logs (the console UI).
+#[derive(Debug, Clone)]
+pub struct RequestLine {
+    pub tunnel: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub duration: Duration,
 }
 
 impl HttpForwarder {
@@ -45,24 +57,22 @@ impl HttpForwarder {
         HttpForwarder { client }
     }
 
-    /// Serves the HTTP/1.1 exchange(s) on one proxy stream.
-    pub async fn serve<S>(
-        self: Arc<Self>,
-        stream: S,
-        upstream: Upstream,
-        host_header: Option<String>,
-    ) where
+    /// Serves the HTTP/1.1 exchange(s) on one proxy stream from the public
+    /// client at `remote_addr`.
+    pub async fn serve<S>(self: Arc<Self>, stream: S, route: TunnelRoute, remote_addr: String)
+    where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let upstream = Arc::new(upstream);
-        let host = host_header.and_then(|h| header::HeaderValue::from_str(&h).ok());
-        let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        let route = Arc::new(route);
+        let remote_addr: Arc<str> = remote_addr.into();
+        let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
             let fwd = self.clone();
-            let upstream = upstream.clone();
-            if let Some(h) = &host {
-                req.headers_mut().insert(header::HOST, h.clone());
+            let route = route.clone();
+            let remote_addr = remote_addr.clone();
+            async move {
+                let req = req.map(BodyExt::boxed);
+                Ok::<_, Infallible>(fwd.observe(req, &route, &remote_addr, None).await)
             }
-            async move { Ok::<_, Infallible>(fwd.forward(req, &upstream).await) }
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .serve_connection(TokioIo::new(stream), svc)
@@ -72,7 +82,79 @@ impl HttpForwarder {
         }
     }
 
-    async fn forward(&self, mut req: Request<Incoming>, up: &Upstream) -> Response<Body> {
+    /// Sends a captured request again (as edited) to the tunnel's
+    /// upstream; it is captured like any other. Returns the status.
+    pub async fn replay(
+        &self,
+        route: &TunnelRoute,
+        req: Request<Bytes>,
+        remote_addr: &str,
+        replay_of: &str,
+    ) -> Result<StatusCode, hyper::Error> {
+        let req = req.map(|b| {
+            Full::new(b)
+                .map_err(|never: Infallible| match never {})
+                .boxed()
+        });
+        let resp = self.observe(req, route, remote_addr, Some(replay_of)).await;
+        let status = resp.status();
+        // Reading the body to its end records the capture.
+        resp.into_body().collect().await?;
+        Ok(status)
+    }
+
+    /// Forwards one request with the tunnel's Host rewrite, capturing it
+    /// when the tunnel is inspected and counting it in the metrics.
+    async fn observe(
+        &self,
+        mut req: Request<Body>,
+        route: &TunnelRoute,
+        remote_addr: &str,
+        replay_of: Option<&str>,
+    ) -> Response<Body> {
+        let started = std::time::Instant::now();
+        if let Some(h) = &route.host_header {
+            if let Ok(v) = header::HeaderValue::from_str(h) {
+                req.headers_mut().insert(header::HOST, v);
+            }
+        }
+        let line = (route.requests.receiver_count() > 0).then(|| {
+            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            (req.method().to_string(), path.to_string())
+        });
+        let capture = route.inspector.as_ref().map(|ins| {
+            let c = Capture::begin(ins, &route.name, remote_addr, &req);
+            if let Some(id) = replay_of {
+                c.replay_of(id);
+            }
+            c
+        });
+        let req = match &capture {
+            Some(c) => req.map(|b| c.tap_request(b).boxed()),
+            None => req,
+        };
+        let resp = self.forward(req, &route.upstream).await;
+        let took = started.elapsed();
+        route.metrics.http_done(took);
+        if let Some((method, path)) = line {
+            let _ = route.requests.send(RequestLine {
+                tunnel: route.name.clone(),
+                method,
+                path,
+                status: resp.status().as_u16(),
+                duration: took,
+            });
+        }
+        match capture {
+            Some(c) => {
+                c.respond(&resp);
+                resp.map(|b| c.tap_response(b).boxed())
+            }
+            None => resp,
+        }
+    }
+
+    async fn forward(&self, mut req: Request<Body>, up: &Upstream) -> Response<Body> {
         let upgrade = req.headers().contains_key(header::UPGRADE);
         let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         strip_hop_by_hop(req.headers_mut(), upgrade);

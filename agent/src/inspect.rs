@@ -112,6 +112,15 @@ pub fn canonical_header(name: &str) -> String {
     out
 }
 
+/// A change to the store, for live views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum News {
+    /// The exchange with this id was recorded.
+    Recorded(String),
+    /// Everything was deleted.
+    Cleared,
+}
+
 /// A captured request and, once it came, its response.
 #[derive(Debug, Clone)]
 pub struct Exchange {
@@ -126,6 +135,8 @@ pub struct Exchange {
     /// `None` when the app never answered (the agent's own error is a
     /// response).
     pub response: Option<Message>,
+    /// The id of the exchange this one replays.
+    pub replay_of: Option<String>,
 }
 
 impl Exchange {
@@ -141,7 +152,7 @@ impl Exchange {
     pub fn to_json(&self) -> Value {
         let b64 = |m: &Message| base64::engine::general_purpose::STANDARD.encode(m.raw());
         let start: chrono::DateTime<chrono::Local> = self.start.into();
-        json!({
+        let mut v = json!({
             "uri": format!("/api/requests/http/{}", self.id),
             "id": self.id,
             "tunnel_name": self.tunnel_name,
@@ -166,7 +177,11 @@ impl Exchange {
                 "body_truncated": r.truncated(),
                 "body_size": r.body_len,
             })),
-        })
+        });
+        if let (Some(of), Some(o)) = (&self.replay_of, v.as_object_mut()) {
+            o.insert("replay_of".into(), json!(of));
+        }
+        v
     }
 }
 
@@ -184,8 +199,8 @@ pub struct Inspector {
     state: Mutex<State>,
     limit_bytes: usize,
     body_limit: usize,
-    /// Ids of new exchanges, for live views.
-    news: broadcast::Sender<String>,
+    /// What changed, for live views.
+    news: broadcast::Sender<News>,
     /// Distinguishes this run's ids from an earlier run's.
     run_tag: u32,
 }
@@ -208,6 +223,11 @@ impl Inspector {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The bound on bytes held (`inspect_db_size`).
+    pub fn limit_bytes(&self) -> usize {
+        self.limit_bytes
     }
 
     /// Most body bytes kept per message.
@@ -244,7 +264,7 @@ impl Inspector {
             st.by_id.insert(id.clone(), ex.clone());
             st.order.push_back(ex);
         }
-        let _ = self.news.send(id);
+        let _ = self.news.send(News::Recorded(id));
     }
 
     /// Newest first, at most `limit`, only `tunnel_name`'s if given.
@@ -268,6 +288,8 @@ impl Inspector {
         st.order.clear();
         st.by_id.clear();
         st.bytes = 0;
+        drop(st);
+        let _ = self.news.send(News::Cleared);
     }
 
     /// Bytes held, as counted against the bound.
@@ -283,8 +305,8 @@ impl Inspector {
         self.len() == 0
     }
 
-    /// New exchange ids as they are recorded.
-    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+    /// Changes as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<News> {
         self.news.subscribe()
     }
 }
@@ -347,6 +369,7 @@ mod tests {
                 body_len: 2,
                 ..Message::default()
             }),
+            replay_of: None,
         }
     }
 

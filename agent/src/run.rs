@@ -19,6 +19,9 @@ use tracing::{debug, info, warn};
 use crate::dial::{self, DialError, TlsTerminator};
 use crate::forward::{proxy_stream, Routes, TunnelRoute};
 use crate::http_forward::HttpForwarder;
+use crate::inspect::{Inspector, DEFAULT_BODY_LIMIT, DEFAULT_DB_BYTES};
+use crate::metrics::TunnelMetrics;
+use crate::state::{AgentState, Control, ControlError, SessionStatus, TunnelInfo};
 use crate::upstream::Upstream;
 
 /// First retry delay after a lost session.
@@ -31,6 +34,10 @@ const UNBIND_TIMEOUT: Duration = Duration::from_secs(2);
 /// One tunnel to open.
 #[derive(Debug, Clone)]
 pub struct TunnelSpec {
+    /// Unique within the agent; `command_line` when left empty.
+    pub name: String,
+    /// HTTP only: capture exchanges for the inspector.
+    pub inspect: bool,
     /// `http` or `https` (the URL scheme the edge serves).
     pub proto: String,
     pub upstream: Upstream,
@@ -75,6 +82,8 @@ impl TunnelSpec {
     /// A `proto` tunnel to `upstream` with every option at its default.
     pub fn new(proto: &str, upstream: Upstream) -> Self {
         TunnelSpec {
+            name: String::new(),
+            inspect: true,
             proto: proto.to_string(),
             upstream,
             domain: None,
@@ -93,7 +102,7 @@ impl TunnelSpec {
         }
     }
 
-    fn is_http(&self) -> bool {
+    pub fn is_http(&self) -> bool {
         self.proto == "http" || self.proto == "https"
     }
 
@@ -107,7 +116,7 @@ impl TunnelSpec {
     }
 
     /// Where traffic goes, as users write it.
-    fn target(&self) -> String {
+    pub fn target(&self) -> String {
         if let Some(dir) = &self.serve_dir {
             return format!("file://{}", dir.display());
         }
@@ -162,7 +171,7 @@ impl TunnelSpec {
 }
 
 /// How to reach the edge and what to bind.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AgentOptions {
     /// `host:port` of the edge's agent listener.
     pub server_addr: String,
@@ -174,6 +183,9 @@ pub struct AgentOptions {
     pub heartbeat_tolerance: Duration,
     /// Opaque user metadata the edge keeps with the session.
     pub metadata: String,
+    /// Shared with the local views (web UI, agent API, console); a fresh
+    /// one with the default inspector when `None`.
+    pub state: Option<Arc<AgentState>>,
 }
 
 /// Things a user wants to see.
@@ -219,12 +231,43 @@ enum Ended {
     Lost(String),
 }
 
-/// State kept across reconnects.
+/// A tunnel of this agent and what it got from the edge.
+struct Slot {
+    spec: TunnelSpec,
+    /// Empty until first bound; reused on rebinds.
+    id: String,
+    url: String,
+    metrics: Arc<TunnelMetrics>,
+}
+
+/// State kept across reconnects. Stopped tunnels leave `None`, so that
+/// `same_host_as` indexes stay valid.
 struct Memory {
     client_id: String,
-    tunnel_ids: Vec<String>,
-    urls: Vec<String>,
+    slots: Vec<Option<Slot>>,
 }
+
+impl Memory {
+    fn find(&self, name: &str) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.spec.name == name))
+    }
+
+    /// `name`, or `name (2)`, ... when taken.
+    fn free_name(&self, name: &str) -> String {
+        let mut candidate = name.to_string();
+        let mut n = 1;
+        while self.find(&candidate).is_some() {
+            n += 1;
+            candidate = format!("{name} ({n})");
+        }
+        candidate
+    }
+}
+
+/// The name ngrok gives command-line tunnels.
+const COMMAND_LINE: &str = "command_line";
 
 /// Runs until `shutdown` is cancelled (then unbinds and closes) or the edge
 /// refuses us. Transient failures (edge down, session lost) are retried.
@@ -236,24 +279,52 @@ pub async fn run(
     let connector = dial::edge_connector(opts.ca_pem.as_deref())?;
     let upstream_tls = Arc::new(dial::insecure_connector()?);
     let http = Arc::new(HttpForwarder::new(upstream_tls.clone()));
+    let state = opts.state.clone().unwrap_or_else(|| {
+        AgentState::new(
+            Inspector::new(DEFAULT_DB_BYTES, DEFAULT_BODY_LIMIT),
+            &opts.server_addr,
+        )
+    });
+    state.set_forwarder(http.clone());
+    // A second run on the same state gets no control channel: keep a
+    // sender so that its receiver just stays empty.
+    let (_unused, spare) = mpsc::unbounded_channel();
+    let mut control = state.take_control().unwrap_or(spare);
     let mut mem = Memory {
         client_id: String::new(),
-        tunnel_ids: vec![String::new(); opts.tunnels.len()],
-        urls: vec![String::new(); opts.tunnels.len()],
+        slots: Vec::with_capacity(opts.tunnels.len()),
+    };
+    for t in &opts.tunnels {
+        let mut spec = t.clone();
+        let wanted = if spec.name.is_empty() {
+            match spec.same_host_as {
+                Some(_) => format!("{COMMAND_LINE} ({})", spec.proto),
+                None => COMMAND_LINE.to_string(),
+            }
+        } else {
+            spec.name.clone()
+        };
+        spec.name = mem.free_name(&wanted);
+        mem.slots.push(Some(Slot {
+            spec,
+            id: String::new(),
+            url: String::new(),
+            metrics: Arc::default(),
+        }));
+    }
+    let ctx = SessionCtx {
+        opts: &opts,
+        connector: &connector,
+        upstream_tls: &upstream_tls,
+        http: &http,
+        state: &state,
+        events: &events,
+        shutdown: &shutdown,
     };
     let mut backoff = INITIAL_BACKOFF;
     loop {
         // session_once watches `shutdown` itself so that it can unbind.
-        let attempt = session_once(
-            &opts,
-            &connector,
-            &upstream_tls,
-            &http,
-            &mut mem,
-            &events,
-            &shutdown,
-        )
-        .await;
+        let attempt = session_once(&ctx, &mut mem, &mut control).await;
         let reason = match attempt {
             Ok(Ended::Shutdown) => return Ok(()),
             Ok(Ended::Lost(reason)) => {
@@ -265,6 +336,10 @@ pub async fn run(
             Err(Attempt::Retry(reason)) => reason,
         };
         warn!(%reason, delay = ?backoff, "session lost; reconnecting");
+        state.update_session(|s| {
+            s.status = SessionStatus::Reconnecting;
+            s.last_error = reason.clone();
+        });
         let _ = events.send(AgentEvent::Reconnecting {
             delay: backoff,
             reason,
@@ -289,16 +364,24 @@ fn rpc_failure(what: &str, e: RpcError) -> Attempt {
     }
 }
 
+/// What every session attempt shares.
+struct SessionCtx<'a> {
+    opts: &'a AgentOptions,
+    connector: &'a SslConnector,
+    upstream_tls: &'a Arc<SslConnector>,
+    http: &'a Arc<HttpForwarder>,
+    state: &'a Arc<AgentState>,
+    events: &'a mpsc::UnboundedSender<AgentEvent>,
+    shutdown: &'a CancellationToken,
+}
+
 async fn session_once(
-    opts: &AgentOptions,
-    connector: &SslConnector,
-    upstream_tls: &Arc<SslConnector>,
-    http: &Arc<HttpForwarder>,
+    ctx: &SessionCtx<'_>,
     mem: &mut Memory,
-    events: &mpsc::UnboundedSender<AgentEvent>,
-    shutdown: &CancellationToken,
+    control: &mut mpsc::UnboundedReceiver<Control>,
 ) -> Result<Ended, Attempt> {
-    let dial = dial::dial_edge(connector, &opts.server_addr);
+    let (opts, shutdown, events) = (ctx.opts, ctx.shutdown, ctx.events);
+    let dial = dial::dial_edge(ctx.connector, &opts.server_addr);
     let tls = tokio::select! {
         r = dial => r,
         _ = shutdown.cancelled() => return Ok(Ended::Shutdown),
@@ -350,71 +433,22 @@ async fn session_once(
         });
     }
     mem.client_id = resp.client_id;
+    ctx.state.update_session(|s| {
+        s.status = SessionStatus::Online;
+        s.region = resp.extra.region.clone();
+        s.last_error.clear();
+    });
 
     let routes: Routes = Arc::new(RwLock::new(HashMap::new()));
-    let mut bound = Vec::with_capacity(opts.tunnels.len());
-    for (i, t) in opts.tunnels.iter().enumerate() {
-        let mut spec = t.clone();
-        if let Some(host) = t
-            .same_host_as
-            .and_then(|j| mem.urls.get(j))
-            .and_then(|u| url_host(u))
-        {
-            spec.domain = Some(host);
+    let mut bound = Vec::with_capacity(mem.slots.len());
+    for i in 0..mem.slots.len() {
+        match bind_slot(ctx, &session, mem, i, &routes).await {
+            Ok(Some(ev)) => bound.push(ev),
+            Ok(None) => {}
+            Err(e) => return Err(rpc_failure("bind", e)),
         }
-        let resp = if t.labels.is_empty() {
-            let bind = Bind {
-                id: mem.tunnel_ids[i].clone(),
-                proto: t.proto.clone(),
-                forwards_to: t.target(),
-                forwards_proto: String::new(),
-                opts: spec.bind_opts(),
-                extra: BindExtra {
-                    pooling_enabled: t.pooling,
-                    metadata: t.metadata.clone(),
-                    ..BindExtra::default()
-                },
-            };
-            rpc::call::<_, BindResp>(&session, msg::BIND, &bind)
-                .await
-                .map_err(|e| rpc_failure("bind", e))?
-        } else {
-            let req = msg::StartTunnelWithLabel {
-                labels: t.labels.clone(),
-                forwards_to: t.target(),
-                forwards_proto: "http1".into(),
-                metadata: t.metadata.clone(),
-            };
-            let r: msg::StartTunnelWithLabelResp =
-                rpc::call(&session, msg::START_TUNNEL_WITH_LABEL, &req)
-                    .await
-                    .map_err(|e| rpc_failure("labeled tunnel", e))?;
-            let labels: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            BindResp {
-                url: format!("labeled tunnel {} ({})", r.id, labels.join(", ")),
-                id: r.id,
-                ..BindResp::default()
-            }
-        };
-        let rebound = !mem.urls[i].is_empty();
-        mem.tunnel_ids[i] = resp.id.clone();
-        mem.urls[i] = resp.url.clone();
-        routes.write().unwrap_or_else(|p| p.into_inner()).insert(
-            resp.id,
-            TunnelRoute {
-                upstream: t.upstream.clone(),
-                http: t.is_http(),
-                host_header: t.host_override(),
-                serve_dir: t.serve_dir.clone(),
-                terminate_tls: t.terminate_tls.clone(),
-            },
-        );
-        bound.push(AgentEvent::Bound {
-            url: resp.url,
-            upstream: t.target(),
-            rebound,
-        });
     }
+    publish(ctx.state, mem, &routes);
     // Report only once every tunnel is bound: a printed URL must work.
     for ev in bound {
         let _ = events.send(ev);
@@ -424,7 +458,7 @@ async fn session_once(
         tokio::select! {
             s = acceptor.accept() => match s {
                 Some(stream) => {
-                    tokio::spawn(serve_stream(stream, routes.clone(), upstream_tls.clone(), http.clone(), session.clone(), shutdown.clone()));
+                    tokio::spawn(serve_stream(stream, routes.clone(), ctx.upstream_tls.clone(), ctx.http.clone(), session.clone(), shutdown.clone()));
                 }
                 None => {
                     return Ok(Ended::Lost(
@@ -432,11 +466,206 @@ async fn session_once(
                     ))
                 }
             },
+            Some(c) = control.recv() => {
+                handle_control(ctx, &session, mem, &routes, c).await;
+            }
             _ = shutdown.cancelled() => {
-                unbind_all(&session, &mem.tunnel_ids).await;
+                let ids: Vec<String> = mem.slots.iter().flatten().map(|s| s.id.clone()).collect();
+                unbind_all(&session, &ids).await;
                 session.close(ErrorCode::NONE, "agent shutting down");
                 return Ok(Ended::Shutdown);
             }
+        }
+    }
+}
+
+/// Binds (or rebinds) tunnel `i` and routes its streams. `None` for a
+/// stopped slot.
+async fn bind_slot(
+    ctx: &SessionCtx<'_>,
+    session: &Session,
+    mem: &mut Memory,
+    i: usize,
+    routes: &Routes,
+) -> Result<Option<AgentEvent>, RpcError> {
+    let same_host = mem
+        .slots
+        .get(i)
+        .and_then(|s| s.as_ref())
+        .and_then(|s| s.spec.same_host_as)
+        .and_then(|j| mem.slots.get(j))
+        .and_then(|s| s.as_ref())
+        .and_then(|s| url_host(&s.url));
+    let Some(slot) = mem.slots.get_mut(i).and_then(|s| s.as_mut()) else {
+        return Ok(None);
+    };
+    let t = &slot.spec;
+    let mut spec = t.clone();
+    if let Some(host) = same_host {
+        spec.domain = Some(host);
+    }
+    let resp = if t.labels.is_empty() {
+        let bind = Bind {
+            id: slot.id.clone(),
+            proto: t.proto.clone(),
+            forwards_to: t.target(),
+            forwards_proto: String::new(),
+            opts: spec.bind_opts(),
+            extra: BindExtra {
+                pooling_enabled: t.pooling,
+                metadata: t.metadata.clone(),
+                ..BindExtra::default()
+            },
+        };
+        rpc::call::<_, BindResp>(session, msg::BIND, &bind).await?
+    } else {
+        let req = msg::StartTunnelWithLabel {
+            labels: t.labels.clone(),
+            forwards_to: t.target(),
+            forwards_proto: "http1".into(),
+            metadata: t.metadata.clone(),
+        };
+        let r: msg::StartTunnelWithLabelResp =
+            rpc::call(session, msg::START_TUNNEL_WITH_LABEL, &req).await?;
+        let labels: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        BindResp {
+            url: format!("labeled tunnel {} ({})", r.id, labels.join(", ")),
+            id: r.id,
+            ..BindResp::default()
+        }
+    };
+    let rebound = !slot.url.is_empty();
+    slot.id = resp.id.clone();
+    slot.url = resp.url.clone();
+    routes
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(resp.id, route_of(ctx.state, slot));
+    Ok(Some(AgentEvent::Bound {
+        url: resp.url,
+        upstream: slot.spec.target(),
+        rebound,
+    }))
+}
+
+fn route_of(state: &AgentState, slot: &Slot) -> TunnelRoute {
+    let t = &slot.spec;
+    TunnelRoute {
+        name: t.name.clone(),
+        upstream: t.upstream.clone(),
+        http: t.is_http(),
+        host_header: t.host_override(),
+        serve_dir: t.serve_dir.clone(),
+        terminate_tls: t.terminate_tls.clone(),
+        inspector: (t.is_http() && t.inspect).then(|| state.inspector.clone()),
+        metrics: slot.metrics.clone(),
+        requests: state.requests.clone(),
+    }
+}
+
+/// Tells the views which tunnels are bound now.
+fn publish(state: &AgentState, mem: &Memory, routes: &Routes) {
+    let routes = routes.read().unwrap_or_else(|p| p.into_inner());
+    let infos = mem
+        .slots
+        .iter()
+        .flatten()
+        .filter_map(|s| {
+            let route = routes.get(&s.id)?.clone();
+            Some(TunnelInfo {
+                name: s.spec.name.clone(),
+                public_url: s.url.clone(),
+                proto: s.spec.proto.clone(),
+                addr: s.spec.target(),
+                route,
+            })
+        })
+        .collect();
+    state.set_tunnels(infos);
+}
+
+/// Binds `specs` on the live session: all of them, or (after unbinding
+/// the ones that made it) none.
+async fn start_batch(
+    ctx: &SessionCtx<'_>,
+    session: &Session,
+    mem: &mut Memory,
+    routes: &Routes,
+    mut specs: Vec<TunnelSpec>,
+) -> Result<Vec<TunnelInfo>, ControlError> {
+    let base = mem.slots.len();
+    let mut names: Vec<String> = Vec::new();
+    for spec in &mut specs {
+        if spec.name.is_empty() {
+            return Err(ControlError::Invalid("a tunnel needs a name".into()));
+        }
+        if mem.find(&spec.name).is_some() || names.contains(&spec.name) {
+            return Err(ControlError::Invalid(format!(
+                "a tunnel named {:?} already exists",
+                spec.name
+            )));
+        }
+        names.push(spec.name.clone());
+        spec.same_host_as = spec.same_host_as.map(|k| base + k);
+    }
+    for spec in specs {
+        mem.slots.push(Some(Slot {
+            spec,
+            id: String::new(),
+            url: String::new(),
+            metrics: Arc::default(),
+        }));
+    }
+    let mut events = Vec::new();
+    for i in base..mem.slots.len() {
+        match bind_slot(ctx, session, mem, i, routes).await {
+            Ok(ev) => events.extend(ev),
+            Err(e) => {
+                let bound: Vec<String> = mem.slots.drain(base..).flatten().map(|s| s.id).collect();
+                {
+                    let mut r = routes.write().unwrap_or_else(|p| p.into_inner());
+                    for id in &bound {
+                        r.remove(id);
+                    }
+                }
+                unbind_all(session, &bound).await;
+                return Err(ControlError::Failed(e.to_string()));
+            }
+        }
+    }
+    publish(ctx.state, mem, routes);
+    for ev in events {
+        let _ = ctx.events.send(ev);
+    }
+    Ok(names.iter().filter_map(|n| ctx.state.tunnel(n)).collect())
+}
+
+/// Starts or stops a tunnel on the live session (agent API).
+async fn handle_control(
+    ctx: &SessionCtx<'_>,
+    session: &Session,
+    mem: &mut Memory,
+    routes: &Routes,
+    c: Control,
+) {
+    match c {
+        Control::Start { specs, reply } => {
+            let _ = reply.send(start_batch(ctx, session, mem, routes, specs).await);
+        }
+        Control::Stop { name, reply } => {
+            let Some(i) = mem.find(&name) else {
+                let _ = reply.send(Err(ControlError::NotFound(name)));
+                return;
+            };
+            if let Some(slot) = mem.slots[i].take() {
+                routes
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&slot.id);
+                unbind_all(session, std::slice::from_ref(&slot.id)).await;
+            }
+            publish(ctx.state, mem, routes);
+            let _ = reply.send(Ok(()));
         }
     }
 }

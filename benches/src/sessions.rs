@@ -49,6 +49,7 @@ impl IdleSessions {
                 heartbeat_interval: Duration::from_secs(10),
                 heartbeat_tolerance: Duration::from_secs(15),
                 metadata: String::new(),
+                state: None,
             },
         })
     }
