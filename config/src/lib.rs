@@ -1,10 +1,12 @@
 //! gangway-config: wire types and validated configuration shared by every
 //! process shape — the edge node's settings, the `server.json` a local
 //! server publishes for agents, hostname rules, the control plane's stored
-//! resources and their compiled form. Later: the agent's ngrok.yml.
+//! resources and their compiled form, and the agent's config file
+//! (ngrok.yml, v2 and v3).
 //!
 //! Pure data and validation: must not depend on pingora or tokio IO.
 
+pub mod agent_file;
 pub mod control;
 pub mod edge;
 pub mod hostname;
