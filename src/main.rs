@@ -2,8 +2,11 @@
 //! later, API in one process) and the agent commands (`http`, ...).
 
 mod agent_cmd;
+mod agent_config;
+mod console;
 mod control_plane;
 mod data_dir;
+mod logging;
 mod server_cmd;
 
 use std::process::ExitCode;
@@ -22,9 +25,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Self-hostable, ngrok-compatible ingress"
 )]
 struct Cli {
-    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `gangway_edge=debug`.
-    #[arg(long, global = true, env = "GANGWAY_LOG", default_value = "info")]
-    log: String,
+    #[command(flatten)]
+    logs: logging::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,24 +44,29 @@ enum Command {
     Tls(agent_cmd::TlsArgs),
     /// Serve API edges with a labeled tunnel: `gangway tunnel --label app=shop 8080`.
     Tunnel(agent_cmd::TunnelArgs),
+    /// Start tunnels named in the config file: `gangway start web ssh`, `--all`, `--none`.
+    Start(agent_cmd::StartArgs),
+    /// Edit or check the config file.
+    #[command(subcommand)]
+    Config(agent_cmd::ConfigCmd),
+    /// Save an authtoken in the config file (same as `config add-authtoken`).
+    Authtoken(agent_cmd::AuthtokenArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal, not in log files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let logs = &cli.logs;
     let result = match cli.command {
-        Command::Server(args) => server_cmd::run(args).map_err(|e| e.to_string()),
-        Command::Http(args) => agent_cmd::run_http(*args).map_err(|e| e.to_string()),
-        Command::Tcp(args) => agent_cmd::run_tcp(args).map_err(|e| e.to_string()),
-        Command::Tls(args) => agent_cmd::run_tls(args).map_err(|e| e.to_string()),
-        Command::Tunnel(args) => agent_cmd::run_tunnel(args).map_err(|e| e.to_string()),
+        Command::Server(args) => {
+            init_server_logs(logs).and_then(|()| server_cmd::run(args).map_err(|e| e.to_string()))
+        }
+        Command::Http(args) => agent_cmd::run_http(*args, logs).map_err(|e| e.to_string()),
+        Command::Tcp(args) => agent_cmd::run_tcp(args, logs).map_err(|e| e.to_string()),
+        Command::Tls(args) => agent_cmd::run_tls(args, logs).map_err(|e| e.to_string()),
+        Command::Tunnel(args) => agent_cmd::run_tunnel(args, logs).map_err(|e| e.to_string()),
+        Command::Start(args) => agent_cmd::run_start(args, logs).map_err(|e| e.to_string()),
+        Command::Config(cmd) => agent_cmd::run_config(cmd).map_err(|e| e.to_string()),
+        Command::Authtoken(args) => agent_cmd::add_authtoken(args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -68,4 +75,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The server logs to stderr unless told otherwise.
+fn init_server_logs(logs: &logging::LogArgs) -> Result<(), String> {
+    let dest = logs
+        .log
+        .as_deref()
+        .map(logging::Destination::parse)
+        .unwrap_or(logging::Destination::Stderr);
+    let format = match logs.log_format.as_deref() {
+        Some(f) => logging::Format::parse(f)?,
+        None => logging::Format::Term,
+    };
+    logging::init(&dest, logs.log_level.as_deref().unwrap_or("info"), format)
 }

@@ -46,6 +46,14 @@ pub struct SessionInfo {
     pub last_error: String,
 }
 
+/// What a tunnel name escapes in its API path: all but RFC 3986's
+/// unreserved characters.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// A bound tunnel.
 #[derive(Clone)]
 pub struct TunnelInfo {
@@ -61,8 +69,7 @@ pub struct TunnelInfo {
 impl TunnelInfo {
     /// The agent API's tunnel object.
     pub fn to_json(&self) -> Value {
-        let name =
-            percent_encoding::utf8_percent_encode(&self.name, percent_encoding::NON_ALPHANUMERIC);
+        let name = percent_encoding::utf8_percent_encode(&self.name, PATH_SEGMENT);
         json!({
             "name": self.name,
             "uri": format!("/api/tunnels/{name}"),

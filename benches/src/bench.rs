@@ -7,7 +7,7 @@
 //! `scripts/bench --profile smoke` (what CI runs: short, and it fails only
 //! when a scenario breaks — errors or wrong bytes — never on a number).
 //!
-//! Options: `--profile full|smoke`, `--only NAME,...` (scenarios: https,
+//! Options: `--profile full|smoke`, `--only NAME,...` (scenarios: https, inspect,
 //! handshake, fixed-rate, tcp-http, tcp-bulk, connect, sessions),
 //! `--duration SECS`, `--rounds N`, `--sessions N,...`, `--out-dir DIR`, `--micro DIR`
 //! (criterion's output directory, to add its estimates to the results).
@@ -24,8 +24,9 @@ use gangway_benches::{
     today, wrk, Sample,
 };
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "https",
+    "inspect",
     "handshake",
     "fixed-rate",
     "tcp-http",
@@ -206,7 +207,7 @@ fn http_systems(dir: &Path, app: SocketAddr) -> Result<HttpSystems, String> {
         .map_err(|e| format!("https_addr {}: {e}", info.https_addr))?;
     let gangway = System {
         name: "gangway",
-        note: "edge (1 listener thread) + agent; HTTPS at the edge, muxado stream per request, keep-alive pool from agent to app",
+        note: "edge (1 listener thread) + agent; HTTPS at the edge, muxado stream per request, keep-alive pool from agent to app, inspection on (the default)",
         public: vec![https],
         procs: vec![server, agent],
         other_pids: Vec::new(),
@@ -311,6 +312,71 @@ fn http_scenarios(dir: &Path, app: SocketAddr, p: &Profile) -> Result<Vec<Sectio
         }
     }
     Ok(out)
+}
+
+/// Requests/s through one edge and two agents on the same app, one with
+/// inspection off and one with it on (the default).
+fn inspect_scenario(dir: &Path, app: SocketAddr, p: &Profile) -> Result<Vec<Section>, String> {
+    let (_server, info) = start_server(dir, 1, &[])?;
+    let https: SocketAddr = info
+        .https_addr
+        .parse()
+        .map_err(|e| format!("https_addr {}: {e}", info.https_addr))?;
+    let app_arg = app.to_string();
+    let mut systems = Vec::new();
+    let mut targets = Vec::new();
+    for (name, note, extra) in [
+        (
+            "inspect off",
+            "gangway http --inspect=false: nothing captured",
+            "--inspect=false",
+        ),
+        (
+            "inspect on",
+            "gangway http (inspection on, the default): every exchange captured with its bodies",
+            "--inspect=true",
+        ),
+    ] {
+        let (agent, url) = start_agent(dir, &["http", &app_arg, extra])?;
+        systems.push(System {
+            name,
+            note,
+            public: vec![https],
+            procs: vec![agent],
+            other_pids: Vec::new(),
+        });
+        targets.push(Target {
+            addr: https,
+            tls: true,
+            host: host_of(&url),
+        });
+    }
+    for t in &targets {
+        load::probe_http(t)?;
+        wrk(&t.url(), Some(&t.host), p.connections, 1, &[])?;
+    }
+    eprintln!("inspect: the same agent with inspection off and on");
+    let runs = alternate(systems.len(), p.rounds, |i| {
+        let t = &targets[i];
+        let s = wrk(&t.url(), Some(&t.host), p.connections, p.duration, &[])?;
+        eprintln!(
+            "  {}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
+            systems[i].name, s.rps, s.p50_ms, s.p99_ms
+        );
+        Ok(s)
+    })?;
+    for t in &targets {
+        load::probe_http(t)?;
+    }
+    Ok(vec![Section {
+        scenario: "agent inspection off vs on".into(),
+        key: Key::Rps,
+        how: format!(
+            "wrk, 1 thread, {} keep-alive connections, {} s × {} rounds (medians), HTTPS through one edge to two agents on the same app; RSS is the agent's",
+            p.connections, p.duration, p.rounds
+        ),
+        rows: rows_of(&systems, &runs),
+    }])
 }
 
 /// TCP tunnels to the same three services: iperf3, echo, the HTTP app.
@@ -560,6 +626,10 @@ fn run() -> Result<bool, String> {
     if wants_http {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         outcome.take("HTTP scenarios", http_scenarios(dir.path(), app, &p));
+    }
+    if p.wants("inspect") {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        outcome.take("inspect", inspect_scenario(dir.path(), app, &p));
     }
     if ["tcp-http", "tcp-bulk", "connect"]
         .iter()

@@ -114,11 +114,15 @@ pub fn start_server(
 /// Starts a `gangway` agent command (`http 8080 ...`, `tcp 22`) against the
 /// server in `dir` and returns it with the URL of its first `Forwarding` line.
 pub fn start_agent(dir: &Path, args: &[&str]) -> Result<(Proc, String), String> {
+    // Several agents run at once: no web interface (no port to fight
+    // over), and never the user's own config file.
     let mut child = Command::new(gangway_bin())
         .args(args)
         .arg("--data-dir")
         .arg(dir)
+        .args(["--web-addr", "false"])
         .env("GANGWAY_LOG", "warn")
+        .env("GANGWAY_CONFIG", dir.join("no-agent-config.yml"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -370,13 +370,22 @@ impl Agent {
     }
 
     pub async fn spawn(command: &str, data_dir: &Path, upstream: &str, extra: &[&str]) -> Agent {
+        // Agents run in parallel: the web interface only where a test
+        // asks for it, and never a developer's own config file.
+        let web_off: &[&str] = if extra.contains(&"--web-addr") {
+            &[]
+        } else {
+            &["--web-addr", "false"]
+        };
         let mut child = Command::new(bin())
             .arg(command)
             .arg(upstream)
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
+            .args(web_off)
             .env("GANGWAY_LOG", "info")
+            .env("GANGWAY_CONFIG", data_dir.join("no-agent-config.yml"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -430,6 +439,17 @@ impl Agent {
         self.child.wait().expect("wait")
     }
 
+    /// The web interface's base URL, from the agent's `Web Interface`
+    /// line (start it with `--web-addr`).
+    pub fn web(&self) -> String {
+        self.stdout
+            .lock()
+            .expect("lines")
+            .iter()
+            .find_map(|l| l.strip_prefix("Web Interface ").map(str::to_string))
+            .expect("a Web Interface line (pass --web-addr)")
+    }
+
     pub fn host(&self) -> String {
         let rest = self.url.split("://").nth(1).unwrap_or_default();
         rest.split(':').next().unwrap_or_default().to_string()
@@ -457,6 +477,10 @@ pub async fn agent_fails(server: &Server, args: &[&str]) -> String {
             .arg(server.data_dir())
             .env_remove("GANGWAY_AUTHTOKEN")
             .env_remove("GANGWAY_SERVER_ADDR")
+            .env(
+                "GANGWAY_CONFIG",
+                server.data_dir().join("no-agent-config.yml"),
+            )
             .output(),
     )
     .await
