@@ -579,3 +579,57 @@ async fn inspection_ui_in_headless_chromium() {
         .iter()
         .any(|(k, v)| k == "x-replay" && v == "modified"));
 }
+
+/// `inspect_db_size` from the config file bounds what the agent keeps:
+/// hundreds of requests with bodies pass, the oldest are dropped, and the
+/// newest can still be fetched and replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_db_size_bounds_the_captures() {
+    let server = Server::start().await;
+    let (app, log) = recording_app().await;
+    let cfg = server.data_dir().join("small-db.yml");
+    std::fs::write(&cfg, "version: \"2\"\ninspect_db_size: 200000\n").unwrap();
+    let agent = Agent::http(
+        &server,
+        &app.to_string(),
+        &[
+            "--web-addr",
+            "127.0.0.1:0",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let web = Web::new(&agent);
+    let client = server.client();
+    let body = "x".repeat(2000);
+    let total = 300;
+    for i in 0..total {
+        let r = client
+            .post(format!("{}/bulk/{i}", agent.url))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(log.lock().unwrap().len(), total);
+    let status = eventually("the last capture", || async {
+        let (_, v) = web.get("/api/status").await;
+        let newest =
+            web.get("/api/requests/http?limit=1").await.1["requests"][0]["request"]["uri"].clone();
+        (newest == format!("/bulk/{}", total - 1)).then_some(v)
+    })
+    .await;
+    let inspect = &status["inspect"];
+    assert_eq!(inspect["limit_bytes"], 200_000);
+    assert!(inspect["bytes"].as_u64().unwrap() <= 200_000, "{inspect}");
+    let kept = inspect["count"].as_u64().unwrap() as usize;
+    assert!(kept > 10 && kept < total, "{inspect}");
+    let list = web.requests().await;
+    assert_eq!(list.len(), kept);
+    // The ones kept are the newest, in order.
+    for (j, e) in list.iter().enumerate() {
+        assert_eq!(e["request"]["uri"], format!("/bulk/{}", total - 1 - j));
+    }
+}
