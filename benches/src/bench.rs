@@ -240,21 +240,27 @@ fn http_systems(dir: &Path, app: SocketAddr) -> Result<HttpSystems, String> {
     Ok(HttpSystems { systems, targets })
 }
 
-fn wrk_rows(hs: &HttpSystems, p: &Profile, extra: &[String]) -> Result<Vec<Row>, String> {
-    let runs = alternate(hs.systems.len(), p.rounds, |i| {
-        let t = &hs.targets[i];
+/// wrk at saturation on each system's target, alternated.
+fn wrk_rows(
+    systems: &[System],
+    targets: &[Target],
+    p: &Profile,
+    extra: &[String],
+) -> Result<Vec<Row>, String> {
+    let runs = alternate(systems.len(), p.rounds, |i| {
+        let t = &targets[i];
         let s = wrk(&t.url(), Some(&t.host), p.connections, p.duration, extra)?;
         eprintln!(
             "  {}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
-            hs.systems[i].name, s.rps, s.p50_ms, s.p99_ms
+            systems[i].name, s.rps, s.p50_ms, s.p99_ms
         );
         Ok(s)
     })?;
     // wrk is closed-loop: make sure the correct bytes still come back.
-    for t in &hs.targets {
+    for t in targets {
         load::probe_http(t)?;
     }
-    Ok(rows_of(&hs.systems, &runs))
+    Ok(rows_of(systems, &runs))
 }
 
 fn http_scenarios(dir: &Path, app: SocketAddr, p: &Profile) -> Result<Vec<Section>, String> {
@@ -272,7 +278,7 @@ fn http_scenarios(dir: &Path, app: SocketAddr, p: &Profile) -> Result<Vec<Sectio
                 "wrk, 1 thread, {} keep-alive connections, {} s × {} rounds (medians); direct is plain HTTP to the app, nginx and Gangway terminate TLS",
                 p.connections, p.duration, p.rounds
             ),
-            rows: wrk_rows(&hs, p, &[])?,
+            rows: wrk_rows(&hs.systems, &hs.targets, p, &[])?,
         });
     }
     if p.wants("handshake") {
@@ -285,7 +291,7 @@ fn http_scenarios(dir: &Path, app: SocketAddr, p: &Profile) -> Result<Vec<Sectio
                 "wrk with `Connection: close`, {} connections, {} s × {} rounds: connection setup rate (TCP for direct, TCP + full TLS handshake for nginx and Gangway)",
                 p.connections, p.duration, p.rounds
             ),
-            rows: wrk_rows(&hs, p, &close)?,
+            rows: wrk_rows(&hs.systems, &hs.targets, p, &close)?,
         });
     }
     if p.wants("fixed-rate") {
@@ -356,18 +362,7 @@ fn inspect_scenario(dir: &Path, app: SocketAddr, p: &Profile) -> Result<Vec<Sect
         wrk(&t.url(), Some(&t.host), p.connections, 1, &[])?;
     }
     eprintln!("inspect: the same agent with inspection off and on");
-    let runs = alternate(systems.len(), p.rounds, |i| {
-        let t = &targets[i];
-        let s = wrk(&t.url(), Some(&t.host), p.connections, p.duration, &[])?;
-        eprintln!(
-            "  {}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
-            systems[i].name, s.rps, s.p50_ms, s.p99_ms
-        );
-        Ok(s)
-    })?;
-    for t in &targets {
-        load::probe_http(t)?;
-    }
+    let rows = wrk_rows(&systems, &targets, p, &[])?;
     Ok(vec![Section {
         scenario: "agent inspection off vs on".into(),
         key: Key::Rps,
@@ -375,7 +370,7 @@ fn inspect_scenario(dir: &Path, app: SocketAddr, p: &Profile) -> Result<Vec<Sect
             "wrk, 1 thread, {} keep-alive connections, {} s × {} rounds (medians), HTTPS through one edge to two agents on the same app; RSS is the agent's",
             p.connections, p.duration, p.rounds
         ),
-        rows: rows_of(&systems, &runs),
+        rows,
     }])
 }
 
