@@ -391,7 +391,7 @@ async fn session_once(
         DialError::BadCa(_) | DialError::Setup(_) => Attempt::Fatal(e.into()),
         other => Attempt::Retry(other.to_string()),
     })?;
-    let (session, mut acceptor) = gangway_proto::start(tls, SessionConfig::new(Role::Client));
+    let (session, acceptor) = gangway_proto::start(tls, SessionConfig::new(Role::Client));
     let _close_on_exit = CloseGuard(session.clone());
 
     let hb_session = session.clone();
@@ -454,18 +454,26 @@ async fn session_once(
         let _ = events.send(ev);
     }
 
+    // Streams are accepted in their own task, so that a tunnel being
+    // started or stopped through the API never stalls the traffic of the
+    // others (a full accept queue resets new streams).
+    let accepting = tokio::spawn(accept_streams(
+        acceptor,
+        routes.clone(),
+        ctx.upstream_tls.clone(),
+        ctx.http.clone(),
+        session.clone(),
+        shutdown.clone(),
+    ));
+    let _stop_accepting = AbortOnDrop(accepting.abort_handle());
+    let mut accepting = accepting;
     loop {
         tokio::select! {
-            s = acceptor.accept() => match s {
-                Some(stream) => {
-                    tokio::spawn(serve_stream(stream, routes.clone(), ctx.upstream_tls.clone(), ctx.http.clone(), session.clone(), shutdown.clone()));
-                }
-                None => {
-                    return Ok(Ended::Lost(
-                        session.close_reason().map(|r| r.to_string()).unwrap_or_else(|| "session closed".into()),
-                    ))
-                }
-            },
+            _ = &mut accepting => {
+                return Ok(Ended::Lost(
+                    session.close_reason().map(|r| r.to_string()).unwrap_or_else(|| "session closed".into()),
+                ))
+            }
             Some(c) = control.recv() => {
                 handle_control(ctx, &session, mem, &routes, c).await;
             }
@@ -476,6 +484,36 @@ async fn session_once(
                 return Ok(Ended::Shutdown);
             }
         }
+    }
+}
+
+/// Serves every stream the edge opens until the session ends.
+async fn accept_streams(
+    mut acceptor: gangway_proto::Acceptor,
+    routes: Routes,
+    tls: Arc<SslConnector>,
+    http: Arc<HttpForwarder>,
+    session: Session,
+    shutdown: CancellationToken,
+) {
+    while let Some(stream) = acceptor.accept().await {
+        tokio::spawn(serve_stream(
+            stream,
+            routes.clone(),
+            tls.clone(),
+            http.clone(),
+            session.clone(),
+            shutdown.clone(),
+        ));
+    }
+}
+
+/// Stops a task when a session attempt ends for any reason.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
