@@ -483,6 +483,27 @@ async fn inspect_false_captures_nothing() {
     // Metrics still count it.
     assert_eq!(t["metrics"]["http"]["count"], 1);
     assert!(web.requests().await.is_empty());
+
+    // ngrok's `inspect_db_size: -1` turns inspection off for every tunnel.
+    let cfg = server.data_dir().join("no-db.yml");
+    std::fs::write(&cfg, "version: 3\nagent:\n  inspect_db_size: -1\n").unwrap();
+    let agent = Agent::http(
+        &server,
+        &app.to_string(),
+        &["--web-addr", "127.0.0.1:0", "--config", cfg.to_str().unwrap()],
+    )
+    .await;
+    let web = Web::new(&agent);
+    let r = server
+        .client()
+        .get(format!("{}/quiet-too", agent.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, t) = web.get("/api/tunnels/command_line").await;
+    assert_eq!(t["config"]["inspect"], false);
+    assert!(web.requests().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

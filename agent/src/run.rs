@@ -595,7 +595,9 @@ fn route_of(state: &AgentState, slot: &Slot) -> TunnelRoute {
         host_header: t.host_override(),
         serve_dir: t.serve_dir.clone(),
         terminate_tls: t.terminate_tls.clone(),
-        inspector: (t.is_http() && t.inspect).then(|| state.inspector.clone()),
+        // A store of size 0 (`inspect_db_size: -1`) means inspection off.
+        inspector: (t.is_http() && t.inspect && state.inspector.limit_bytes() > 0)
+            .then(|| state.inspector.clone()),
         metrics: slot.metrics.clone(),
         requests: state.requests.clone(),
     }

@@ -148,7 +148,9 @@ pub struct AgentFile {
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
     pub metadata: Option<String>,
-    /// Bytes, > 0. The file may say `50000000`, `"50MB"` or `"10MiB"`.
+    /// Bytes. The file may say `50000000`, `"50MB"` or `"10MiB"`; `0` is
+    /// the default (`None`) and `-1` turns inspection off (`Some(0)`), as
+    /// in ngrok.
     pub inspect_db_size: Option<u64>,
     /// `trusted`, `host`, or a PEM file path: v2 `root_cas`; v3
     /// `agent.root_cas` or `agent.connect_cas` (ngrok's v3 name).
@@ -1041,8 +1043,12 @@ impl<'de> Deserialize<'de> for Scheme {
     }
 }
 
-/// `inspect_db_size`: a positive integer of bytes, or a string with a unit.
-struct DbSize(u64);
+/// `inspect_db_size`: a positive integer of bytes, or a string with a
+/// unit. As in ngrok, `0` means the default (`None`) and `-1` turns
+/// inspection off (`Some(0)`).
+struct DbSize(Option<u64>);
+
+const DB_SIZE_RULE: &str = "must be a number of bytes, 0 (the default) or -1 (inspection off)";
 
 impl<'de> Deserialize<'de> for DbSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -1053,21 +1059,26 @@ impl<'de> Deserialize<'de> for DbSize {
                 f.write_str("a number of bytes like 50000000 or \"50MB\"")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<DbSize, E> {
-                if v == 0 {
-                    return Err(E::custom("must be greater than 0"));
-                }
-                Ok(DbSize(v))
+                Ok(DbSize((v > 0).then_some(v)))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<DbSize, E> {
-                match u64::try_from(v) {
-                    Ok(v) => self.visit_u64(v),
-                    Err(_) => Err(E::custom("must be greater than 0")),
+                match v {
+                    -1 => Ok(DbSize(Some(0))),
+                    v => match u64::try_from(v) {
+                        Ok(v) => self.visit_u64(v),
+                        Err(_) => Err(E::custom(DB_SIZE_RULE)),
+                    },
                 }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<DbSize, E> {
+                match v.trim() {
+                    "-1" => return Ok(DbSize(Some(0))),
+                    "0" => return Ok(DbSize(None)),
+                    _ => {}
+                }
                 match parse_size(v) {
-                    Some(0) => Err(E::custom("must be greater than 0")),
-                    Some(n) => Ok(DbSize(n)),
+                    Some(0) => Err(E::custom(DB_SIZE_RULE)),
+                    Some(n) => Ok(DbSize(Some(n))),
                     None => Err(E::custom(format!(
                         "{v:?} is not a size like 50000000, \"50MB\" or \"10MiB\""
                     ))),
@@ -1370,7 +1381,7 @@ fn from_v2(ctx: &Ctx<'_>, wire: V2Wire) -> Result<AgentFile, AgentFileError> {
         log_level: wire.log_level.map(|l| l.0.to_string()),
         log_format: wire.log_format,
         metadata: wire.metadata,
-        inspect_db_size: wire.inspect_db_size.map(|s| s.0),
+        inspect_db_size: wire.inspect_db_size.and_then(|s| s.0),
         root_cas: wire.root_cas,
         tunnels: Vec::new(),
     };
@@ -1405,7 +1416,7 @@ fn from_v3(ctx: &Ctx<'_>, wire: V3Wire) -> Result<AgentFile, AgentFileError> {
         log_level: agent.log_level.map(|l| l.0.to_string()),
         log_format: agent.log_format,
         metadata: agent.metadata,
-        inspect_db_size: agent.inspect_db_size.map(|s| s.0),
+        inspect_db_size: agent.inspect_db_size.and_then(|s| s.0),
         root_cas: agent.root_cas.or(agent.connect_cas),
         tunnels: Vec::new(),
     };

@@ -929,17 +929,26 @@ fn error_agent_values() {
         Some("version"),
         &format!("{ORIGIN}:2: version: \"v2\" is not one of 2, 3"),
     );
-    assert_err(
-        "inspect_db_size: 0\n",
-        1,
-        Some("inspect_db_size"),
-        &format!("{ORIGIN}:1: inspect_db_size: must be greater than 0"),
+    // ngrok's special values: 0 is the default, -1 turns inspection off.
+    assert_eq!(
+        parse(ORIGIN, "inspect_db_size: 0\n")
+            .unwrap()
+            .inspect_db_size,
+        None
+    );
+    assert_eq!(
+        parse(ORIGIN, "version: 3\nagent:\n  inspect_db_size: -1\n")
+            .unwrap()
+            .inspect_db_size,
+        Some(0)
     );
     assert_err(
-        "version: 3\nagent:\n  inspect_db_size: -1\n",
+        "version: 3\nagent:\n  inspect_db_size: -2\n",
         3,
         Some("agent.inspect_db_size"),
-        &format!("{ORIGIN}:3: agent.inspect_db_size: must be greater than 0"),
+        &format!(
+            "{ORIGIN}:3: agent.inspect_db_size: must be a number of bytes, 0 (the default) or -1 (inspection off)"
+        ),
     );
     assert_err(
             "inspect_db_size: 50 parsecs\n",
