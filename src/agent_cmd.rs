@@ -114,6 +114,9 @@ pub struct ModuleArgs {
     /// (mutual TLS at the edge; HTTPS only).
     #[arg(long = "mutual-tls-cas", value_name = "PATH")]
     pub(crate) mutual_tls_cas: Option<PathBuf>,
+    /// The same CAs given inline (a v3 file's PEM).
+    #[arg(skip)]
+    pub(crate) mutual_tls_cas_pem: Option<Vec<u8>>,
     /// Accept only websocket upgrades and relay their binary messages as a
     /// raw TCP connection to ADDR (e.g. a VNC or SSH port).
     #[arg(long = "websocket-tcp-converter")]
@@ -134,11 +137,17 @@ impl ModuleArgs {
         use base64::Engine;
         use serde_json::json;
         let mut o = serde_json::Map::new();
-        if let Some(path) = &self.mutual_tls_cas {
-            let pem = std::fs::read(path).map_err(|source| AgentCmdError::Read {
-                path: path.clone(),
-                source,
-            })?;
+        let ca_pem = match (&self.mutual_tls_cas_pem, &self.mutual_tls_cas) {
+            (Some(pem), _) => Some(pem.clone()),
+            (None, Some(path)) => {
+                Some(std::fs::read(path).map_err(|source| AgentCmdError::Read {
+                    path: path.clone(),
+                    source,
+                })?)
+            }
+            (None, None) => None,
+        };
+        if let Some(pem) = ca_pem {
             let b64 = base64::engine::general_purpose::STANDARD.encode(pem);
             o.insert(MUTUAL_TLS_CA.into(), json!({ "mutual_tls_ca": b64 }));
         }
@@ -247,6 +256,10 @@ pub struct TlsArgs {
     /// the TLS bytes (passthrough only).
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2), conflicts_with = "crt")]
     pub(crate) proxy_proto: Option<u8>,
+    /// Certificate and key given inline (a v3 file's PEM), instead of
+    /// --crt/--key.
+    #[arg(skip)]
+    pub(crate) inline_pem: Option<(Vec<u8>, Vec<u8>)>,
     #[command(flatten)]
     pub(crate) conn: ConnectArgs,
 }
@@ -519,8 +532,12 @@ pub fn run_tcp(args: TcpArgs, logs: &LogArgs) -> Result<(), AgentCmdError> {
 pub fn tls_specs(args: &TlsArgs) -> Result<Vec<TunnelSpec>, AgentCmdError> {
     let mut upstream =
         Upstream::parse(&args.addr).map_err(|e| AgentCmdError::Usage(e.to_string()))?;
-    let terminate_tls = match (&args.crt, &args.key) {
-        (Some(crt), Some(key)) => {
+    let terminate_tls = match (&args.inline_pem, &args.crt, &args.key) {
+        (Some((crt, key)), _, _) => Some(
+            TlsTerminator::from_pem(crt, key)
+                .map_err(|e| AgentCmdError::Usage(format!("inline certificate and key: {e}")))?,
+        ),
+        (None, Some(crt), Some(key)) => {
             let read = |path: &PathBuf| {
                 std::fs::read(path).map_err(|source| AgentCmdError::Read {
                     path: path.clone(),
@@ -531,7 +548,7 @@ pub fn tls_specs(args: &TlsArgs) -> Result<Vec<TunnelSpec>, AgentCmdError> {
                 .map_err(|e| AgentCmdError::Usage(format!("--crt/--key: {e}")))?;
             Some(t)
         }
-        (None, None) => None,
+        (None, None, None) => None,
         _ => return Err(AgentCmdError::Usage("--crt and --key go together".into())),
     };
     // Passthrough hands the client's TLS to the upstream as is; after

@@ -55,12 +55,22 @@ pub fn specs(def: &TunnelDef) -> Result<Vec<TunnelSpec>, AgentCmdError> {
                 proxy_proto: def.proxy_proto,
                 ..TcpArgs::default()
             }),
+            Proto::Tls if def.client_cas.is_some() => Err(AgentCmdError::Config(
+                "client certificate CAs for TLS terminated at the agent are not supported yet"
+                    .into(),
+            )),
             Proto::Tls => tls_specs(&TlsArgs {
                 addr: def.addr.clone(),
                 domain: def.hostname.clone(),
                 subdomain: def.subdomain.clone(),
-                crt: def.crt.as_ref().map(PathBuf::from),
-                key: def.key.as_ref().map(PathBuf::from),
+                crt: def.crt.as_deref().and_then(path_unless_pem),
+                key: def.key.as_deref().and_then(path_unless_pem),
+                inline_pem: match (&def.crt, &def.key) {
+                    (Some(c), Some(k)) if is_pem(c) && is_pem(k) => {
+                        Some((c.clone().into_bytes(), k.clone().into_bytes()))
+                    }
+                    _ => None,
+                },
                 pooling_enabled: def.pooling_enabled,
                 proxy_proto: def.proxy_proto,
                 ..TlsArgs::default()
@@ -78,6 +88,15 @@ pub fn specs(def: &TunnelDef) -> Result<Vec<TunnelSpec>, AgentCmdError> {
         s.metadata = def.metadata.clone().unwrap_or_default();
     }
     Ok(specs)
+}
+
+/// v3 files may hold certificates and keys inline instead of a path.
+fn is_pem(value: &str) -> bool {
+    value.trim_start().starts_with("-----BEGIN ")
+}
+
+fn path_unless_pem(value: &str) -> Option<PathBuf> {
+    (!is_pem(value)).then(|| PathBuf::from(value))
 }
 
 fn http_args(def: &TunnelDef) -> HttpArgs {
@@ -108,7 +127,12 @@ fn http_args(def: &TunnelDef) -> HttpArgs {
             ua_filter_deny: def.user_agent_filter.deny.clone(),
             verify_webhook: def.verify_webhook.as_ref().map(|w| w.provider.clone()),
             verify_webhook_secret: def.verify_webhook.as_ref().and_then(|w| w.secret.clone()),
-            mutual_tls_cas: def.client_cas.as_ref().map(PathBuf::from),
+            mutual_tls_cas: def.client_cas.as_deref().and_then(path_unless_pem),
+            mutual_tls_cas_pem: def
+                .client_cas
+                .as_ref()
+                .filter(|c| is_pem(c))
+                .map(|c| c.clone().into_bytes()),
             websocket_tcp_converter: def.websocket_tcp_converter,
             traffic_policy_file: def.traffic_policy_file.as_ref().map(PathBuf::from),
             traffic_policy: def.traffic_policy.clone(),
@@ -156,16 +180,13 @@ fn tunnel_from_json(
     let file = agent_file::parse("request body", &doc.to_string()).map_err(|e| {
         // One line of JSON: the key says where; the line does not.
         let key = e.key().unwrap_or_default().to_string();
-        let whole = e.to_string();
-        let why = whole
-            .rsplit_once(&format!("{key}: "))
-            .map_or(whole.as_str(), |(_, w)| w);
+        let why = e.kind().to_string();
         let key = key
             .strip_prefix(&format!("tunnels.{name}."))
             .unwrap_or(&key)
             .to_string();
         if key.is_empty() {
-            why.to_string()
+            why
         } else {
             format!("{key}: {why}")
         }
@@ -174,4 +195,71 @@ fn tunnel_from_json(
         .into_iter()
         .next()
         .ok_or_else(|| "no tunnel in the request".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(yaml: &str) -> Result<Vec<TunnelSpec>, AgentCmdError> {
+        let file = agent_file::parse("test.yml", yaml).unwrap();
+        specs(&file.tunnels[0])
+    }
+
+    fn indent(pem: &str, n: usize) -> String {
+        pem.lines()
+            .map(|l| format!("{}{l}\n", " ".repeat(n)))
+            .collect()
+    }
+
+    #[test]
+    fn v3_inline_pem_terminates_at_the_agent() {
+        let cert = rcgen::generate_simple_self_signed(vec!["inline.example".into()]).unwrap();
+        let yaml = format!(
+            "version: 3\nendpoints:\n  - name: inline\n    url: tls://inline.example\n    upstream:\n      url: 9000\n    agent_tls_termination:\n      server_certificate: |\n{}      server_private_key: |\n{}",
+            indent(&cert.cert.pem(), 8),
+            indent(&cert.signing_key.serialize_pem(), 8),
+        );
+        let specs = one(&yaml).unwrap();
+        assert_eq!(specs.len(), 1);
+        assert_eq!(specs[0].name, "inline");
+        assert_eq!(specs[0].proto, "tls");
+        assert!(specs[0].terminate_tls.is_some());
+        assert_eq!(specs[0].domain.as_deref(), Some("inline.example"));
+    }
+
+    #[test]
+    fn inline_and_path_client_cas_reach_the_bind_options() {
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.example".into()]).unwrap();
+        let yaml = format!(
+            "version: \"2\"\ntunnels:\n  web:\n    proto: http\n    addr: 80\n    client_cas: |\n{}",
+            indent(&ca.cert.pem(), 6)
+        );
+        let specs = one(&yaml).unwrap();
+        let b64 = specs[0].modules["MutualTLSCA"]["mutual_tls_ca"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        use base64::Engine;
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        assert_eq!(String::from_utf8(pem).unwrap(), ca.cert.pem());
+
+        let missing = "version: \"2\"\ntunnels:\n  web:\n    proto: http\n    addr: 80\n    client_cas: /nonexistent/ca.pem\n";
+        let err = one(missing).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+    }
+
+    #[test]
+    fn bind_tls_both_names_the_twin_like_ngrok() {
+        let specs = one(
+            "version: \"2\"\ntunnels:\n  site:\n    proto: http\n    addr: 8080\n    bind_tls: both\n    inspect: false\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["site", "site (http)"]);
+        assert_eq!(specs[1].same_host_as, Some(0));
+        assert!(specs.iter().all(|s| !s.inspect));
+    }
 }
