@@ -490,7 +490,12 @@ async fn inspect_false_captures_nothing() {
     let agent = Agent::http(
         &server,
         &app.to_string(),
-        &["--web-addr", "127.0.0.1:0", "--config", cfg.to_str().unwrap()],
+        &[
+            "--web-addr",
+            "127.0.0.1:0",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
     )
     .await;
     let web = Web::new(&agent);
