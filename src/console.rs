@@ -91,14 +91,13 @@ impl Console {
         let (mut ttl, mut opn, mut rt1, mut rt5, mut p50, mut p90) =
             (0u64, 0i64, 0.0, 0.0, 0u64, 0u64);
         for t in &tunnels {
-            let m = t.route.metrics.to_json(false);
-            let c = &m["conns"];
-            ttl += c["count"].as_u64().unwrap_or(0);
-            opn += c["gauge"].as_i64().unwrap_or(0);
-            rt1 += c["rate1"].as_f64().unwrap_or(0.0);
-            rt5 += c["rate5"].as_f64().unwrap_or(0.0);
-            p50 = p50.max(c["p50"].as_u64().unwrap_or(0));
-            p90 = p90.max(c["p90"].as_u64().unwrap_or(0));
+            let c = t.route.metrics.conns();
+            ttl += c.count;
+            opn += t.route.metrics.open();
+            rt1 += c.rate1;
+            rt5 += c.rate5;
+            p50 = p50.max(c.p50);
+            p90 = p90.max(c.p90);
         }
         let secs = |ns: u64| ns as f64 / 1e9;
         lines.push(format!(

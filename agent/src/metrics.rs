@@ -90,7 +90,7 @@ impl Series {
             .push_back(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     }
 
-    fn snapshot(&mut self, now: Instant) -> serde_json::Map<String, Value> {
+    fn stats(&mut self, now: Instant) -> Stats {
         self.catch_up(now);
         let mut sorted: Vec<u64> = self.recent.iter().copied().collect();
         sorted.sort_unstable();
@@ -102,20 +102,44 @@ impl Series {
             sorted[idx]
         };
         let rate = |i: usize| self.rates[i].rate.unwrap_or(0.0);
-        let v = json!({
-            "count": self.count,
-            "rate1": rate(0),
-            "rate5": rate(1),
-            "rate15": rate(2),
-            "p50": pct(0.50),
-            "p90": pct(0.90),
-            "p95": pct(0.95),
-            "p99": pct(0.99),
-        });
-        match v {
-            Value::Object(m) => m,
-            _ => serde_json::Map::new(),
+        Stats {
+            count: self.count,
+            rate1: rate(0),
+            rate5: rate(1),
+            rate15: rate(2),
+            p50: pct(0.50),
+            p90: pct(0.90),
+            p95: pct(0.95),
+            p99: pct(0.99),
         }
+    }
+}
+
+/// One series at a moment: rates per second, durations in nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    pub count: u64,
+    pub rate1: f64,
+    pub rate5: f64,
+    pub rate15: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p95: u64,
+    pub p99: u64,
+}
+
+impl Stats {
+    fn to_json(self) -> serde_json::Map<String, Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("count".into(), json!(self.count));
+        m.insert("rate1".into(), json!(self.rate1));
+        m.insert("rate5".into(), json!(self.rate5));
+        m.insert("rate15".into(), json!(self.rate15));
+        m.insert("p50".into(), json!(self.p50));
+        m.insert("p90".into(), json!(self.p90));
+        m.insert("p95".into(), json!(self.p95));
+        m.insert("p99".into(), json!(self.p99));
+        m
     }
 }
 
@@ -186,18 +210,23 @@ impl TunnelMetrics {
         self.lock().open
     }
 
+    /// Connections so far: count, rates and durations.
+    pub fn conns(&self) -> Stats {
+        self.lock().conns.stats(Instant::now())
+    }
+
     /// `{"conns": {...}, "http": {...}}` as the agent API reports it
     /// (`http` only for HTTP tunnels).
     pub fn to_json(&self, http: bool) -> Value {
         let now = Instant::now();
         let mut m = self.lock();
         let open = m.open;
-        let mut conns = m.conns.snapshot(now);
+        let mut conns = m.conns.stats(now).to_json();
         conns.insert("gauge".into(), json!(open));
         let mut out = serde_json::Map::new();
         out.insert("conns".into(), Value::Object(conns));
         if http {
-            out.insert("http".into(), Value::Object(m.http.snapshot(now)));
+            out.insert("http".into(), Value::Object(m.http.stats(now).to_json()));
         }
         Value::Object(out)
     }
