@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use gangway_agent::{inspect, web, AgentState};
 use gangway_agent::{AgentEvent, AgentOptions, TlsTerminator, TunnelSpec, Upstream};
-use gangway_config::agent_file::{self, AgentFile, ConsoleUi, LogFormat, TunnelDef, WebAddr};
+use gangway_config::agent_file::{self, AgentFile, ConsoleUi, TunnelDef, WebAddr};
 use gangway_config::server_info::SERVER_INFO_FILE;
 use gangway_config::ServerInfo;
 use gangway_proto::heartbeat::{DEFAULT_INTERVAL, DEFAULT_TOLERANCE};
@@ -707,36 +707,7 @@ fn run_agent_with(
         Some(ConsoleUi::Off) => false,
         Some(ConsoleUi::IfTty) | None => std::io::stdout().is_terminal(),
     };
-    // With the console on stdout, logs go elsewhere only when asked.
-    let dest = logs
-        .log
-        .clone()
-        .or_else(|| file.log.clone())
-        .map(|d| logging::Destination::parse(&d))
-        .unwrap_or(if console {
-            logging::Destination::Off
-        } else {
-            logging::Destination::Stderr
-        });
-    let dest = if console && dest == logging::Destination::Stdout {
-        logging::Destination::Off
-    } else {
-        dest
-    };
-    let level = logs
-        .log_level
-        .clone()
-        .or_else(|| file.log_level.clone())
-        .unwrap_or_else(|| "info".into());
-    let format = match logs.log_format.as_deref() {
-        Some(f) => logging::Format::parse(f).map_err(AgentCmdError::Usage)?,
-        None => match file.log_format {
-            Some(LogFormat::Json) => logging::Format::Json,
-            Some(LogFormat::Logfmt) => logging::Format::Logfmt,
-            Some(LogFormat::Term) | None => logging::Format::Term,
-        },
-    };
-    logging::init(&dest, &level, format).map_err(AgentCmdError::Usage)?;
+    logging::init_from(logs, Some(&file), console).map_err(AgentCmdError::Usage)?;
 
     let db_bytes = file
         .inspect_db_size

@@ -6,6 +6,7 @@ use std::fmt;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
+use gangway_config::agent_file::{AgentFile, LogFormat};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -77,6 +78,50 @@ fn filter(level: &str) -> tracing_subscriber::EnvFilter {
     };
     tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+}
+
+impl From<LogFormat> for Format {
+    fn from(f: LogFormat) -> Format {
+        match f {
+            LogFormat::Logfmt => Format::Logfmt,
+            LogFormat::Json => Format::Json,
+            LogFormat::Term => Format::Term,
+        }
+    }
+}
+
+/// Sets logging up from the flags, then the agent's config file (`None`
+/// for the server), then the defaults: info on stderr, or nothing while
+/// the console UI owns stdout (which it keeps even when asked for).
+pub fn init_from(logs: &LogArgs, file: Option<&AgentFile>, console: bool) -> Result<(), String> {
+    let dest = logs
+        .log
+        .as_deref()
+        .or(file.and_then(|f| f.log.as_deref()))
+        .map(Destination::parse)
+        .unwrap_or(if console {
+            Destination::Off
+        } else {
+            Destination::Stderr
+        });
+    let dest = if console && dest == Destination::Stdout {
+        Destination::Off
+    } else {
+        dest
+    };
+    let level = logs
+        .log_level
+        .as_deref()
+        .or(file.and_then(|f| f.log_level.as_deref()))
+        .unwrap_or("info");
+    let format = match logs.log_format.as_deref() {
+        Some(f) => Format::parse(f)?,
+        None => file
+            .and_then(|f| f.log_format)
+            .map(Format::from)
+            .unwrap_or(Format::Term),
+    };
+    init(&dest, level, format)
 }
 
 /// Installs the global subscriber. A file that cannot be opened is an

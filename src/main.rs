@@ -57,9 +57,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let logs = &cli.logs;
     let result = match cli.command {
-        Command::Server(args) => {
-            init_server_logs(logs).and_then(|()| server_cmd::run(args).map_err(|e| e.to_string()))
-        }
+        Command::Server(args) => logging::init_from(logs, None, false)
+            .and_then(|()| server_cmd::run(args).map_err(|e| e.to_string())),
         Command::Http(args) => agent_cmd::run_http(*args, logs).map_err(|e| e.to_string()),
         Command::Tcp(args) => agent_cmd::run_tcp(args, logs).map_err(|e| e.to_string()),
         Command::Tls(args) => agent_cmd::run_tls(args, logs).map_err(|e| e.to_string()),
@@ -75,18 +74,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The server logs to stderr unless told otherwise.
-fn init_server_logs(logs: &logging::LogArgs) -> Result<(), String> {
-    let dest = logs
-        .log
-        .as_deref()
-        .map(logging::Destination::parse)
-        .unwrap_or(logging::Destination::Stderr);
-    let format = match logs.log_format.as_deref() {
-        Some(f) => logging::Format::parse(f)?,
-        None => logging::Format::Term,
-    };
-    logging::init(&dest, logs.log_level.as_deref().unwrap_or("info"), format)
 }
