@@ -125,6 +125,23 @@ impl Web {
     }
 }
 
+/// `gangway http APP` with its web interface on a free port, and a client
+/// for that interface.
+async fn agent_with_web(server: &Server, app: SocketAddr, extra: &[&str]) -> (Agent, Web) {
+    let mut args = vec!["--web-addr", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let agent = Agent::http(server, &app.to_string(), &args).await;
+    let web = Web::new(&agent);
+    (agent, web)
+}
+
+/// Writes an agent config file into the server's data dir; its path.
+fn config_file(server: &Server, name: &str, yaml: &str) -> String {
+    let path = server.data_dir().join(name);
+    std::fs::write(&path, yaml).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
 fn raw(v: &Value) -> String {
     let b = base64::engine::general_purpose::STANDARD
         .decode(v["raw"].as_str().expect("raw"))
@@ -143,8 +160,7 @@ fn assert_error(status: u16, v: &Value, want_status: u16, code: u64) {
 async fn captures_replays_and_requests_routes() {
     let server = Server::start().await;
     let (app, log) = recording_app().await;
-    let agent = Agent::http(&server, &app.to_string(), &["--web-addr", "127.0.0.1:0"]).await;
-    let web = Web::new(&agent);
+    let (agent, web) = agent_with_web(&server, app, &[]).await;
     let client = server.client();
 
     let r = client
@@ -311,8 +327,7 @@ async fn captures_replays_and_requests_routes() {
 async fn tunnels_routes_start_and_stop_on_the_live_session() {
     let server = Server::start().await;
     let (app, log) = recording_app().await;
-    let agent = Agent::http(&server, &app.to_string(), &["--web-addr", "127.0.0.1:0"]).await;
-    let web = Web::new(&agent);
+    let (agent, web) = agent_with_web(&server, app, &[]).await;
     let client = server.client();
 
     let (s, v) = web.get("/api/tunnels").await;
@@ -463,13 +478,7 @@ async fn tunnels_routes_start_and_stop_on_the_live_session() {
 async fn inspect_false_captures_nothing() {
     let server = Server::start().await;
     let (app, log) = recording_app().await;
-    let agent = Agent::http(
-        &server,
-        &app.to_string(),
-        &["--web-addr", "127.0.0.1:0", "--inspect=false"],
-    )
-    .await;
-    let web = Web::new(&agent);
+    let (agent, web) = agent_with_web(&server, app, &["--inspect=false"]).await;
     let r = server
         .client()
         .get(format!("{}/quiet", agent.url))
@@ -485,20 +494,12 @@ async fn inspect_false_captures_nothing() {
     assert!(web.requests().await.is_empty());
 
     // ngrok's `inspect_db_size: -1` turns inspection off for every tunnel.
-    let cfg = server.data_dir().join("no-db.yml");
-    std::fs::write(&cfg, "version: 3\nagent:\n  inspect_db_size: -1\n").unwrap();
-    let agent = Agent::http(
+    let cfg = config_file(
         &server,
-        &app.to_string(),
-        &[
-            "--web-addr",
-            "127.0.0.1:0",
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-    )
-    .await;
-    let web = Web::new(&agent);
+        "no-db.yml",
+        "version: 3\nagent:\n  inspect_db_size: -1\n",
+    );
+    let (agent, web) = agent_with_web(&server, app, &["--config", &cfg]).await;
     let r = server
         .client()
         .get(format!("{}/quiet-too", agent.url))
@@ -523,8 +524,8 @@ async fn web_addr_false_serves_nothing_and_the_ui_is_embedded() {
         .iter()
         .any(|l| l.starts_with("Web Interface")));
 
-    let agent = Agent::http(&server, &app.to_string(), &["--web-addr", "127.0.0.1:0"]).await;
-    let base = agent.web();
+    let (_agent, web) = agent_with_web(&server, app, &[]).await;
+    let base = web.base;
     for page in ["/", "/inspect/http", "/status"] {
         let r = reqwest::get(format!("{base}{page}")).await.unwrap();
         assert_eq!(r.status(), 200);
@@ -546,7 +547,7 @@ async fn web_addr_false_serves_nothing_and_the_ui_is_embedded() {
 async fn inspection_ui_in_headless_chromium() {
     let server = Server::start().await;
     let (app, log) = recording_app().await;
-    let agent = Agent::http(&server, &app.to_string(), &["--web-addr", "127.0.0.1:0"]).await;
+    let (agent, web) = agent_with_web(&server, app, &[]).await;
     let client = server.client();
     for (method, path, body) in [
         (
@@ -565,7 +566,7 @@ async fn inspection_ui_in_headless_chromium() {
         }
         assert_eq!(req.send().await.unwrap().status(), 200);
     }
-    Web::new(&agent).wait_for(3).await;
+    web.wait_for(3).await;
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let artifacts = root.join("target/artifacts");
@@ -613,20 +614,12 @@ async fn inspection_ui_in_headless_chromium() {
 async fn inspect_db_size_bounds_the_captures() {
     let server = Server::start().await;
     let (app, log) = recording_app().await;
-    let cfg = server.data_dir().join("small-db.yml");
-    std::fs::write(&cfg, "version: \"2\"\ninspect_db_size: 200000\n").unwrap();
-    let agent = Agent::http(
+    let cfg = config_file(
         &server,
-        &app.to_string(),
-        &[
-            "--web-addr",
-            "127.0.0.1:0",
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-    )
-    .await;
-    let web = Web::new(&agent);
+        "small-db.yml",
+        "version: \"2\"\ninspect_db_size: 200000\n",
+    );
+    let (agent, web) = agent_with_web(&server, app, &["--config", &cfg]).await;
     let client = server.client();
     let body = "x".repeat(2000);
     let total = 300;
