@@ -211,7 +211,9 @@ pub struct Inspector {
 
 impl Inspector {
     pub fn new(limit_bytes: usize, body_limit: usize) -> Arc<Inspector> {
-        let (news, _) = broadcast::channel(1024);
+        // A reader that falls behind is told to reload (the web UI does),
+        // so a short queue is enough; it is allocated up front.
+        let (news, _) = broadcast::channel(128);
         let run_tag = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs() as u32)

@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use crate::dial::{self, DialError, TlsTerminator};
 use crate::forward::{proxy_stream, Routes, TunnelRoute};
 use crate::http_forward::HttpForwarder;
-use crate::inspect::{Inspector, DEFAULT_BODY_LIMIT, DEFAULT_DB_BYTES};
+use crate::inspect::Inspector;
 use crate::metrics::TunnelMetrics;
 use crate::state::{AgentState, Control, ControlError, SessionStatus, TunnelInfo};
 use crate::upstream::Upstream;
@@ -183,8 +183,8 @@ pub struct AgentOptions {
     pub heartbeat_tolerance: Duration,
     /// Opaque user metadata the edge keeps with the session.
     pub metadata: String,
-    /// Shared with the local views (web UI, agent API, console); a fresh
-    /// one with the default inspector when `None`.
+    /// Shared with the local views (web UI, agent API, console); when
+    /// `None`, a fresh one with inspection off.
     pub state: Option<Arc<AgentState>>,
 }
 
@@ -279,12 +279,13 @@ pub async fn run(
     let connector = dial::edge_connector(opts.ca_pem.as_deref())?;
     let upstream_tls = Arc::new(dial::insecure_connector()?);
     let http = Arc::new(HttpForwarder::new(upstream_tls.clone()));
-    let state = opts.state.clone().unwrap_or_else(|| {
-        AgentState::new(
-            Inspector::new(DEFAULT_DB_BYTES, DEFAULT_BODY_LIMIT),
-            &opts.server_addr,
-        )
-    });
+    // Without views nobody could look at captures: inspection is off
+    // (a store of size 0), so an embedding program or the session
+    // simulator holds no bodies.
+    let state = opts
+        .state
+        .clone()
+        .unwrap_or_else(|| AgentState::new(Inspector::new(0, 0), &opts.server_addr));
     state.set_forwarder(http.clone());
     // A second run on the same state gets no control channel: keep a
     // sender so that its receiver just stays empty.

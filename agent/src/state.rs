@@ -126,7 +126,8 @@ pub struct AgentState {
 impl AgentState {
     pub fn new(inspector: Arc<Inspector>, server_addr: &str) -> Arc<Self> {
         let (control_tx, control_rx) = mpsc::unbounded_channel();
-        let (requests, _) = broadcast::channel(256);
+        // The console shows the last ten; the queue is allocated up front.
+        let (requests, _) = broadcast::channel(64);
         Arc::new(AgentState {
             inspector,
             requests,
