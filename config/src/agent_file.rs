@@ -24,6 +24,8 @@ use serde::de::{self, IgnoredAny};
 use serde::{Deserialize, Deserializer};
 use serde_yaml::Value;
 
+use crate::proxy_url::ProxyUrl;
+
 /// Environment variable naming the file `gangway` reads when no `--config`
 /// is given.
 pub const CONFIG_ENV: &str = "GANGWAY_CONFIG";
@@ -155,6 +157,11 @@ pub struct AgentFile {
     /// `trusted`, `host`, or a PEM file path: v2 `root_cas`; v3
     /// `agent.root_cas` or `agent.connect_cas` (ngrok's v3 name).
     pub root_cas: Option<String>,
+    /// The outbound proxy to the edge: `proxy_url` (v2 also reads ngrok
+    /// 2.x's `http_proxy` and `socks5_proxy`).
+    pub proxy_url: Option<ProxyUrl>,
+    /// Host names the web interface answers besides localhost and IPs.
+    pub web_allow_hosts: Option<Vec<String>>,
     /// v2 `tunnels` and v3 `endpoints` then `tunnels`, in file order; names
     /// are unique.
     pub tunnels: Vec<TunnelDef>,
@@ -175,6 +182,8 @@ impl Default for AgentFile {
             metadata: None,
             inspect_db_size: None,
             root_cas: None,
+            proxy_url: None,
+            web_allow_hosts: None,
             tunnels: Vec::new(),
         }
     }
@@ -198,6 +207,8 @@ impl AgentFile {
             metadata,
             inspect_db_size,
             root_cas,
+            proxy_url,
+            web_allow_hosts,
             tunnels,
         } = later;
         self.version = version;
@@ -212,6 +223,8 @@ impl AgentFile {
         override_with(&mut self.metadata, metadata);
         override_with(&mut self.inspect_db_size, inspect_db_size);
         override_with(&mut self.root_cas, root_cas);
+        override_with(&mut self.proxy_url, proxy_url);
+        override_with(&mut self.web_allow_hosts, web_allow_hosts);
         for tunnel in tunnels {
             match self.tunnels.iter_mut().find(|t| t.name == tunnel.name) {
                 Some(slot) => *slot = tunnel,
@@ -999,6 +1012,19 @@ keywords!(UpstreamProtocol {
     "http2" => UpstreamProtocol::Http2,
 });
 
+/// `proxy_url` (and 2.x's `http_proxy`, `socks5_proxy`): a proxy URL, or
+/// `false` or empty for none.
+struct ProxySetting(Option<ProxyUrl>);
+
+impl<'de> Deserialize<'de> for ProxySetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        from_scalar(d, "a proxy URL or false".into(), |text| match text.trim() {
+            "" | "false" => Ok(ProxySetting(None)),
+            url => ProxyUrl::parse(url).map(|p| ProxySetting(Some(p))),
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for WebAddr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         from_scalar(d, "host:port or false".into(), |text| {
@@ -1177,7 +1203,7 @@ struct V2Wire {
     log_format: Option<LogFormat>,
     log_level: Option<LogLevel>,
     metadata: Option<String>,
-    proxy_url: Option<String>,
+    proxy_url: Option<ProxySetting>,
     region: Option<String>,
     remote_management: Option<bool>,
     root_cas: Option<String>,
@@ -1188,8 +1214,8 @@ struct V2Wire {
     web_addr: Option<WebAddr>,
     web_allow_hosts: Option<Vec<String>>,
     // ngrok 2.x keys, still in old files.
-    http_proxy: Option<String>,
-    socks5_proxy: Option<String>,
+    http_proxy: Option<ProxySetting>,
+    socks5_proxy: Option<ProxySetting>,
     update: Option<bool>,
 }
 
@@ -1227,7 +1253,7 @@ struct AgentWire {
     log_format: Option<LogFormat>,
     log_level: Option<LogLevel>,
     metadata: Option<String>,
-    proxy_url: Option<String>,
+    proxy_url: Option<ProxySetting>,
     region: Option<String>,
     remote_management: Option<bool>,
     root_cas: Option<String>,
@@ -1383,6 +1409,10 @@ fn from_v2(ctx: &Ctx<'_>, wire: V2Wire) -> Result<AgentFile, AgentFileError> {
         metadata: wire.metadata,
         inspect_db_size: wire.inspect_db_size.and_then(|s| s.0),
         root_cas: wire.root_cas,
+        proxy_url: [wire.proxy_url, wire.http_proxy, wire.socks5_proxy]
+            .into_iter()
+            .find_map(|p| p.and_then(|p| p.0)),
+        web_allow_hosts: wire.web_allow_hosts,
         tunnels: Vec::new(),
     };
     for (name, tunnel) in wire.tunnels.map(|t| t.0).unwrap_or_default() {
@@ -1418,6 +1448,8 @@ fn from_v3(ctx: &Ctx<'_>, wire: V3Wire) -> Result<AgentFile, AgentFileError> {
         metadata: agent.metadata,
         inspect_db_size: agent.inspect_db_size.and_then(|s| s.0),
         root_cas: agent.root_cas.or(agent.connect_cas),
+        proxy_url: agent.proxy_url.and_then(|p| p.0),
+        web_allow_hosts: agent.web_allow_hosts,
         tunnels: Vec::new(),
     };
     // Names are unique across endpoints and tunnels: `gangway start NAME`.

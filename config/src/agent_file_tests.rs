@@ -86,6 +86,14 @@ fn v2_example_file() {
     );
     assert_eq!(file.inspect_db_size, Some(50_000_000));
     assert_eq!(file.root_cas.as_deref(), Some("trusted"));
+    assert_eq!(
+        file.proxy_url.as_ref().map(|p| p.to_string()).as_deref(),
+        Some("socks5://localhost:9150")
+    );
+    assert_eq!(
+        file.web_allow_hosts,
+        Some(vec!["8.8.8.8".into(), "example.com".into()])
+    );
 
     let names: Vec<&str> = file.tunnels.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(
@@ -185,6 +193,14 @@ fn v3_example_file() {
     );
     assert_eq!(file.inspect_db_size, Some(104_857_600));
     assert_eq!(file.root_cas.as_deref(), Some("trusted"));
+    assert_eq!(
+        file.proxy_url.as_ref().map(|p| p.to_string()).as_deref(),
+        Some("socks5://localhost:9150")
+    );
+    assert_eq!(
+        file.web_allow_hosts,
+        Some(vec!["8.8.8.8".into(), "example.com".into()])
+    );
 
     let names: Vec<&str> = file.tunnels.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(
@@ -407,6 +423,31 @@ fn agent_setting_forms() {
     assert_eq!(file.root_cas.as_deref(), Some("host"));
     let file = parse(ORIGIN, "server_addr: gw.example.com:4443\n").unwrap();
     assert_eq!(file.server_addr.as_deref(), Some("gw.example.com:4443"));
+
+    // Proxies: `false` is none; 2.x's keys still count, proxy_url first.
+    let proxy = |text: &str| {
+        parse(ORIGIN, text)
+            .unwrap()
+            .proxy_url
+            .map(|p| p.to_string())
+    };
+    assert_eq!(proxy("proxy_url: false\nhttp_proxy: ''\n"), None);
+    assert_eq!(
+        proxy("http_proxy: http://u:p@proxy.corp:3128\n").as_deref(),
+        Some("http://u:***@proxy.corp:3128")
+    );
+    assert_eq!(
+        proxy("proxy_url: https://p.corp\nsocks5_proxy: socks5://s.corp\n").as_deref(),
+        Some("https://p.corp:443")
+    );
+    assert_err(
+        "version: 3\nagent:\n  proxy_url: gopher://p.corp\n",
+        3,
+        Some("agent.proxy_url"),
+        &format!(
+            "{ORIGIN}:3: agent.proxy_url: scheme \"gopher\" is not one of http, https, socks5"
+        ),
+    );
 }
 
 #[test]

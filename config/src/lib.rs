@@ -10,6 +10,7 @@ pub mod agent_file;
 pub mod control;
 pub mod edge;
 pub mod hostname;
+pub mod proxy_url;
 pub mod resources;
 pub mod server_info;
 
