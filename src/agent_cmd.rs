@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use gangway_agent::{inspect, web, AgentState};
 use gangway_agent::{AgentEvent, AgentOptions, TlsTerminator, TunnelSpec, Upstream};
 use gangway_config::agent_file::{self, AgentFile, ConsoleUi, TunnelDef, WebAddr};
+use gangway_config::proxy_url::ProxyUrl;
 use gangway_config::server_info::SERVER_INFO_FILE;
 use gangway_config::ServerInfo;
 use gangway_proto::heartbeat::{DEFAULT_INTERVAL, DEFAULT_TOLERANCE};
@@ -388,9 +389,17 @@ fn options(
         }
         None => None,
     };
+    // The file's proxy_url, else the environment's (as Go programs read it).
+    let proxy = match file.proxy_url.clone() {
+        Some(p) => Some(p),
+        None => ProxyUrl::from_env(&server_addr)
+            .transpose()
+            .map_err(|e| AgentCmdError::Usage(format!("HTTPS_PROXY/HTTP_PROXY: {e}")))?,
+    };
     Ok(AgentOptions {
         server_addr,
         authtoken,
+        proxy,
         ca_pem,
         tunnels,
         heartbeat_interval: DEFAULT_INTERVAL,
@@ -758,6 +767,7 @@ fn run_agent_with(
                     listener,
                     state.clone(),
                     parser,
+                    file.web_allow_hosts.clone().unwrap_or_default(),
                     shutdown.clone(),
                 ));
                 Some(format!("http://{local}"))

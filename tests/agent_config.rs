@@ -75,6 +75,11 @@ fn bad_files_name_the_file_line_and_key() {
             4,
             "agent.web_addr",
         ),
+        (
+            "version: 3\nagent:\n  authtoken: abc\n  proxy_url: proxy.corp:3128\n",
+            4,
+            "agent.proxy_url",
+        ),
         // Found at the end of the file; the message points back at line 2.
         ("version: 2\nauthtoken: [unclosed\n", 3, "line 2"),
     ];

@@ -11,6 +11,10 @@ use boring::x509::X509;
 use tokio::net::TcpStream;
 use tokio_boring::SslStream;
 
+use gangway_config::proxy_url::ProxyUrl;
+
+use crate::proxy::ProxiedStream;
+
 /// Why a connection could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
@@ -27,6 +31,8 @@ pub enum DialError {
     BadCa(String),
     #[error("the TLS certificate or key: {0}")]
     BadCert(String),
+    #[error("through proxy {proxy}: {detail}")]
+    Proxy { proxy: String, detail: String },
 }
 
 /// Host part of `host:port` (IPv6 brackets removed), for SNI and
@@ -60,22 +66,30 @@ pub fn edge_connector(ca_pem: Option<&[u8]>) -> Result<SslConnector, DialError> 
     Ok(b.build())
 }
 
-/// Dials the edge's agent listener.
+/// Dials the edge's agent listener, directly or through `proxy`. The
+/// same connector checks an HTTPS proxy's certificate.
 pub async fn dial_edge(
     connector: &SslConnector,
     addr: &str,
-) -> Result<SslStream<TcpStream>, DialError> {
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|source| DialError::Tcp {
-            addr: addr.to_string(),
-            source,
-        })?;
-    let _ = tcp.set_nodelay(true);
+    proxy: Option<&ProxyUrl>,
+) -> Result<SslStream<ProxiedStream>, DialError> {
+    let stream = match proxy {
+        Some(proxy) => crate::proxy::connect(proxy, addr, connector).await?,
+        None => {
+            let tcp = TcpStream::connect(addr)
+                .await
+                .map_err(|source| DialError::Tcp {
+                    addr: addr.to_string(),
+                    source,
+                })?;
+            let _ = tcp.set_nodelay(true);
+            ProxiedStream::Plain(tcp)
+        }
+    };
     let cfg = connector
         .configure()
         .map_err(|e| DialError::Setup(e.to_string()))?;
-    tokio_boring::connect(cfg, host_of(addr), tcp)
+    tokio_boring::connect(cfg, host_of(addr), stream)
         .await
         .map_err(|e| DialError::Handshake {
             addr: addr.to_string(),

@@ -14,6 +14,7 @@ pub mod forward;
 pub mod http_forward;
 pub mod inspect;
 pub mod metrics;
+pub mod proxy;
 pub mod replay;
 pub mod run;
 pub mod state;

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use boring::ssl::SslConnector;
+use gangway_config::proxy_url::ProxyUrl;
 use gangway_proto::heartbeat;
 use gangway_proto::msg::{self, Auth, AuthExtra, AuthResp, Bind, BindExtra, BindResp, CommandResp};
 use gangway_proto::rpc::{self, RpcError};
@@ -176,8 +177,11 @@ pub struct AgentOptions {
     /// `host:port` of the edge's agent listener.
     pub server_addr: String,
     pub authtoken: String,
-    /// PEM CA to trust for the edge; the system roots when `None`.
+    /// PEM CA to trust for the edge (and an HTTPS proxy); the system roots
+    /// when `None`.
     pub ca_pem: Option<Vec<u8>>,
+    /// The outbound proxy to reach the edge through, if any.
+    pub proxy: Option<ProxyUrl>,
     pub tunnels: Vec<TunnelSpec>,
     pub heartbeat_interval: Duration,
     pub heartbeat_tolerance: Duration,
@@ -382,7 +386,7 @@ async fn session_once(
     control: &mut mpsc::UnboundedReceiver<Control>,
 ) -> Result<Ended, Attempt> {
     let (opts, shutdown, events) = (ctx.opts, ctx.shutdown, ctx.events);
-    let dial = dial::dial_edge(ctx.connector, &opts.server_addr);
+    let dial = dial::dial_edge(ctx.connector, &opts.server_addr, opts.proxy.as_ref());
     let tls = tokio::select! {
         r = dial => r,
         _ = shutdown.cancelled() => return Ok(Ended::Shutdown),

@@ -45,6 +45,7 @@ impl IdleSessions {
                 server_addr: info.agent_addr.clone(),
                 authtoken: info.authtoken.clone(),
                 ca_pem: Some(ca_pem),
+                proxy: None,
                 tunnels: vec![TunnelSpec::new("https", upstream)],
                 heartbeat_interval: Duration::from_secs(10),
                 heartbeat_tolerance: Duration::from_secs(15),

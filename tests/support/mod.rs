@@ -370,6 +370,27 @@ impl Agent {
     }
 
     pub async fn spawn(command: &str, data_dir: &Path, upstream: &str, extra: &[&str]) -> Agent {
+        let mut agent = Self::launch(command, data_dir, upstream, extra, &[]);
+        agent.url = agent
+            .line("Forwarding line", |l| {
+                l.strip_prefix("Forwarding ")
+                    .and_then(|rest| rest.split(" -> ").next())
+                    .map(str::to_string)
+            })
+            .await;
+        agent
+    }
+
+    /// Starts the agent, with `envs` added to its environment, without
+    /// waiting for it to come online (`url` is empty); read its output with
+    /// [`Agent::line`].
+    pub fn launch(
+        command: &str,
+        data_dir: &Path,
+        upstream: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Agent {
         // Agents run in parallel: the web interface only where a test
         // asks for it, and never a developer's own config file.
         let web_off: &[&str] = if extra.contains(&"--web-addr") {
@@ -386,6 +407,7 @@ impl Agent {
             .args(web_off)
             .env("GANGWAY_LOG", "info")
             .env("GANGWAY_CONFIG", data_dir.join("no-agent-config.yml"))
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -398,22 +420,25 @@ impl Agent {
                 sink.lock().expect("lines").push(line);
             }
         });
-        let url = eventually("Forwarding line", || {
-            let lines = lines.clone();
-            async move {
-                lines.lock().expect("lines").iter().find_map(|l| {
-                    l.strip_prefix("Forwarding ")
-                        .and_then(|rest| rest.split(" -> ").next())
-                        .map(str::to_string)
-                })
-            }
-        })
-        .await;
         Agent {
             child,
-            url,
+            url: String::new(),
             stdout: lines,
         }
+    }
+
+    /// Waits for the first output line `pick` accepts, and what it took.
+    pub async fn line<T>(&self, what: &str, pick: impl Fn(&str) -> Option<T>) -> T {
+        eventually(what, || {
+            let found = self
+                .stdout
+                .lock()
+                .expect("lines")
+                .iter()
+                .find_map(|l| pick(l));
+            async move { found }
+        })
+        .await
     }
 
     pub fn kill(&mut self) {
