@@ -513,6 +513,35 @@ async fn inspect_false_captures_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_allow_hosts_adds_names_the_interface_answers() {
+    let server = Server::start().await;
+    let (app, _) = recording_app().await;
+    let cfg = config_file(
+        &server,
+        "allow-hosts.yml",
+        "version: 3\nagent:\n  web_allow_hosts: [inspect.dev.test, Agent.LAN]\n",
+    );
+    let (_agent, web) = agent_with_web(&server, app, &["--config", &cfg]).await;
+    let with_host = |host: &'static str| {
+        web.http
+            .get(format!("{}/api/tunnels", web.base))
+            .header("host", host)
+    };
+    for host in ["inspect.dev.test:4040", "agent.lan", "localhost:4040"] {
+        let (s, v) = web.send(with_host(host)).await;
+        assert_eq!(s, 200, "{host}: {v}");
+        assert_eq!(v["tunnels"].as_array().map(Vec::len), Some(1), "{host}");
+    }
+    // Names not listed are still refused.
+    let (s, v) = web.send(with_host("other.dev.test")).await;
+    assert_error(s, &v, 403, 107);
+    assert!(
+        v["msg"].as_str().unwrap().contains("web_allow_hosts"),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_addr_false_serves_nothing_and_the_ui_is_embedded() {
     let server = Server::start().await;
     let (app, _log) = recording_app().await;

@@ -73,11 +73,14 @@ pub async fn bind(addr: &str, next_free: bool) -> std::io::Result<TcpListener> {
     Err(last.unwrap_or_else(|| std::io::Error::other("no port to try")))
 }
 
-/// Serves the web interface on `listener` until `shutdown`.
+/// Serves the web interface on `listener` until `shutdown`. Besides
+/// localhost and IP addresses, `allow_hosts` (`web_allow_hosts`) names the
+/// `Host`s it answers.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AgentState>,
     parse_tunnel: TunnelParser,
+    allow_hosts: Vec<String>,
     shutdown: CancellationToken,
 ) {
     if let Ok(a) = listener.local_addr() {
@@ -86,6 +89,7 @@ pub async fn serve(
     let web = Arc::new(Web {
         state,
         parse_tunnel,
+        allow_hosts,
         shutdown: shutdown.clone(),
     });
     loop {
@@ -118,6 +122,7 @@ pub async fn serve(
 struct Web {
     state: Arc<AgentState>,
     parse_tunnel: TunnelParser,
+    allow_hosts: Vec<String>,
     shutdown: CancellationToken,
 }
 
@@ -177,10 +182,10 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     r
 }
 
-/// Only names that resolve to this machine may reach the UI: a page on
-/// another site that rebinds its DNS name to 127.0.0.1 must not read
-/// captured traffic.
-fn host_allowed(req: &Request<Incoming>) -> bool {
+/// Only names that resolve to this machine, and those the user listed,
+/// may reach the UI: a page on another site that rebinds its DNS name to
+/// 127.0.0.1 must not read captured traffic.
+fn host_allowed(req: &Request<Incoming>, allow_hosts: &[String]) -> bool {
     let Some(host) = req
         .headers()
         .get(header::HOST)
@@ -196,6 +201,7 @@ fn host_allowed(req: &Request<Incoming>) -> bool {
     name.eq_ignore_ascii_case("localhost")
         || name.to_ascii_lowercase().ends_with(".localhost")
         || name.parse::<std::net::IpAddr>().is_ok()
+        || allow_hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// Reads a JSON API body; only `application/json` is accepted, which also
@@ -250,11 +256,11 @@ fn query_param(req: &Request<Incoming>, key: &str) -> Option<String> {
 
 impl Web {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        if !host_allowed(&req) {
+        if !host_allowed(&req, &self.allow_hosts) {
             return error(
                 StatusCode::FORBIDDEN,
                 codes::FORBIDDEN_HOST,
-                "this Host is not allowed; use localhost or an IP address",
+                "this Host is not allowed; use localhost or an IP address, or list it in web_allow_hosts",
                 "",
             );
         }
