@@ -3,17 +3,18 @@
 //! tunnels it terminates itself (`--crt/--key`).
 
 use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use boring::pkey::PKey;
 use boring::ssl::{SslAcceptor, SslConnector, SslMethod, SslVerifyMode};
 use boring::x509::store::X509StoreBuilder;
 use boring::x509::X509;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_boring::SslStream;
 
 use gangway_config::proxy_url::ProxyUrl;
-
-use crate::proxy::ProxiedStream;
 
 /// Why a connection could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +73,7 @@ pub async fn dial_edge(
     connector: &SslConnector,
     addr: &str,
     proxy: Option<&ProxyUrl>,
-) -> Result<SslStream<ProxiedStream>, DialError> {
+) -> Result<SslStream<MaybeTls>, DialError> {
     let stream = match proxy {
         Some(proxy) => crate::proxy::connect(proxy, addr, connector).await?,
         None => {
@@ -83,7 +84,7 @@ pub async fn dial_edge(
                     source,
                 })?;
             let _ = tcp.set_nodelay(true);
-            ProxiedStream::Plain(tcp)
+            MaybeTls::Plain(tcp)
         }
     };
     let cfg = connector
@@ -137,5 +138,70 @@ impl TlsTerminator {
         }
         b.set_private_key(&key).map_err(bad)?;
         Ok(TlsTerminator(b.build()))
+    }
+}
+
+/// A TCP stream, or TLS over one: a TLS upstream, or what the edge's TLS
+/// runs over (direct, HTTP/SOCKS-proxied, or through an HTTPS proxy).
+pub enum MaybeTls {
+    Plain(TcpStream),
+    Tls(Box<SslStream<TcpStream>>),
+}
+
+impl AsyncRead for MaybeTls {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for MaybeTls {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            MaybeTls::Plain(s) => s.is_write_vectored(),
+            MaybeTls::Tls(s) => s.is_write_vectored(),
+        }
     }
 }

@@ -3,17 +3,13 @@
 //! user/password). The tunnel to the edge is then TLS over the proxied
 //! stream, so the proxy sees only the edge's address.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use base64::Engine as _;
 use boring::ssl::SslConnector;
 use gangway_config::proxy_url::{ProxyScheme, ProxyUrl};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_boring::SslStream;
 
-use crate::dial::{host_of, DialError};
+use crate::dial::{host_of, DialError, MaybeTls};
 
 /// Longest proxy reply head we read before calling it broken.
 const MAX_CONNECT_REPLY: usize = 8 * 1024;
@@ -24,7 +20,7 @@ pub async fn connect(
     proxy: &ProxyUrl,
     target: &str,
     proxy_tls: &SslConnector,
-) -> Result<ProxiedStream, DialError> {
+) -> Result<MaybeTls, DialError> {
     let failed = |detail: String| DialError::Proxy {
         proxy: proxy.to_string(),
         detail,
@@ -36,7 +32,7 @@ pub async fn connect(
     let user = proxy.user.as_ref();
     match proxy.scheme {
         ProxyScheme::Http => {
-            let mut s = ProxiedStream::Plain(tcp);
+            let mut s = MaybeTls::Plain(tcp);
             http_connect(&mut s, target, user).await.map_err(failed)?;
             Ok(s)
         }
@@ -47,12 +43,12 @@ pub async fn connect(
             let tls = tokio_boring::connect(cfg, host_of(&proxy.addr), tcp)
                 .await
                 .map_err(|e| failed(format!("TLS handshake: {e}")))?;
-            let mut s = ProxiedStream::Tls(Box::new(tls));
+            let mut s = MaybeTls::Tls(Box::new(tls));
             http_connect(&mut s, target, user).await.map_err(failed)?;
             Ok(s)
         }
         ProxyScheme::Socks5 => {
-            let mut s = ProxiedStream::Plain(tcp);
+            let mut s = MaybeTls::Plain(tcp);
             socks5_connect(&mut s, target, user).await.map_err(failed)?;
             Ok(s)
         }
@@ -62,7 +58,7 @@ pub async fn connect(
 /// `CONNECT target` and its reply, read up to the blank line and no
 /// further (the edge speaks next only after our ClientHello).
 async fn http_connect(
-    s: &mut ProxiedStream,
+    s: &mut MaybeTls,
     target: &str,
     user: Option<&(String, String)>,
 ) -> Result<(), String> {
@@ -116,7 +112,7 @@ async fn http_connect(
 /// The SOCKS5 handshake for a CONNECT to `target`. Host names go to the
 /// proxy unresolved (it may see DNS we cannot).
 async fn socks5_connect(
-    s: &mut ProxiedStream,
+    s: &mut MaybeTls,
     target: &str,
     user: Option<&(String, String)>,
 ) -> Result<(), String> {
@@ -231,70 +227,5 @@ fn socks5_reply_text(code: u8) -> &'static str {
         0x07 => "command not supported",
         0x08 => "address type not supported",
         _ => "unknown error",
-    }
-}
-
-/// What the edge's TLS runs over: a direct or HTTP/SOCKS-proxied TCP
-/// stream, or a stream tunnelled through an HTTPS proxy's TLS.
-pub enum ProxiedStream {
-    Plain(TcpStream),
-    Tls(Box<SslStream<TcpStream>>),
-}
-
-impl AsyncRead for ProxiedStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            ProxiedStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ProxiedStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ProxiedStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            ProxiedStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            ProxiedStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            ProxiedStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            ProxiedStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            ProxiedStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            ProxiedStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            ProxiedStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            ProxiedStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            ProxiedStream::Plain(s) => s.is_write_vectored(),
-            ProxiedStream::Tls(s) => s.is_write_vectored(),
-        }
     }
 }
