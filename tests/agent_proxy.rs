@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -112,6 +112,19 @@ fn session_lost(l: &str) -> Option<String> {
     l.starts_with("Session lost").then(|| l.to_string())
 }
 
+/// Starts an agent on `config` that cannot get through; the line that
+/// says why (it keeps retrying until dropped).
+async fn refusal(server: &Server, app: SocketAddr, config: &str) -> String {
+    let agent = Agent::launch(
+        "http",
+        server.data_dir(),
+        &app.to_string(),
+        &["--config", config],
+        &[],
+    );
+    agent.line("a Session lost line", session_lost).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_connect_proxy_with_basic_credentials() {
     let server = Server::start().await;
@@ -143,14 +156,7 @@ async fn http_connect_proxy_with_basic_credentials() {
         "bad.yml",
         &format!("http://gw:wrong-pass@127.0.0.1:{}", proxy.port),
     );
-    let refused = Agent::launch(
-        "http",
-        server.data_dir(),
-        &app.to_string(),
-        &["--config", &bad],
-        &[],
-    );
-    let line = refused.line("a Session lost line", session_lost).await;
+    let line = refusal(&server, app, &bad).await;
     // tinyproxy answers 401 where RFC 9110 says 407; both mean this.
     assert!(line.contains("401") || line.contains("407"), "{line}");
     assert!(line.contains("wants credentials"), "{line}");
@@ -192,14 +198,7 @@ async fn socks5_proxy_carries_the_session_and_its_reconnects() {
         "socks-bad.yml",
         &format!("socks5://gw:nope@127.0.0.1:{port}"),
     );
-    let refused = Agent::launch(
-        "http",
-        server.data_dir(),
-        &app.to_string(),
-        &["--config", &bad],
-        &[],
-    );
-    let line = refused.line("a Session lost line", session_lost).await;
+    let line = refusal(&server, app, &bad).await;
     assert!(line.contains("refused our user and password"), "{line}");
 }
 
@@ -210,20 +209,14 @@ async fn environment_proxies_skip_loopback_and_bad_ones_are_named() {
     // Nothing listens on the proxy's port: were it used, the agent would
     // never come online. The edge is on loopback, so it is not.
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let mut agent = Agent::launch(
+    let agent = Agent::spawn_env(
         "http",
         server.data_dir(),
         &app.to_string(),
         &[],
         &[("HTTPS_PROXY", &dead)],
-    );
-    agent.url = agent
-        .line("a Forwarding line", |l| {
-            l.strip_prefix("Forwarding ")
-                .and_then(|rest| rest.split(" -> ").next())
-                .map(str::to_string)
-        })
-        .await;
+    )
+    .await;
     serves(&server, &agent).await;
 
     // A proxy from the environment that cannot be used is an error that
@@ -318,14 +311,7 @@ async fn https_proxy_is_spoken_to_over_verified_tls() {
 
     // Without the proxy's CA, its certificate is refused.
     let untrusted = proxy_config(&server, "https-untrusted.yml", &url);
-    let refused = Agent::launch(
-        "http",
-        server.data_dir(),
-        &app.to_string(),
-        &["--config", &untrusted],
-        &[],
-    );
-    let line = refused.line("a Session lost line", session_lost).await;
+    let line = refusal(&server, app, &untrusted).await;
     assert!(line.contains("TLS handshake"), "{line}");
     assert!(line.contains("CERTIFICATE_VERIFY_FAILED"), "{line}");
 }

@@ -370,7 +370,18 @@ impl Agent {
     }
 
     pub async fn spawn(command: &str, data_dir: &Path, upstream: &str, extra: &[&str]) -> Agent {
-        let mut agent = Self::launch(command, data_dir, upstream, extra, &[]);
+        Self::spawn_env(command, data_dir, upstream, extra, &[]).await
+    }
+
+    /// [`Agent::spawn`] with `envs` added to the agent's environment.
+    pub async fn spawn_env(
+        command: &str,
+        data_dir: &Path,
+        upstream: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Agent {
+        let mut agent = Self::launch(command, data_dir, upstream, extra, envs);
         agent.url = agent
             .line("Forwarding line", |l| {
                 l.strip_prefix("Forwarding ")
