@@ -79,11 +79,10 @@ pub fn specs(def: &TunnelDef) -> Result<Vec<TunnelSpec>, AgentCmdError> {
     }
     .map_err(in_tunnel)?;
     for (i, s) in specs.iter_mut().enumerate() {
-        // ngrok names the plain-HTTP twin `NAME (http)`.
         s.name = if i == 0 {
             def.name.clone()
         } else {
-            format!("{} ({})", def.name, s.proto)
+            gangway_agent::twin_name(&def.name, &s.proto)
         };
         s.metadata = def.metadata.clone().unwrap_or_default();
     }

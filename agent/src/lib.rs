@@ -22,6 +22,6 @@ pub mod upstream;
 pub mod web;
 
 pub use dial::TlsTerminator;
-pub use run::{run, AgentError, AgentEvent, AgentOptions, TunnelSpec};
+pub use run::{run, twin_name, AgentError, AgentEvent, AgentOptions, TunnelSpec};
 pub use state::AgentState;
 pub use upstream::{Upstream, UpstreamError};

@@ -273,6 +273,12 @@ impl Memory {
 /// The name ngrok gives command-line tunnels.
 const COMMAND_LINE: &str = "command_line";
 
+/// ngrok's name for the second tunnel of a pair bound on one name (the
+/// plain-HTTP twin of `bind_tls: both`): `NAME (http)`.
+pub fn twin_name(name: &str, proto: &str) -> String {
+    format!("{name} ({proto})")
+}
+
 /// Runs until `shutdown` is cancelled (then unbinds and closes) or the edge
 /// refuses us. Transient failures (edge down, session lost) are retried.
 pub async fn run(
@@ -303,7 +309,7 @@ pub async fn run(
         let mut spec = t.clone();
         let wanted = if spec.name.is_empty() {
             match spec.same_host_as {
-                Some(_) => format!("{COMMAND_LINE} ({})", spec.proto),
+                Some(_) => twin_name(COMMAND_LINE, &spec.proto),
                 None => COMMAND_LINE.to_string(),
             }
         } else {
