@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_boring::SslStream;
 
+use gangway_config::hostname::strip_port;
 use gangway_config::proxy_url::ProxyUrl;
 
 /// Why a connection could not be made.
@@ -34,15 +35,6 @@ pub enum DialError {
     BadCert(String),
     #[error("through proxy {proxy}: {detail}")]
     Proxy { proxy: String, detail: String },
-}
-
-/// Host part of `host:port` (IPv6 brackets removed), for SNI and
-/// certificate checks.
-pub fn host_of(addr: &str) -> &str {
-    if let Some(rest) = addr.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr)
 }
 
 /// Builds a connector that trusts `ca_pem` (every certificate in it) or,
@@ -90,7 +82,7 @@ pub async fn dial_edge(
     let cfg = connector
         .configure()
         .map_err(|e| DialError::Setup(e.to_string()))?;
-    tokio_boring::connect(cfg, host_of(addr), stream)
+    tokio_boring::connect(cfg, strip_port(addr), stream)
         .await
         .map_err(|e| DialError::Handshake {
             addr: addr.to_string(),

@@ -5,11 +5,12 @@
 
 use base64::Engine as _;
 use boring::ssl::SslConnector;
+use gangway_config::hostname::strip_port;
 use gangway_config::proxy_url::{ProxyScheme, ProxyUrl};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::dial::{host_of, DialError, MaybeTls};
+use crate::dial::{DialError, MaybeTls};
 
 /// Longest proxy reply head we read before calling it broken.
 const MAX_CONNECT_REPLY: usize = 8 * 1024;
@@ -40,7 +41,7 @@ pub async fn connect(
             let cfg = proxy_tls
                 .configure()
                 .map_err(|e| DialError::Setup(e.to_string()))?;
-            let tls = tokio_boring::connect(cfg, host_of(&proxy.addr), tcp)
+            let tls = tokio_boring::connect(cfg, strip_port(&proxy.addr), tcp)
                 .await
                 .map_err(|e| failed(format!("TLS handshake: {e}")))?;
             let mut s = MaybeTls::Tls(Box::new(tls));
@@ -117,7 +118,7 @@ async fn socks5_connect(
     user: Option<&(String, String)>,
 ) -> Result<(), String> {
     let io = |what: &'static str| move |e: std::io::Error| format!("{what}: {e}");
-    let host = host_of(target);
+    let host = strip_port(target);
     let port: u16 = target
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse().ok())

@@ -24,6 +24,7 @@ use serde::de::{self, IgnoredAny};
 use serde::{Deserialize, Deserializer};
 use serde_yaml::Value;
 
+use crate::hostname::split_host_port;
 use crate::proxy_url::ProxyUrl;
 
 /// Environment variable naming the file `gangway` reads when no `--config`
@@ -1901,19 +1902,6 @@ fn parse_endpoint_url(url: &str) -> Result<UrlParts, String> {
         _ => parts.hostname = Some(host.to_ascii_lowercase()),
     }
     Ok(parts)
-}
-
-/// `host[:port]`, with `[v6]:port`; the port only when it is all digits.
-fn split_host_port(s: &str) -> (&str, Option<&str>) {
-    if let Some(rest) = s.strip_prefix('[') {
-        if let Some((host, tail)) = rest.split_once(']') {
-            return (host, tail.strip_prefix(':'));
-        }
-    }
-    match s.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => (host, Some(port)),
-        _ => (s, None),
-    }
 }
 
 fn valid_hostname(host: &str) -> bool {

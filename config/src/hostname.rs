@@ -95,6 +95,19 @@ pub fn strip_port(host: &str) -> &str {
     }
 }
 
+/// `host[:port]` → (host, port), with `[v6]:port`.
+pub fn split_host_port(s: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = s.strip_prefix('[') {
+        if let Some((host, tail)) = rest.split_once(']') {
+            return (host, tail.strip_prefix(':'));
+        }
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, Some(port)),
+        _ => (s, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,13 +6,7 @@ use std::fmt;
 
 use percent_encoding::percent_decode_str;
 
-/// Host part of `host:port` (IPv6 brackets removed).
-fn host_of(addr: &str) -> &str {
-    if let Some(rest) = addr.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr)
-}
+use crate::hostname::{split_host_port, strip_port};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyScheme {
@@ -83,24 +77,19 @@ impl ProxyUrl {
             }
             None => (None, authority),
         };
-        let host = host_of(hostport);
+        let (host, port) = split_host_port(hostport);
         if host.is_empty() {
             return Err(format!("{s:?} has no host"));
         }
-        let has_port = if hostport.starts_with('[') {
-            hostport.contains("]:")
-        } else {
-            hostport.contains(':')
-        };
-        let addr = if has_port {
-            let port = hostport.rsplit_once(':').map(|(_, p)| p).unwrap_or("");
-            port.parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| format!("port {port:?} is not a number from 1 to 65535"))?;
-            hostport.to_string()
-        } else {
-            format!("{hostport}:{default_port}")
+        let addr = match port {
+            Some(port) => {
+                port.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| format!("port {port:?} is not a number from 1 to 65535"))?;
+                hostport.to_string()
+            }
+            None => format!("{hostport}:{default_port}"),
         };
         Ok(ProxyUrl { scheme, addr, user })
     }
@@ -116,7 +105,7 @@ impl ProxyUrl {
                 .ok()
                 .filter(|v| !v.is_empty())
         };
-        let host = host_of(target);
+        let host = strip_port(target);
         if is_loopback(host) || var("NO_PROXY").is_some_and(|np| no_proxy_covers(&np, host)) {
             return None;
         }
@@ -146,7 +135,7 @@ fn no_proxy_covers(no_proxy: &str, host: &str) -> bool {
     let host = host.to_ascii_lowercase();
     no_proxy.split(',').map(str::trim).any(|entry| {
         let entry = entry.to_ascii_lowercase();
-        let entry = host_of(&entry);
+        let entry = strip_port(&entry);
         if entry == "*" {
             return true;
         }
