@@ -117,9 +117,22 @@ async fn console_ui_shows_status_forwarding_metrics_and_requests() {
             .await
             .expect("request through the tunnel");
     }
+    // The request line shows when the response head is captured; the
+    // connection counters settle once its stream has closed.
+    let counters_of = |screen: &str| {
+        screen
+            .lines()
+            .skip_while(|l| !l.starts_with("Connections"))
+            .nth(1)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
     let screen = eventually("requests in the console", || async {
         let s = tmux.screen();
-        (s.contains("/missing-page")).then_some(s)
+        let settled = counters_of(&s).get(1).is_some_and(|open| open == "0");
+        (s.contains("/missing-page") && settled).then_some(s)
     })
     .await;
     let line = |path: &str| {
@@ -134,14 +147,7 @@ async fn console_ui_shows_status_forwarding_metrics_and_requests() {
     // Newest first, and the connection counter moved.
     let pos = |p: &str| screen.find(p).unwrap_or(usize::MAX);
     assert!(pos("/missing-page") < pos("/hello"), "{screen}");
-    let counters = screen
-        .lines()
-        .skip_while(|l| !l.starts_with("Connections"))
-        .nth(1)
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect::<Vec<_>>();
+    let counters = counters_of(&screen);
     assert_eq!(counters.first().map(String::as_str), Some("2"), "{screen}");
     assert_eq!(counters.get(1).map(String::as_str), Some("0"), "{screen}");
 
