@@ -134,7 +134,8 @@ async fn sessions_tunnels_and_endpoints_are_listed_live_and_commands_reach_the_a
         .post(&format!("/tunnel_sessions/{sid}/update"), Value::Null)
         .await;
     assert_eq!(status, 400, "{err}");
-    assert_eq!(err["error_code"], "ERR_NGROK_9048");
+    // 9048 is the edge's "misdirected"; the API's agent refusal is 9052.
+    assert_eq!(err["error_code"], "ERR_NGROK_9052");
     assert!(
         err["msg"]
             .as_str()

@@ -24,6 +24,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
+use gangway_config::codes::{self, Code};
+
 use crate::capture::Capture;
 use crate::dial::MaybeTls;
 use crate::forward::TunnelRoute;
@@ -168,9 +170,9 @@ impl HttpForwarder {
         match format!("{scheme}://{}{path}", up.authority()).parse::<Uri>() {
             Ok(uri) => *req.uri_mut() = uri,
             Err(e) => {
-                return error_response(
+                return text_response(
                     StatusCode::BAD_REQUEST,
-                    &format!("bad request target: {e}\n"),
+                    format!("bad request target: {e}\n"),
                 )
             }
         }
@@ -179,10 +181,8 @@ impl HttpForwarder {
             Err(e) => {
                 info!(upstream = %up, error = %e, "upstream request failed");
                 return error_response(
-                    StatusCode::BAD_GATEWAY,
-                    &format!(
-                        "The agent could not reach the upstream service at {up}: {e}\nERR_NGROK_8012\n"
-                    ),
+                    codes::UPSTREAM_UNREACHABLE,
+                    &format!("The agent could not reach the upstream service at {up}: {e}"),
                 );
             }
         };
@@ -240,8 +240,14 @@ fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-fn error_response(status: StatusCode, body: &str) -> Response<Body> {
-    let body = Full::new(Bytes::from(body.to_string()))
+/// The agent's own error page: the message, then the code on its own line.
+fn error_response(code: Code, message: &str) -> Response<Body> {
+    let status = StatusCode::from_u16(code.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    text_response(status, format!("{message}\n{code}\n"))
+}
+
+fn text_response(status: StatusCode, body: String) -> Response<Body> {
+    let body = Full::new(Bytes::from(body))
         .map_err(|never: Infallible| match never {})
         .boxed();
     let mut resp = Response::new(body);

@@ -21,6 +21,8 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use gangway_config::codes::{self, Code};
+
 use crate::inspect::News;
 use crate::run::TunnelSpec;
 use crate::state::{AgentState, ControlError};
@@ -35,18 +37,6 @@ const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 /// When the default port is taken, the next ones are tried (as ngrok
 /// does: 4040, 4041, ...).
 const PORT_ATTEMPTS: u16 = 10;
-
-/// Agent API error codes (ngrok's agent uses the 100s).
-pub mod codes {
-    pub const NOT_FOUND: u16 = 100;
-    pub const BAD_REQUEST: u16 = 101;
-    pub const INVALID_TUNNEL: u16 = 102;
-    pub const START_FAILED: u16 = 103;
-    pub const UNSUPPORTED_MEDIA_TYPE: u16 = 104;
-    pub const METHOD_NOT_ALLOWED: u16 = 105;
-    pub const REPLAY_FAILED: u16 = 106;
-    pub const FORBIDDEN_HOST: u16 = 107;
-}
 
 /// Turns an API tunnel definition (the config file's tunnel keys, with
 /// `name`) into the tunnels to start; the error says which key is wrong.
@@ -127,7 +117,8 @@ struct Web {
 }
 
 /// The agent API's error object.
-fn error(status: StatusCode, code: u16, msg: &str, err: impl std::fmt::Display) -> Response<Body> {
+fn error(code: Code, msg: &str, err: impl std::fmt::Display) -> Response<Body> {
+    let status = StatusCode::from_u16(code.status).unwrap_or(StatusCode::BAD_REQUEST);
     let err = err.to_string();
     let mut details = serde_json::Map::new();
     if !err.is_empty() {
@@ -136,7 +127,7 @@ fn error(status: StatusCode, code: u16, msg: &str, err: impl std::fmt::Display) 
     json_response(
         status,
         &json!({
-            "error_code": code,
+            "error_code": code.number,
             "status_code": status.as_u16(),
             "msg": msg,
             "details": details,
@@ -167,13 +158,12 @@ fn no_content() -> Response<Body> {
 }
 
 fn not_found(what: &str) -> Response<Body> {
-    error(StatusCode::NOT_FOUND, codes::NOT_FOUND, "not found", what)
+    error(codes::AGENT_API_NOT_FOUND, "not found", what)
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut r = error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        codes::METHOD_NOT_ALLOWED,
+        codes::AGENT_API_METHOD_NOT_ALLOWED,
         "method not allowed",
         format!("allowed: {allow}"),
     );
@@ -215,8 +205,7 @@ async fn json_body(req: Request<Incoming>) -> Result<Value, Response<Body>> {
     let essence = ct.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
         return Err(error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            codes::UNSUPPORTED_MEDIA_TYPE,
+            codes::AGENT_API_UNSUPPORTED_MEDIA_TYPE,
             "only application/json request bodies are accepted",
             format!("Content-Type was {ct:?}"),
         ));
@@ -226,8 +215,7 @@ async fn json_body(req: Request<Incoming>) -> Result<Value, Response<Body>> {
         .await
         .map_err(|e| {
             error(
-                StatusCode::BAD_REQUEST,
-                codes::BAD_REQUEST,
+                codes::AGENT_API_BAD_REQUEST,
                 "could not read the request body",
                 e,
             )
@@ -235,8 +223,7 @@ async fn json_body(req: Request<Incoming>) -> Result<Value, Response<Body>> {
         .to_bytes();
     serde_json::from_slice(&bytes).map_err(|e| {
         error(
-            StatusCode::BAD_REQUEST,
-            codes::BAD_REQUEST,
+            codes::AGENT_API_BAD_REQUEST,
             "the request body is not valid JSON",
             e,
         )
@@ -257,9 +244,7 @@ fn query_param(req: &Request<Incoming>, key: &str) -> Option<String> {
 impl Web {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         if !host_allowed(&req, &self.allow_hosts) {
-            return error(
-                StatusCode::FORBIDDEN,
-                codes::FORBIDDEN_HOST,
+            return error(codes::AGENT_API_FORBIDDEN_HOST,
                 "this Host is not allowed; use localhost or an IP address, or list it in web_allow_hosts",
                 "",
             );
@@ -321,8 +306,7 @@ impl Web {
         };
         let invalid = |e: &str| {
             error(
-                StatusCode::BAD_REQUEST,
-                codes::INVALID_TUNNEL,
+                codes::AGENT_API_INVALID_TUNNEL,
                 "invalid tunnel configuration",
                 e,
             )
@@ -336,19 +320,13 @@ impl Web {
             Ok(started) => match started.first() {
                 Some(t) => json_response(StatusCode::CREATED, &t.to_json()),
                 None => error(
-                    StatusCode::BAD_GATEWAY,
-                    codes::START_FAILED,
+                    codes::AGENT_API_START_FAILED,
                     "failed to start tunnel",
                     "the tunnel stopped as it started",
                 ),
             },
             Err(ControlError::Invalid(e)) => invalid(&e),
-            Err(e) => error(
-                StatusCode::BAD_GATEWAY,
-                codes::START_FAILED,
-                "failed to start tunnel",
-                e,
-            ),
+            Err(e) => error(codes::AGENT_API_START_FAILED, "failed to start tunnel", e),
         }
     }
 
@@ -356,12 +334,7 @@ impl Web {
         match self.state.stop_tunnel(name).await {
             Ok(()) => no_content(),
             Err(ControlError::NotFound(_)) => not_found(&format!("no tunnel named {name:?}")),
-            Err(e) => error(
-                StatusCode::BAD_GATEWAY,
-                codes::START_FAILED,
-                "failed to stop tunnel",
-                e,
-            ),
+            Err(e) => error(codes::AGENT_API_START_FAILED, "failed to stop tunnel", e),
         }
     }
 
@@ -371,8 +344,7 @@ impl Web {
             Some(Ok(n)) => Some(n),
             Some(Err(_)) => {
                 return error(
-                    StatusCode::BAD_REQUEST,
-                    codes::BAD_REQUEST,
+                    codes::AGENT_API_BAD_REQUEST,
                     "limit must be a non-negative integer",
                     "",
                 )
@@ -399,8 +371,7 @@ impl Web {
             Ok(v) => v,
             Err(r) => return r,
         };
-        let bad =
-            |msg: &str, err: &str| error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, msg, err);
+        let bad = |msg: &str, err: &str| error(codes::AGENT_API_BAD_REQUEST, msg, err);
         let Some(id) = body.get("id").and_then(Value::as_str) else {
             return bad("missing \"id\" of the request to replay", "");
         };
@@ -435,8 +406,7 @@ impl Web {
         };
         let Some(fwd) = self.state.forwarder() else {
             return error(
-                StatusCode::BAD_GATEWAY,
-                codes::REPLAY_FAILED,
+                codes::AGENT_API_REPLAY_FAILED,
                 "the agent is not running",
                 "",
             );
@@ -446,12 +416,7 @@ impl Web {
             .await
         {
             Ok(_) => no_content(),
-            Err(e) => error(
-                StatusCode::BAD_GATEWAY,
-                codes::REPLAY_FAILED,
-                "replay failed",
-                e,
-            ),
+            Err(e) => error(codes::AGENT_API_REPLAY_FAILED, "replay failed", e),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Hostname rules for bound endpoints: what a `Domain`, `Hostname` or
 //! `Subdomain` may look like.
 
+use crate::codes::{self, Code};
+
 /// Why a requested name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HostnameError {
@@ -24,14 +26,14 @@ pub enum HostnameError {
 
 impl HostnameError {
     /// The code ngrok's agent bind answers with for this mistake.
-    pub fn ngrok_code(&self) -> &'static str {
+    pub fn ngrok_code(&self) -> Code {
         match self {
-            HostnameError::BadChar { .. } | HostnameError::BadWildcard => "ERR_NGROK_326",
-            HostnameError::EmptyLabel | HostnameError::Empty => "ERR_NGROK_327",
-            HostnameError::BadFirst(_) => "ERR_NGROK_328",
-            HostnameError::BadLast(_) => "ERR_NGROK_329",
-            HostnameError::LabelTooLong(_) => "ERR_NGROK_396",
-            HostnameError::TooLong => "ERR_NGROK_397",
+            HostnameError::BadChar { .. } | HostnameError::BadWildcard => codes::INVALID_HOSTNAME,
+            HostnameError::EmptyLabel | HostnameError::Empty => codes::HOSTNAME_EMPTY_LABEL,
+            HostnameError::BadFirst(_) => codes::HOSTNAME_BAD_FIRST,
+            HostnameError::BadLast(_) => codes::HOSTNAME_BAD_LAST,
+            HostnameError::LabelTooLong(_) => codes::HOSTNAME_LABEL_TOO_LONG,
+            HostnameError::TooLong => codes::HOSTNAME_TOO_LONG,
         }
     }
 }
@@ -136,11 +138,11 @@ mod tests {
             Err(HostnameError::BadFirst("-a".into()))
         );
         assert_eq!(
-            normalize_hostname("a-.b", false).map_err(|e| e.ngrok_code()),
+            normalize_hostname("a-.b", false).map_err(|e| e.ngrok_code().as_str()),
             Err("ERR_NGROK_329")
         );
         assert_eq!(
-            normalize_hostname("a_b.c", false).map_err(|e| e.ngrok_code()),
+            normalize_hostname("a_b.c", false).map_err(|e| e.ngrok_code().as_str()),
             Err("ERR_NGROK_326")
         );
         assert!(normalize_hostname("*.example.com", false).is_err());

@@ -7,6 +7,7 @@
 //! Pure data and validation: must not depend on pingora or tokio IO.
 
 pub mod agent_file;
+pub mod codes;
 pub mod control;
 pub mod edge;
 pub mod hostname;

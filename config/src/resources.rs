@@ -399,8 +399,8 @@ pub struct TrafficPolicyModule {
 
 /// Hex SHA-256 of a secret token: what the store keeps instead of it.
 pub fn token_hash(token: &str) -> String {
-    let digest = boring::sha::sha256(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A domain agents connect to instead of the edge's own agent address.

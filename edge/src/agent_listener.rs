@@ -940,7 +940,7 @@ impl Conn {
     ) -> Result<String, (String, &'static str)> {
         let base = &self.app.cfg.base_domain;
         let bad =
-            |e: gangway_config::HostnameError| (format!("Invalid domain: {e}."), e.ngrok_code());
+            |e: gangway_config::HostnameError| (format!("Invalid domain: {e}."), e.ngrok_code().as_str());
         match (domain, subdomain.filter(|s| !s.is_empty())) {
             (Some(domain), _) => normalize_hostname(domain, true).map_err(bad),
             (None, Some(sub)) => {

@@ -86,18 +86,18 @@ impl Resource for AgentIngress {
         refuse_managed_certs(&input.certificate_management_policy)?;
         if input.domain.is_empty() {
             return Err(ApiError::invalid(
-                codes::INVALID_DOMAIN,
+                codes::INVALID_HOSTNAME,
                 "domain",
                 "domain is required.",
             ));
         }
         let domain = normalize_hostname(&input.domain, false).map_err(|e| {
-            ApiError::invalid(codes::INVALID_DOMAIN, "domain", format!("domain: {e}"))
+            ApiError::invalid(codes::INVALID_HOSTNAME, "domain", format!("domain: {e}"))
         })?;
         let base = &ctx.settings.base_domain;
         if domain == *base || domain.ends_with(&format!(".{base}")) {
             return Err(ApiError::invalid(
-                codes::INVALID_DOMAIN,
+                codes::INVALID_HOSTNAME,
                 "domain",
                 format!(
                     "domain: {domain:?} is this server's own base domain; agents reach it already."
@@ -105,7 +105,7 @@ impl Resource for AgentIngress {
             ));
         }
         ctx.claim(INDEX, &domain, &common.id, w, |by| {
-            ApiError::conflict(
+            ApiError::new(
                 codes::DOMAIN_TAKEN,
                 format!("{domain:?} is already an agent ingress ({by})."),
             )

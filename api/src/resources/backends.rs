@@ -108,7 +108,7 @@ impl Resource for TunnelGroupBackend {
                 .as_ref()
                 .is_some_and(|b| b.backend_id == *id)
             {
-                return Err(ApiError::conflict(
+                return Err(ApiError::new(
                     codes::IN_USE,
                     format!(
                         "Backend {id} is used by route {} of edge {}; remove it there first.",
@@ -122,7 +122,7 @@ impl Resource for TunnelGroupBackend {
         })
         .await?;
         if let Some(edge) = used {
-            return Err(ApiError::conflict(
+            return Err(ApiError::new(
                 codes::IN_USE,
                 format!("Backend {id} is used by edge {edge}; remove it there first."),
             ));

@@ -130,7 +130,7 @@ impl Resource for CertificateAuthority {
 
     async fn delete(&self, ctx: &Ctx, _: &mut Writes) -> ApiResult<()> {
         match ca_user(ctx, &self.common.id).await? {
-            Some(edge) => Err(ApiError::conflict(
+            Some(edge) => Err(ApiError::new(
                 codes::IN_USE,
                 format!(
                     "Certificate authority {} is trusted by the mutual TLS of edge {edge}; remove it there first.",
@@ -209,7 +209,7 @@ impl Resource for TlsCertificate {
         let id = &self.common.id;
         for (d, _) in load_all::<ReservedDomain>(ctx, &ReservedDomain::KIND.key_prefix()).await? {
             if d.certificate_id.as_deref() == Some(id.as_str()) {
-                return Err(ApiError::conflict(
+                return Err(ApiError::new(
                     codes::IN_USE,
                     format!(
                         "TLS certificate {id} is the certificate of reserved domain {} ({}); change that first.",

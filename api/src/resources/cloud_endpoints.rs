@@ -108,7 +108,7 @@ fn check_bindings(b: Option<&[String]>) -> ApiResult<()> {
 
 async fn claim(ctx: &Ctx, host: &str, id: &str, w: &mut Writes) -> ApiResult<()> {
     ctx.claim(HOSTPORT_INDEX, host, id, w, |by| {
-        ApiError::conflict(
+        ApiError::new(
             codes::HOSTPORT_TAKEN,
             format!("{host:?} is already served by {by}."),
         )

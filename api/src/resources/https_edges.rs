@@ -169,7 +169,7 @@ async fn claim_hosts(
 ) -> ApiResult<()> {
     for (host, _) in hosts {
         ctx.claim(HOSTPORT_INDEX, host, edge, w, |by| {
-            ApiError::conflict(
+            ApiError::new(
                 codes::HOSTPORT_TAKEN,
                 format!("{host:?} is already served by edge {by}."),
             )

@@ -61,7 +61,7 @@ impl Resource for IpPolicy {
                 .as_ref()
                 .is_some_and(|m| m.ip_policy_ids.contains(id));
             if uses {
-                return Err(ApiError::conflict(
+                return Err(ApiError::new(
                     codes::IN_USE,
                     format!(
                         "IP policy {id} is used by route {} of edge {}; remove it there first.",
@@ -78,7 +78,7 @@ impl Resource for IpPolicy {
         })
         .await?;
         if let Some(edge) = used {
-            return Err(ApiError::conflict(
+            return Err(ApiError::new(
                 codes::IN_USE,
                 format!("IP policy {id} is used by edge {edge}; remove it there first."),
             ));

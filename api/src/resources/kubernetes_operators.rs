@@ -140,7 +140,7 @@ async fn apply(
         if key != old_key && !dep.name.is_empty() {
             let id = rec.common.id.clone();
             ctx.claim(INDEX, &key, &id, w, |by| {
-                ApiError::conflict(
+                ApiError::new(
                     codes::IN_USE,
                     format!("The operator deployment {key} is already registered as {by}."),
                 )

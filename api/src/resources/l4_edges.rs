@@ -175,7 +175,7 @@ async fn apply<R: L4Edge>(
         let parsed = R::parse_hostports(ctx, raw).await?;
         for (key, hp) in &parsed {
             ctx.claim(R::INDEX, key, &id, w, |by| {
-                ApiError::conflict(
+                ApiError::new(
                     codes::HOSTPORT_TAKEN,
                     format!("{hp:?} is already served by edge {by}."),
                 )

@@ -3,7 +3,6 @@
 //! commands), `/tunnels` and the agent-started `/endpoints`.
 
 use axum::extract::Path;
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
@@ -170,16 +169,12 @@ async fn command(ctx: &Ctx, id: &str, cmd: Command) -> ApiResult<Json<Value>> {
     match ctx.settings.live.command(id, cmd).await {
         Ok(()) => Ok(Json(json!({}))),
         Err(CommandError::NoSession(_)) => Err(ApiError::not_found("tunnel session", id)),
-        Err(e @ CommandError::Refused(_)) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            codes::AGENT_REFUSED,
-            e.to_string(),
-        )),
-        Err(e @ CommandError::Unreachable(_)) => Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            codes::AGENT_UNREACHABLE,
-            e.to_string(),
-        )),
+        Err(e @ CommandError::Refused(_)) => {
+            Err(ApiError::new(codes::AGENT_REFUSED, e.to_string()))
+        }
+        Err(e @ CommandError::Unreachable(_)) => {
+            Err(ApiError::new(codes::AGENT_UNREACHABLE, e.to_string()))
+        }
     }
 }
 

@@ -313,7 +313,7 @@ pub async fn commit(ctx: &Ctx, w: Writes) -> ApiResult<bool> {
 }
 
 fn busy() -> ApiError {
-    ApiError::conflict(
+    ApiError::new(
         codes::IN_USE,
         "The resource kept changing while this write was applied; try again.",
     )

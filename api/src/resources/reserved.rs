@@ -135,16 +135,16 @@ impl Resource for ReservedDomain {
         let raw = input.domain.or(input.name).unwrap_or_default();
         if raw.is_empty() {
             return Err(ApiError::invalid(
-                codes::INVALID_DOMAIN,
+                codes::INVALID_HOSTNAME,
                 "domain",
                 "domain is required.",
             ));
         }
         let domain = normalize_hostname(&raw, true).map_err(|e| {
-            ApiError::invalid(codes::INVALID_DOMAIN, "domain", format!("domain: {e}"))
+            ApiError::invalid(codes::INVALID_HOSTNAME, "domain", format!("domain: {e}"))
         })?;
         ctx.claim(DOMAIN_INDEX, &domain, &common.id, w, |by| {
-            ApiError::conflict(
+            ApiError::new(
                 codes::DOMAIN_TAKEN,
                 format!("The domain {domain:?} is already reserved ({by})."),
             )
@@ -176,7 +176,7 @@ impl Resource for ReservedDomain {
 
     async fn delete(&self, ctx: &Ctx, w: &mut Writes) -> ApiResult<()> {
         if let Some(edge) = ctx.claimant(HOSTPORT_INDEX, &self.domain).await? {
-            return Err(ApiError::conflict(
+            return Err(ApiError::new(
                 codes::IN_USE,
                 format!(
                     "The domain {:?} is served by edge {edge}; remove it from the edge first.",
@@ -239,7 +239,7 @@ pub struct UpdateReservedAddr {
 
 /// The port of a `host:port` or bare port the user asked for.
 fn requested_port(ctx: &Ctx, addr: &str) -> ApiResult<u16> {
-    let bad = |why: String| ApiError::invalid(codes::INVALID_ADDR, "addr", why);
+    let bad = |why: String| ApiError::invalid(codes::TCP_ADDR_INVALID, "addr", why);
     let (host, port) = addr.rsplit_once(':').unwrap_or(("", addr));
     if !host.is_empty() && !host.eq_ignore_ascii_case(&ctx.settings.tcp_host) {
         return Err(bad(format!(
@@ -288,7 +288,7 @@ impl Resource for ReservedAddr {
             Some(a) => {
                 let port = requested_port(ctx, a)?;
                 ctx.claim(ADDR_INDEX, &port.to_string(), &common.id, w, |by| {
-                    ApiError::conflict(
+                    ApiError::new(
                         codes::ADDR_TAKEN,
                         format!("Port {port} is already reserved ({by})."),
                     )
@@ -318,7 +318,7 @@ impl Resource for ReservedAddr {
     async fn delete(&self, ctx: &Ctx, w: &mut Writes) -> ApiResult<()> {
         if let Some((_, port)) = self.addr.rsplit_once(':') {
             if let Some(edge) = ctx.claimant(super::l4_edges::TCP_EDGE_INDEX, port).await? {
-                return Err(ApiError::conflict(
+                return Err(ApiError::new(
                     codes::IN_USE,
                     format!(
                         "The address {} is served by TCP edge {edge}; remove it from the edge first.",
@@ -356,7 +356,7 @@ async fn free_port(ctx: &Ctx, id: &str, w: &mut Writes) -> ApiResult<u16> {
             return Ok(port);
         }
     }
-    Err(ApiError::conflict(
+    Err(ApiError::new(
         codes::ADDR_TAKEN,
         format!("Every port of {first}-{last} is reserved."),
     ))

@@ -317,7 +317,7 @@ fn set_modules(route: &mut HttpsEdgeRoute, changes: Vec<(&str, Option<Value>)>) 
         })
         .count();
     if auth > 1 {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::new(
             codes::AUTH_MODULES_EXCLUSIVE,
             "oauth, oidc and saml are mutually exclusive on a route.",
         ));
@@ -422,7 +422,7 @@ async fn check_unique(ctx: &Ctx, route: &HttpsEdgeRoute) -> ApiResult<()> {
             && o.match_type == route.match_type
             && o.matches == route.matches
         {
-            return Err(ApiError::conflict(
+            return Err(ApiError::new(
                 codes::IN_USE,
                 format!(
                     "Route {} of this edge already matches {:?}.",
@@ -487,7 +487,7 @@ async fn create_route(
             return Ok((StatusCode::CREATED, Json(body)).into_response());
         }
     }
-    Err(ApiError::conflict(
+    Err(ApiError::new(
         codes::IN_USE,
         "The edge kept changing; try again.",
     ))
@@ -511,7 +511,7 @@ async fn save_route(ctx: &Ctx, route: &HttpsEdgeRoute, rev: i64, mut w: Writes) 
 }
 
 fn route_busy() -> ApiError {
-    ApiError::conflict(codes::IN_USE, "The route kept changing; try again.")
+    ApiError::new(codes::IN_USE, "The route kept changing; try again.")
 }
 
 async fn update_route(
@@ -563,7 +563,7 @@ async fn delete_route(
     w.compares.push(Compare::ModRevision(key.clone(), rev));
     w.delete(key);
     if !commit(&ctx, w).await? {
-        return Err(ApiError::conflict(
+        return Err(ApiError::new(
             codes::IN_USE,
             "The route changed meanwhile; try again.",
         ));

@@ -26,11 +26,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             .headers()
             .get(CONTENT_TYPE)
             .map(|v| v.to_str().unwrap_or("").to_string());
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiError::bad_request(codes::BAD_BODY, format!("Could not read the body: {e}"))
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::new(codes::BAD_BODY, format!("Could not read the body: {e}")))?;
         if bytes.len() > MAX_BODY_BYTES {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::new(
                 codes::BAD_BODY,
                 format!("The body is larger than {MAX_BODY_BYTES} bytes."),
             ));
@@ -38,13 +38,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         let empty = bytes.iter().all(u8::is_ascii_whitespace);
         match content_type {
             Some(ct) if !is_json(&ct) => {
-                return Err(ApiError::bad_request(
+                return Err(ApiError::new(
                     codes::UNSUPPORTED_CONTENT_TYPE,
                     format!("Content-Type {ct:?} is not supported; send application/json."),
                 ))
             }
             None if !empty => {
-                return Err(ApiError::bad_request(
+                return Err(ApiError::new(
                     codes::MISSING_CONTENT_TYPE,
                     "The request has a body but no Content-Type; send application/json.",
                 ))
@@ -71,14 +71,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let msg = inner.to_string();
         let field = if path == "." { String::new() } else { path };
         let err = if inner.is_syntax() || inner.is_eof() {
-            ApiError::bad_request(
+            ApiError::new(
                 codes::BAD_BODY,
                 format!("The body is not valid JSON: {msg}"),
             )
         } else if msg.starts_with("unknown field") {
-            ApiError::bad_request(codes::UNKNOWN_FIELD, strip_position(&msg))
+            ApiError::new(codes::UNKNOWN_FIELD, strip_position(&msg))
         } else {
-            ApiError::bad_request(codes::INVALID_VALUE, strip_position(&msg))
+            ApiError::new(codes::INVALID_VALUE, strip_position(&msg))
         };
         if field.is_empty() {
             err

@@ -84,16 +84,11 @@ async fn openapi_json() -> axum::Json<&'static serde_json::Value> {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::NOT_FOUND,
-        codes::NOT_FOUND,
-        "No such API path.",
-    )
+    ApiError::new(codes::NOT_FOUND, "No such API path.")
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
         codes::METHOD_NOT_ALLOWED,
         "This path does not support that method.",
     )
@@ -105,9 +100,7 @@ async fn authenticate(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let unauthorized = |code, msg: &str| {
-        ApiError::new(axum::http::StatusCode::UNAUTHORIZED, code, msg.to_string())
-    };
+    let unauthorized = |code, msg: &str| ApiError::new(code, msg.to_string());
     let header = req.headers().get(AUTHORIZATION).ok_or_else(|| {
         unauthorized(
             codes::MISSING_AUTH,
@@ -139,13 +132,13 @@ async fn authenticate(
     match req.headers().get("ngrok-version").map(|v| v.as_bytes()) {
         Some(b"2") => {}
         Some(_) => {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::new(
                 codes::BAD_VERSION,
                 "Ngrok-Version must be 2.",
             ))
         }
         None => {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::new(
                 codes::MISSING_VERSION,
                 "Send the header 'Ngrok-Version: 2'.",
             ))
