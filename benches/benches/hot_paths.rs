@@ -13,7 +13,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use gangway_config::control::IpSet;
 use gangway_config::resources::RouteModules;
 use gangway_edge::route_table::{Endpoint, RouteTable, Scheme};
-use gangway_modules::chain::{Chain, ConnInfo, Flow, RequestInfo, RequestState};
+use gangway_modules::chain::{Chain, ChainState, ConnInfo, RequestInfo};
+use gangway_modules::documents::DocumentCache;
 use gangway_proto::codec::encode_proxy_header;
 use gangway_proto::frame::{self, Frame};
 use gangway_proto::msg::ProxyHeader;
@@ -83,15 +84,16 @@ fn module_chain(c: &mut Criterion) {
     };
     let busy = busy_chain();
     assert_eq!(busy.names().len(), 6, "the bench chain lost a module");
+    let documents = std::sync::Arc::new(DocumentCache::new());
     let mut g = c.benchmark_group("module chain, one GET");
     for (name, chain) in [("empty chain", Chain::default()), ("six modules", busy)] {
         g.bench_function(name, |b| {
             b.iter_batched(
                 || (headers.clone(), http::HeaderMap::new()),
                 |(mut up, mut down)| {
-                    let mut st = RequestState::default();
-                    let ok = matches!(chain.on_connect(&conn, &mut st), Flow::Continue)
-                        && matches!(chain.on_request(&req, &mut st), Flow::Continue);
+                    let mut st = ChainState::new(&chain, documents.clone());
+                    let ok = chain.on_connect(&conn, &mut st).is_ok()
+                        && chain.on_request(&req, &mut st).is_ok();
                     chain.upstream_request(&req, &mut up, &mut st);
                     chain.on_response(&req, 200, &mut down, &mut st);
                     black_box((ok, up, down))

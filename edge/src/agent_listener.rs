@@ -29,12 +29,13 @@ use tracing::{debug, info, warn};
 
 use crate::certs::CertKey;
 use crate::client_tls::{parse_ca_bundle, ClientTls};
-use crate::errors::{bind_error_code, rpc as codes};
+use crate::errors::RpcRefusal;
 use crate::registry::{now_ms, Registry, SessionInfo, SessionKey, TcpPorts, TunnelInfo};
 use crate::route_table::TunnelOptions;
+use gangway_config::codes;
 use gangway_config::control::IpSet;
 use gangway_modules::basic_auth::{BasicAuth, BasicAuthConfig};
-use gangway_modules::chain::{Chain, RouteModule};
+use gangway_modules::chain::{Chain, Module};
 use gangway_modules::circuit_breaker::{BreakerConfig, CircuitBreaker};
 use gangway_modules::compression::Compression;
 use gangway_modules::headers::{Direction, HeaderRewrite};
@@ -171,19 +172,16 @@ fn subdomain_for(tunnel_id: &str) -> String {
 /// Compiles what an HTTP Bind asks the edge to enforce into the
 /// endpoint's module chain. Options this edge cannot apply yet refuse the
 /// Bind rather than serve the endpoint unprotected.
-fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, (String, &'static str)> {
-    let invalid = |e: ConfigError| (format!("Invalid {e}."), codes::INVALID_OPTIONS);
+fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, RpcRefusal> {
+    let invalid = |e: ConfigError| RpcRefusal::new(codes::INVALID_OPTIONS, format!("Invalid {e}."));
     let unsupported = [
         ("OAuth", opts.oauth.as_ref().is_some_and(|v| !v.is_null())),
         ("OIDC", opts.oidc.as_ref().is_some_and(|v| !v.is_null())),
     ];
     if let Some((name, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err((
-            format!("{name} is not supported by this edge yet; the endpoint was not started rather than served without it."),
-            codes::INVALID_OPTIONS,
-        ));
+        return Err(RpcRefusal::new(codes::INVALID_OPTIONS, format!("{name} is not supported by this edge yet; the endpoint was not started rather than served without it.")));
     }
-    let mut modules: Vec<Box<dyn RouteModule>> = Vec::new();
+    let mut modules: Vec<Module> = Vec::new();
     if let Some(ip) = &opts.ip_restriction {
         let set = IpSet::from_cidrs(&ip.allow_cidrs, &ip.deny_cidrs).map_err(|e| {
             invalid(ConfigError::new(
@@ -191,37 +189,37 @@ fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, (String, &'sta
                 format!("{:?} is not a CIDR", e.value),
             ))
         })?;
-        modules.push(Box::new(IpRestriction::new(set)));
+        modules.push(Module::new(IpRestriction::new(set)));
     }
     if let Some(auth) = compile_basic_auth(opts)? {
-        modules.push(Box::new(auth));
+        modules.push(Module::new(auth));
     }
     if let Some(ua) = &opts.user_agent_filter {
-        modules.push(Box::new(
+        modules.push(Module::new(
             UserAgentFilter::compile("UserAgentFilter", &ua.allow, &ua.deny).map_err(invalid)?,
         ));
     }
     if let Some(wv) = &opts.webhook_verification {
         if wv.secret.is_empty() && !wv.sealed_secret.is_empty() {
-            return Err((
-                "WebhookVerification: sealed secrets are not supported; send secret.".into(),
+            return Err(RpcRefusal::new(
                 codes::INVALID_OPTIONS,
+                "WebhookVerification: sealed secrets are not supported; send secret.",
             ));
         }
-        modules.push(Box::new(
+        modules.push(Module::new(
             WebhookVerification::compile("WebhookVerification", &wv.provider, &wv.secret)
                 .map_err(invalid)?,
         ));
     }
     if opts.websocket_tcp_converter.is_some() {
-        modules.push(Box::new(WebsocketTcpConverter));
+        modules.push(Module::new(WebsocketTcpConverter));
     }
     if let Some(cb) = &opts.circuit_breaker {
         let cfg = BreakerConfig {
             error_threshold: cb.error_threshold,
             ..BreakerConfig::default()
         };
-        modules.push(Box::new(
+        modules.push(Module::new(
             CircuitBreaker::new("CircuitBreaker", cfg).map_err(invalid)?,
         ));
     }
@@ -234,13 +232,13 @@ fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, (String, &'sta
         ),
     ] {
         if let Some(h) = h {
-            modules.push(Box::new(
+            modules.push(Module::new(
                 HeaderRewrite::from_pairs(field, dir, &h.add, &h.remove).map_err(invalid)?,
             ));
         }
     }
     if opts.compression.is_some() {
-        modules.push(Box::new(Compression::default()));
+        modules.push(Module::new(Compression::default()));
     }
     // The Go agent's legacy `Policy` object, when no TrafficPolicy text.
     let legacy = opts
@@ -255,13 +253,13 @@ fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, (String, &'sta
         .map(|p| ("TrafficPolicy", p))
         .or(legacy);
     if let Some((field, text)) = policy {
-        modules.push(Box::new(
+        modules.push(Module::new(
             TrafficPolicy::compile(field, &text).map_err(invalid)?,
         ));
     }
     let client_tls = match client_ca_bundle(opts.mutual_tls_ca.as_ref(), "MutualTLSCA")? {
         Some(pem) => Some(Arc::new(ClientTls::from_ca_bundle(&pem).map_err(|e| {
-            (format!("Invalid MutualTLSCA: {e}."), codes::INVALID_OPTIONS)
+            RpcRefusal::new(codes::INVALID_OPTIONS, format!("Invalid MutualTLSCA: {e}."))
         })?)),
         None => None,
     };
@@ -274,10 +272,7 @@ fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, (String, &'sta
 }
 
 /// The decoded PEM of a `MutualTLSCA` / `MutualTLSAtEdge` option, if set.
-fn client_ca_bundle(
-    opt: Option<&MutualTlsCa>,
-    field: &str,
-) -> Result<Option<Vec<u8>>, (String, &'static str)> {
+fn client_ca_bundle(opt: Option<&MutualTlsCa>, field: &str) -> Result<Option<Vec<u8>>, RpcRefusal> {
     let Some(b64) = opt
         .map(|m| m.mutual_tls_ca.as_str())
         .filter(|s| !s.is_empty())
@@ -285,32 +280,29 @@ fn client_ca_bundle(
         return Ok(None);
     };
     msg::decode_base64(b64).map(Some).map_err(|e| {
-        (
-            format!("{field}.mutual_tls_ca is not valid base64: {e}"),
+        RpcRefusal::new(
             codes::INVALID_OPTIONS,
+            format!("{field}.mutual_tls_ca is not valid base64: {e}"),
         )
     })
 }
 
 /// `BasicAuth` credentials and the legacy `Auth` "user:pass".
-fn compile_basic_auth(opts: &HttpOpts) -> Result<Option<BasicAuth>, (String, &'static str)> {
+fn compile_basic_auth(opts: &HttpOpts) -> Result<Option<BasicAuth>, RpcRefusal> {
     let mut creds = Vec::new();
     if let Some(ba) = &opts.basic_auth {
         for (i, c) in ba.credentials.iter().enumerate() {
             if c.cleartext_password.is_empty() && !c.hashed_password.is_empty() {
-                return Err((
-                    format!("basic_auth.credentials[{i}]: hashed passwords are not supported; send cleartext_password"),
-                    codes::INVALID_OPTIONS,
-                ));
+                return Err(RpcRefusal::new(codes::INVALID_OPTIONS, format!("basic_auth.credentials[{i}]: hashed passwords are not supported; send cleartext_password")));
             }
             creds.push((c.username.clone(), c.cleartext_password.clone()));
         }
     }
     if let Some(auth) = opts.auth.as_deref().filter(|a| !a.is_empty()) {
         let pair = BasicAuthConfig::parse_pair(auth).ok_or_else(|| {
-            (
-                "Auth must be \"user:password\".".to_string(),
+            RpcRefusal::new(
                 codes::INVALID_OPTIONS,
+                "Auth must be \"user:password\".".to_string(),
             )
         })?;
         creds.push(pair);
@@ -326,43 +318,43 @@ fn compile_basic_auth(opts: &HttpOpts) -> Result<Option<BasicAuth>, (String, &'s
         } else {
             codes::BAD_BASIC_AUTH
         };
-        (format!("Invalid {e}."), code)
+        RpcRefusal::new(code, format!("Invalid {e}."))
     })
 }
 
 /// A TCP or TLS Bind's `IPRestriction`.
 fn compile_l4_ip(
     ip: Option<&gangway_proto::msg::IpRestriction>,
-) -> Result<Option<IpSet>, (String, &'static str)> {
+) -> Result<Option<IpSet>, RpcRefusal> {
     let Some(ip) = ip else { return Ok(None) };
     IpSet::from_cidrs(&ip.allow_cidrs, &ip.deny_cidrs)
         .map(Some)
         .map_err(|e| {
-            (
+            RpcRefusal::new(
+                codes::INVALID_OPTIONS,
                 format!(
                     "Invalid IPRestriction.{}[{}]: {:?} is not a CIDR.",
                     e.list, e.index, e.value
                 ),
-                codes::INVALID_OPTIONS,
             )
         })
 }
 
 /// `ProxyProto`: 0 (none), 1 or 2.
-fn proxy_proto_version(v: Option<i64>) -> Result<u8, (String, &'static str)> {
+fn proxy_proto_version(v: Option<i64>) -> Result<u8, RpcRefusal> {
     match v.unwrap_or(0) {
         v @ 0..=2 => Ok(v as u8),
-        other => Err((
-            format!("ProxyProto must be 0, 1 or 2, not {other}."),
+        other => Err(RpcRefusal::new(
             codes::INVALID_OPTIONS,
+            format!("ProxyProto must be 0, 1 or 2, not {other}."),
         )),
     }
 }
 
 /// Compiles what a TLS Bind asks the edge to do: terminate with the
 /// tunnel's own certificate, or (by default) pass the bytes through.
-fn compile_tls_options(opts: &TlsOpts) -> Result<TunnelOptions, (String, &'static str)> {
-    let invalid = |text: String| (text, codes::INVALID_OPTIONS);
+fn compile_tls_options(opts: &TlsOpts) -> Result<TunnelOptions, RpcRefusal> {
+    let invalid = |text: String| RpcRefusal::new(codes::INVALID_OPTIONS, text);
     let client_cas = match client_ca_bundle(opts.mutual_tls_at_edge.as_ref(), "MutualTLSAtEdge")? {
         Some(pem) => Some(
             parse_ca_bundle(&pem).map_err(|e| invalid(format!("Invalid MutualTLSAtEdge: {e}.")))?,
@@ -435,40 +427,40 @@ fn compile_tls_options(opts: &TlsOpts) -> Result<TunnelOptions, (String, &'stati
 
 /// TCP and TLS endpoints: the Bind's Traffic Policy, which may only have
 /// `on_tcp_connect` rules.
-fn l4_policy(policy: Option<&str>) -> Result<Option<TrafficPolicy>, (String, &'static str)> {
+fn l4_policy(policy: Option<&str>) -> Result<Option<TrafficPolicy>, RpcRefusal> {
     let Some(text) = policy.filter(|p| !p.trim().is_empty()) else {
         return Ok(None);
     };
     TrafficPolicy::compile_l4("TrafficPolicy", text)
         .map(Some)
-        .map_err(|e| (format!("Invalid {e}."), codes::INVALID_OPTIONS))
+        .map_err(|e| RpcRefusal::new(codes::INVALID_OPTIONS, format!("Invalid {e}.")))
 }
 
 /// The policy as the tunnel's chain.
 fn policy_chain(policy: Option<TrafficPolicy>) -> Arc<Chain> {
     match policy {
-        Some(p) => Arc::new(Chain::new(vec![Box::new(p)])),
+        Some(p) => Arc::new(Chain::new(vec![Module::new(p)])),
         None => Arc::new(Chain::default()),
     }
 }
 
 /// A TCP endpoint's policy: no TLS to terminate.
-fn tcp_policy_chain(policy: Option<&str>) -> Result<Arc<Chain>, (String, &'static str)> {
+fn tcp_policy_chain(policy: Option<&str>) -> Result<Arc<Chain>, RpcRefusal> {
     let policy = l4_policy(policy)?;
     if let Some(p) = &policy {
         p.refuse_terminate_tls("a TCP endpoint carries no TLS to terminate; use a TLS endpoint")
-            .map_err(|e| (format!("Invalid {e}."), codes::INVALID_OPTIONS))?;
+            .map_err(|e| RpcRefusal::new(codes::INVALID_OPTIONS, format!("Invalid {e}.")))?;
     }
     Ok(policy_chain(policy))
 }
 
 /// A TLS endpoint's `terminate-tls`: its own certificate (with versions
 /// and client CAs), or the edge's certificates for the name.
-fn terminate_tls_acceptor(t: &TerminateTls) -> Result<Option<SslAcceptor>, (String, &'static str)> {
+fn terminate_tls_acceptor(t: &TerminateTls) -> Result<Option<SslAcceptor>, RpcRefusal> {
     let invalid = |field: &str, e: String| {
-        (
-            format!("Invalid {}.{field}: {e}.", t.path),
+        RpcRefusal::new(
             codes::INVALID_OPTIONS,
+            format!("Invalid {}.{field}: {e}.", t.path),
         )
     };
     let (Some(cert), Some(key)) = (&t.server_certificate, &t.server_private_key) else {
@@ -499,10 +491,10 @@ fn terminate_tls_acceptor(t: &TerminateTls) -> Result<Option<SslAcceptor>, (Stri
     .map_err(|e| invalid("server_certificate", e))
 }
 
-fn bad_opts(e: MsgError) -> (String, &'static str) {
-    (
-        format!("Invalid tunnel options: {e}"),
+fn bad_opts(e: MsgError) -> RpcRefusal {
+    RpcRefusal::new(
         codes::INVALID_OPTIONS,
+        format!("Invalid tunnel options: {e}"),
     )
 }
 
@@ -510,22 +502,18 @@ fn bad_opts(e: MsgError) -> (String, &'static str) {
 /// `name.namespace` inside clusters whose Kubernetes operator binds it (the
 /// API lists it in the operator's `bound_endpoints`); never routed from
 /// the public listeners.
-fn kubernetes_bound(
-    req: &Bind,
-    tunnel_id: String,
-    hostname: &str,
-) -> Result<BindResp, (String, &'static str)> {
+fn kubernetes_bound(req: &Bind, tunnel_id: String, hostname: &str) -> Result<BindResp, RpcRefusal> {
     let labels: Vec<&str> = hostname.split('.').collect();
     if labels.len() != 2 || labels.iter().any(|l| l.is_empty() || *l == "*") {
-        return Err((
-            format!("A kubernetes-bound endpoint is named 'service.namespace', not {hostname:?}."),
+        return Err(RpcRefusal::new(
             codes::BAD_BIND,
+            format!("A kubernetes-bound endpoint is named 'service.namespace', not {hostname:?}."),
         ));
     }
     if req.extra.bindings.len() != 1 {
-        return Err((
-            "An endpoint has one binding: 'kubernetes' cannot be combined with others.".to_string(),
+        return Err(RpcRefusal::new(
             codes::BAD_BIND,
+            "An endpoint has one binding: 'kubernetes' cannot be combined with others.".to_string(),
         ));
     }
     let mut opts = req.opts.clone();
@@ -566,8 +554,10 @@ impl Conn {
                 if !self.authed.load(Ordering::Acquire) {
                     self.fail_rpc(
                         stream,
-                        "Authenticate before any other request.",
-                        codes::NOT_AUTHENTICATED,
+                        RpcRefusal::new(
+                            codes::NOT_AUTHENTICATED,
+                            "Authenticate before any other request.",
+                        ),
                     )
                     .await;
                     self.session.close(ErrorCode::PROTOCOL, "not authenticated");
@@ -619,7 +609,7 @@ impl Conn {
         }
     }
 
-    async fn fail_rpc(&self, mut stream: Stream, text: &str, code: &str) {
+    async fn fail_rpc(&self, mut stream: Stream, refusal: RpcRefusal) {
         #[derive(Serialize)]
         struct ErrorOnly {
             #[serde(rename = "Error")]
@@ -628,7 +618,7 @@ impl Conn {
         self.send(
             &mut stream,
             &ErrorOnly {
-                error: error_string(text, code),
+                error: error_string(&refusal.message, refusal.code.as_str()),
             },
         )
         .await;
@@ -648,23 +638,23 @@ impl Conn {
             None
         };
         let failure = if token.is_empty() {
-            Some((
-                "An authtoken is required to start a session with this server.",
+            Some(RpcRefusal::new(
                 codes::AUTHTOKEN_MISSING,
+                "An authtoken is required to start a session with this server.",
             ))
         } else if credential.is_none() {
-            Some((
-                "The authtoken you specified is not valid for this server.",
+            Some(RpcRefusal::new(
                 codes::AUTHTOKEN_INVALID,
+                "The authtoken you specified is not valid for this server.",
             ))
         } else {
             None
         };
-        if let Some((text, code)) = failure {
-            info!(peer = %self.peer, code, "agent authentication failed");
+        if let Some(refusal) = failure {
+            info!(peer = %self.peer, code = %refusal.code, "agent authentication failed");
             let resp = AuthResp {
                 version: SUPPORTED_VERSIONS[0].to_string(),
-                error: error_string(text, code),
+                error: error_string(&refusal.message, refusal.code.as_str()),
                 ..Default::default()
             };
             self.send(&mut stream, &resp).await;
@@ -743,19 +733,19 @@ impl Conn {
 
     /// The session's bind rules now (its credential may have changed or
     /// been deleted since Auth).
-    fn rules(&self) -> Result<Rules, (String, &'static str)> {
+    fn rules(&self) -> Result<Rules, RpcRefusal> {
         match self.credential.get() {
             Some(Credential::Static) => Ok(None),
             Some(Credential::Stored(hash)) => match self.app.registry.control().credential(hash) {
                 Some(grant) => Ok(Some(grant.acl.clone())),
-                None => Err((
-                    "The authtoken of this session has been deleted.".to_string(),
+                None => Err(RpcRefusal::new(
                     codes::AUTHTOKEN_INVALID,
+                    "The authtoken of this session has been deleted.".to_string(),
                 )),
             },
-            None => Err((
-                "Authenticate before any other request.".to_string(),
+            None => Err(RpcRefusal::new(
                 codes::NOT_AUTHENTICATED,
+                "Authenticate before any other request.".to_string(),
             )),
         }
     }
@@ -784,31 +774,28 @@ impl Conn {
                 };
                 self.send(&mut stream, &resp).await
             }
-            Err((text, code)) => {
-                info!(peer = %self.peer, code, error = %text, "labeled tunnel refused");
-                self.fail_rpc(stream, &text, code).await
+            Err(refusal) => {
+                info!(peer = %self.peer, code = %refusal.code, error = %refusal.message, "labeled tunnel refused");
+                self.fail_rpc(stream, refusal).await
             }
         }
     }
 
-    fn try_bind_labeled(
-        &self,
-        req: &msg::StartTunnelWithLabel,
-    ) -> Result<String, (String, &'static str)> {
+    fn try_bind_labeled(&self, req: &msg::StartTunnelWithLabel) -> Result<String, RpcRefusal> {
         if req.labels.is_empty() {
-            return Err((
-                "A labeled tunnel needs at least one label.".to_string(),
+            return Err(RpcRefusal::new(
                 codes::BAD_BIND,
+                "A labeled tunnel needs at least one label.".to_string(),
             ));
         }
         if let Some(acl) = self.rules()? {
             if !acl.allows_labels(&req.labels) {
-                return Err((
+                return Err(RpcRefusal::new(
+                    codes::ACL_DENIED,
                     format!(
                         "Your authtoken's ACL does not allow binding the labels {:?}.",
                         req.labels
                     ),
-                    codes::ACL_DENIED,
                 ));
             }
         }
@@ -816,7 +803,7 @@ impl Conn {
         self.app
             .registry
             .bind_labeled(self.key, &id, req.labels.clone())
-            .map_err(|e| (e.to_string(), bind_error_code(&e)))?;
+            .map_err(RpcRefusal::from)?;
         Ok(id)
     }
 
@@ -847,14 +834,14 @@ impl Conn {
                 });
                 self.send(&mut stream, &resp).await
             }
-            Err((text, code)) => {
-                info!(peer = %self.peer, code, error = %text, "bind refused");
-                self.fail_rpc(stream, &text, code).await
+            Err(refusal) => {
+                info!(peer = %self.peer, code = %refusal.code, error = %refusal.message, "bind refused");
+                self.fail_rpc(stream, refusal).await
             }
         }
     }
 
-    fn try_bind(&self, req: &Bind) -> Result<BindResp, (String, &'static str)> {
+    fn try_bind(&self, req: &Bind) -> Result<BindResp, RpcRefusal> {
         let cfg = &self.app.cfg;
         let proto = req.proto.as_str();
         if proto == "tcp" {
@@ -865,10 +852,7 @@ impl Conn {
                 let opts = HttpOpts::from_value(&req.opts).map_err(bad_opts)?;
                 let options = compile_http_options(&opts)?;
                 if proto == "http" && options.client_tls.is_some() {
-                    return Err((
-                        "MutualTLSCA needs an https endpoint: plain HTTP carries no client certificate.".into(),
-                        codes::INVALID_OPTIONS,
-                    ));
+                    return Err(RpcRefusal::new(codes::INVALID_OPTIONS, "MutualTLSCA needs an https endpoint: plain HTTP carries no client certificate."));
                 }
                 let domain = opts.requested_domain().map(str::to_string);
                 (domain, opts.subdomain, options)
@@ -880,9 +864,9 @@ impl Conn {
                 (domain, opts.subdomain, options)
             }
             _ => {
-                return Err((
-                    format!("Tunnels of protocol {proto:?} are not served by this edge."),
+                return Err(RpcRefusal::new(
                     codes::UNSUPPORTED_PROTO,
+                    format!("Tunnels of protocol {proto:?} are not served by this edge."),
                 ))
             }
         };
@@ -891,9 +875,9 @@ impl Conn {
             self.endpoint_hostname(requested.as_deref(), subdomain.as_deref(), &tunnel_id)?;
         if let Some(acl) = self.rules()? {
             if !acl.allows_name(&hostname) {
-                return Err((
-                    format!("Your authtoken's ACL does not allow binding {hostname}."),
+                return Err(RpcRefusal::new(
                     codes::ACL_DENIED,
+                    format!("Your authtoken's ACL does not allow binding {hostname}."),
                 ));
             }
         }
@@ -910,7 +894,7 @@ impl Conn {
                 req.extra.pooling_enabled,
                 Arc::new(options),
             )
-            .map_err(|e| (e.to_string(), bind_error_code(&e)))?;
+            .map_err(RpcRefusal::from)?;
         let url = match proto {
             "http" => cfg.http_url(&hostname),
             "tls" => cfg.tls_url(&hostname),
@@ -937,10 +921,11 @@ impl Conn {
         domain: Option<&str>,
         subdomain: Option<&str>,
         tunnel_id: &str,
-    ) -> Result<String, (String, &'static str)> {
+    ) -> Result<String, RpcRefusal> {
         let base = &self.app.cfg.base_domain;
-        let bad =
-            |e: gangway_config::HostnameError| (format!("Invalid domain: {e}."), e.ngrok_code().as_str());
+        let bad = |e: gangway_config::HostnameError| {
+            RpcRefusal::new(e.ngrok_code(), format!("Invalid domain: {e}."))
+        };
         match (domain, subdomain.filter(|s| !s.is_empty())) {
             (Some(domain), _) => normalize_hostname(domain, true).map_err(bad),
             (None, Some(sub)) => {
@@ -952,19 +937,22 @@ impl Conn {
         }
     }
 
-    fn tunnel_id(&self, req: &Bind) -> Result<String, (String, &'static str)> {
+    fn tunnel_id(&self, req: &Bind) -> Result<String, RpcRefusal> {
         if req.id.is_empty() {
             Ok(format!("tn_{}", random_id(26)))
         } else if valid_tunnel_id(&req.id) {
             Ok(req.id.clone())
         } else {
-            Err(("Invalid tunnel id.".to_string(), codes::BAD_BIND))
+            Err(RpcRefusal::new(
+                codes::BAD_BIND,
+                "Invalid tunnel id.".to_string(),
+            ))
         }
     }
 
     /// TCP: `Addr` empty (any free port), `host:port`, `:port` or `port`;
     /// the host, if given, must be this server's TCP host or address.
-    fn try_bind_tcp(&self, req: &Bind) -> Result<BindResp, (String, &'static str)> {
+    fn try_bind_tcp(&self, req: &Bind) -> Result<BindResp, RpcRefusal> {
         let cfg = &self.app.cfg;
         let opts = TcpOpts::from_value(&req.opts).map_err(bad_opts)?;
         let chain = tcp_policy_chain(opts.traffic_policy.as_deref())?;
@@ -985,18 +973,18 @@ impl Conn {
                         .parse::<std::net::IpAddr>()
                         .is_ok_and(|ip| ip == cfg.tcp_ip);
                 if !ours {
-                    return Err((
+                    return Err(RpcRefusal::new(
+                        codes::TCP_UNKNOWN_HOST,
                         format!(
                             "The host {host} is not this server's TCP host ({}).",
                             cfg.tcp_host
                         ),
-                        codes::TCP_UNKNOWN_HOST,
                     ));
                 }
                 let port = port.parse::<u16>().map_err(|_| {
-                    (
+                    RpcRefusal::new(
+                        codes::TCP_ADDR_INVALID,
                         format!("The TCP address {addr:?} has no valid port."),
-                        codes::TCP_PORT_OUT_OF_RANGE,
                     )
                 })?;
                 Some(port)
@@ -1006,18 +994,15 @@ impl Conn {
         if let (Some(acl), Some(port)) = (&rules, requested) {
             let addr = format!("{}:{port}", cfg.tcp_host);
             if !acl.allows_name(&addr) {
-                return Err((
-                    format!("Your authtoken's ACL does not allow binding {addr}."),
+                return Err(RpcRefusal::new(
                     codes::ACL_DENIED_ADDR,
+                    format!("Your authtoken's ACL does not allow binding {addr}."),
                 ));
             }
         }
         if rules.as_ref().is_some_and(|a| !a.is_unrestricted()) && requested.is_none() {
             // A restricted credential may bind only addresses its rules name.
-            return Err((
-                "Your authtoken's ACL allows only the TCP addresses it names; pass one as the remote address.".to_string(),
-                codes::ACL_DENIED_ADDR,
-            ));
+            return Err(RpcRefusal::new(codes::ACL_DENIED_ADDR, "Your authtoken's ACL allows only the TCP addresses it names; pass one as the remote address.".to_string()));
         }
         let ports = TcpPorts {
             ip: cfg.tcp_ip,
@@ -1039,7 +1024,7 @@ impl Conn {
                     ..TunnelOptions::default()
                 }),
             )
-            .map_err(|e| (e.to_string(), bind_error_code(&e)))?;
+            .map_err(RpcRefusal::from)?;
         let mut opts = req.opts.clone();
         msg::fill_required_opts("tcp", &mut opts);
         Ok(BindResp {
@@ -1070,8 +1055,10 @@ impl Conn {
         } else {
             self.fail_rpc(
                 stream,
-                &format!("No tunnel {} in this session.", req.id),
-                codes::UNKNOWN_TUNNEL,
+                RpcRefusal::new(
+                    codes::UNKNOWN_TUNNEL,
+                    format!("No tunnel {} in this session.", req.id),
+                ),
             )
             .await;
         }

@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use gangway_modules::decisions::Access;
 use serde_json::{json, Map, Value};
 
 pub const HTTP_REQUEST_COMPLETE: &str = "http_request_complete.v0";
@@ -86,7 +87,10 @@ impl Events {
             }),
         );
         if let Some(d) = conn.ip_policy {
-            obj.insert("ip_policy".into(), json!({ "decision": d }));
+            obj.insert(
+                "ip_policy".into(),
+                json!({ "decision": crate::event_objects::access(d) }),
+            );
         }
         if !conn.policy_logs.is_empty() {
             obj.insert("traffic_policy".into(), json!({ "logs": conn.policy_logs }));
@@ -103,8 +107,8 @@ pub struct L4Conn {
     /// SNI for TLS, empty for TCP.
     pub server_name: String,
     pub start: SystemTime,
-    /// `allow`/`block` when an IP restriction applied.
-    pub ip_policy: Option<&'static str>,
+    /// When an IP restriction applied.
+    pub ip_policy: Option<Access>,
     /// The endpoint's Traffic Policy `log` entries (`on_tcp_connect`).
     pub policy_logs: Vec<Value>,
 }

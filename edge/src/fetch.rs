@@ -1,18 +1,20 @@
-//! Documents the edge fetches on behalf of route modules (today SNS signing
-//! certificates): HTTPS only, verified against the system roots plus the
-//! `--outbound-ca` bundle, with curl-style `--connect-to HOST:PORT:ADDR:PORT`
-//! overrides for mirrors and air-gapped sites. One GET at a time per URL is
-//! enough: modules cache what they get.
+//! Documents the edge fetches on behalf of route modules (JWKS, SNS signing
+//! certificates) into its one document cache: HTTPS only, verified against
+//! the system roots plus the `--outbound-ca` bundle, with curl-style
+//! `--connect-to HOST:PORT:ADDR:PORT` overrides for mirrors and air-gapped
+//! sites. The protocol is `gangway_modules::documents`'.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use gangway_modules::documents::{Document, DocumentCache, DocumentKind, Fetch};
 use pingora_core::connectors::http::Connector;
 use pingora_core::tls::x509::X509;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
+use tracing::warn;
 
 /// Connect, handshake, and each read or write must finish within this.
 const STEP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -159,6 +161,63 @@ impl Fetcher {
             .and_then(Result::ok)
             .and_then(|mut addrs| addrs.next())
             .ok_or_else(|| FetchError::Resolve(host.to_string()))
+    }
+}
+
+/// The edge's document cache and the fetcher that fills it.
+pub struct Documents {
+    fetcher: Fetcher,
+    cache: Arc<DocumentCache>,
+}
+
+impl Documents {
+    pub fn new(fetcher: Fetcher) -> Self {
+        Documents {
+            fetcher,
+            cache: Arc::default(),
+        }
+    }
+
+    /// The cache every request's modules read.
+    pub fn cache(&self) -> &Arc<DocumentCache> {
+        &self.cache
+    }
+
+    /// Fetches `f` into the cache if it is missing or stale. On failure
+    /// what the cache held keeps serving and the failure is remembered, so
+    /// the next request does not refetch at once.
+    pub async fn ensure(&self, f: &Fetch) {
+        if !self.cache.needs_fetch(f) {
+            return;
+        }
+        let doc = match self.fetcher.get(&f.url).await {
+            Ok(body) => parse(f.kind, &body),
+            Err(e) => Err(e.to_string()),
+        };
+        match doc {
+            Ok(doc) => self.cache.store(f, doc),
+            Err(error) => {
+                match f.kind {
+                    DocumentKind::Jwks => {
+                        warn!(url = %f.url, %error, "cannot fetch a JWKS for jwt-validation")
+                    }
+                    DocumentKind::SigningCertificate => {
+                        warn!(url = %f.url, %error, "cannot fetch a webhook signing certificate")
+                    }
+                }
+                self.cache.failed(f);
+            }
+        }
+    }
+}
+
+/// A fetched body as the document `kind` names.
+fn parse(kind: DocumentKind, body: &[u8]) -> Result<Document, String> {
+    match kind {
+        DocumentKind::Jwks => Document::jwks(body),
+        DocumentKind::SigningCertificate => {
+            rsa_key_of_certificate(body).map(|der| Document::RsaPublicKey(der.into()))
+        }
     }
 }
 

@@ -6,13 +6,18 @@
 //! - [`registry`]: live sessions and bound endpoints; every change compiles
 //!   a new immutable [`route_table::RouteTable`] and swaps it in.
 //! - [`proxy`]: the `ProxyHttp` whose upstream is a muxado stream to the
-//!   agent ([`tunnel_stream`]).
+//!   agent ([`tunnel_stream`]); [`request_view`] is what modules see of
+//!   its sessions.
+//! - [`errors`]: every refusal and failure turned into its response, in
+//!   one place; agent RPC refusals.
+//! - [`events`], [`event_objects`]: event sinks, and what each event says.
 //! - [`public_tls`]: the TLS port; peeks the SNI (`gangway_proto::client_hello`) and
 //!   passes TLS endpoints through or terminates for HTTPS.
 //! - [`websocket_bridge`]: the websocket-TCP converter's 101 and relay.
 //! - [`tcp_listener`]: per-port listeners of TCP endpoints.
 //! - [`certs`]: certificates chosen by SNI in the TLS handshake.
-//! - [`fetch`]: HTTPS documents modules need (SNS signing certificates).
+//! - [`fetch`]: the document cache modules read (JWKS, SNS signing
+//!   certificates) and the HTTPS fetcher that fills it.
 //! - [`server`]: wires the listeners into one Pingora `Server`.
 //!
 //! Must not depend on the API crate: config reaches the edge as data.
@@ -21,11 +26,13 @@ pub mod agent_listener;
 pub mod certs;
 pub mod client_tls;
 pub mod errors;
+pub mod event_objects;
 pub mod events;
 pub mod fetch;
 pub mod proxy;
 pub mod public_tls;
 pub mod registry;
+pub mod request_view;
 pub mod route_table;
 pub mod server;
 pub mod tcp_listener;

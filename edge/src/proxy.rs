@@ -1,6 +1,7 @@
 //! The public HTTP(S) data path: route by Host, run the route's module
 //! chain, hand the request to an agent tunnel over a muxado stream, answer
-//! edge errors with a code, and emit one event per request.
+//! refusals and failures with a code (`errors::respond`), and emit one
+//! event per request.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -8,38 +9,44 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora_core::protocols::l4::socket::SocketAddr as L4SocketAddr;
 use pingora_core::upstreams::peer::{HttpPeer, PeerOptions, Scheme};
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
-use serde_json::{json, Map, Value};
-use tracing::{debug, warn};
+use tracing::debug;
 
-use crate::client_tls::HandshakeFacts;
-use crate::errors::{EdgeFailure, ERROR_CODE_HEADER};
-use crate::events::{rfc3339, HTTP_REQUEST_COMPLETE};
-use crate::fetch::Fetcher;
+use crate::errors::{respond, EdgeFailure, ERROR_CODE_HEADER};
+use crate::event_objects::{self, HttpExchange};
+use crate::events::HTTP_REQUEST_COMPLETE;
+use crate::fetch::Documents;
 use crate::registry::Registry;
+use crate::request_view::{
+    client_addr, conn_info, handshake_facts, has_no_body, is_upgrade, request_host, server_addr,
+    RequestEdits, ResponseEdits,
+};
 use crate::route_table::{strip_port, Scheme as PublicScheme, Target};
 use crate::tunnel_stream::{TunnelConnector, WriteGate, AGENT_UNAVAILABLE};
 use crate::websocket_bridge;
 use gangway_modules::chain::{
-    Chain, ConnInfo, EdgeResponse, Flow, HeaderEdits, Outcome, RequestInfo, RequestState, TlsInfo,
-    BODY_LIMIT,
+    Chain, ChainState, ConnInfo, Directives, EdgeResponse, Outcome, RequestInfo, ResponseFlow,
+    Stop, Upgrade, BODY_LIMIT,
 };
+use gangway_modules::refusal::Refusal;
 
 /// Placeholder address for virtual peers: Pingora wants one for logging
 /// and pooling keys; no socket is ever opened to it.
 const VIRTUAL_PEER_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
 
-/// Error type for "a module answered while the body streamed in": the
-/// answer waits in the request's context for `fail_to_proxy` to write.
+/// Error type for "the edge answered after proxying began": the answer
+/// waits in the request's context for `fail_to_proxy` to write.
 const EDGE_ANSWERED: ErrorType = ErrorType::Custom("EdgeAnswered");
 
 /// Error type for "a policy closes the connection without an answer".
 const EDGE_CLOSED: ErrorType = ErrorType::Custom("EdgeClosed");
+
+/// Times a phase may ask for documents before the edge gives up on it.
+const FETCH_ROUNDS: usize = 2;
 
 fn close_connection() -> Box<Error> {
     Error::explain(EDGE_CLOSED, "the traffic policy closed the connection")
@@ -48,15 +55,15 @@ fn close_connection() -> Box<Error> {
 /// One per public listener (`tls` tells which).
 pub struct EdgeProxy {
     registry: Arc<Registry>,
-    fetcher: Arc<Fetcher>,
+    documents: Arc<Documents>,
     tls: bool,
 }
 
 impl EdgeProxy {
-    pub fn new(registry: Arc<Registry>, fetcher: Arc<Fetcher>, tls: bool) -> Self {
+    pub fn new(registry: Arc<Registry>, documents: Arc<Documents>, tls: bool) -> Self {
         EdgeProxy {
             registry,
-            fetcher,
+            documents,
             tls,
         }
     }
@@ -76,11 +83,14 @@ pub struct RequestCtx {
     target: Option<Target>,
     chain: Option<Arc<Chain>>,
     conn: ConnInfo,
-    modules: RequestState,
+    /// The chain's state for this request, once a chain is chosen.
+    modules: Option<ChainState>,
+    /// url-rewrite: the path and query sent upstream.
+    rewrite: Option<String>,
     /// Holds the request at the edge while a module reads the body.
     gate: Option<Arc<WriteGate>>,
     body: Vec<u8>,
-    /// A module's answer decided after proxying began (body phase).
+    /// An answer decided after proxying began (body or response phase).
     answer: Option<EdgeResponse>,
     /// The request went to the agent.
     forwarded: bool,
@@ -97,7 +107,8 @@ impl Default for RequestCtx {
             target: None,
             chain: None,
             conn: ConnInfo::default(),
-            modules: RequestState::default(),
+            modules: None,
+            rewrite: None,
             gate: None,
             body: Vec::new(),
             answer: None,
@@ -110,96 +121,6 @@ impl Default for RequestCtx {
     }
 }
 
-fn request_host(req: &RequestHeader) -> Option<String> {
-    let host = req.uri.host().map(str::to_string).or_else(|| {
-        req.headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-    })?;
-    let host = strip_port(host.trim())
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
-    (!host.is_empty()).then_some(host)
-}
-
-fn inet(addr: Option<&L4SocketAddr>) -> Option<SocketAddr> {
-    match addr {
-        Some(L4SocketAddr::Inet(a)) => Some(*a),
-        _ => None,
-    }
-}
-
-fn client_addr(session: &Session) -> Option<SocketAddr> {
-    inet(session.client_addr())
-}
-
-/// What the TLS handshake of the request's connection established.
-fn handshake_facts(session: &Session) -> Option<&HandshakeFacts> {
-    session
-        .digest()?
-        .ssl_digest
-        .as_ref()?
-        .extension
-        .get::<HandshakeFacts>()
-}
-
-/// The connection as modules and events see it.
-fn conn_info(session: &Session, host: &str) -> ConnInfo {
-    let tls = session
-        .digest()
-        .and_then(|d| d.ssl_digest.as_ref())
-        .map(|d| TlsInfo {
-            version: d.version.to_string(),
-            cipher_suite: d.cipher.to_string(),
-            client_cert: d
-                .extension
-                .get::<HandshakeFacts>()
-                .and_then(|f| f.client_cert.clone()),
-        });
-    ConnInfo {
-        client: client_addr(session),
-        server: inet(session.server_addr()),
-        server_name: host.to_string(),
-        tls,
-    }
-}
-
-/// Pingora's request head keeps its own case map: edit through its API.
-struct RequestEdits<'a>(&'a mut RequestHeader);
-
-impl HeaderEdits for RequestEdits<'_> {
-    fn headers(&self) -> &HeaderMap {
-        &self.0.headers
-    }
-    fn remove(&mut self, name: &HeaderName) {
-        self.0.remove_header(name);
-    }
-    fn append(&mut self, name: HeaderName, value: HeaderValue) {
-        let _ = self.0.append_header(name, value);
-    }
-    fn insert(&mut self, name: HeaderName, value: HeaderValue) {
-        let _ = self.0.insert_header(name, value);
-    }
-}
-
-struct ResponseEdits<'a>(&'a mut ResponseHeader);
-
-impl HeaderEdits for ResponseEdits<'_> {
-    fn headers(&self) -> &HeaderMap {
-        &self.0.headers
-    }
-    fn remove(&mut self, name: &HeaderName) {
-        self.0.remove_header(name);
-    }
-    fn append(&mut self, name: HeaderName, value: HeaderValue) {
-        let _ = self.0.append_header(name, value);
-    }
-    fn insert(&mut self, name: HeaderName, value: HeaderValue) {
-        let _ = self.0.insert_header(name, value);
-    }
-}
-
 /// The head of a response the edge generated (errors carry
 /// `ngrok-error-code`).
 fn answer_header(answer: &EdgeResponse) -> Result<ResponseHeader> {
@@ -209,7 +130,7 @@ fn answer_header(answer: &EdgeResponse) -> Result<ResponseHeader> {
     }
     resp.insert_header(http::header::CONTENT_LENGTH, answer.body.len().to_string())?;
     if let Some(code) = answer.code {
-        resp.insert_header(ERROR_CODE_HEADER, code)?;
+        resp.insert_header(ERROR_CODE_HEADER, code.as_str())?;
     }
     Ok(resp)
 }
@@ -223,33 +144,33 @@ async fn write_answer(session: &mut Session, answer: &EdgeResponse) -> Result<()
         .await
 }
 
-fn failure_answer(failure: EdgeFailure, host: &str) -> EdgeResponse {
-    EdgeResponse::error(failure.status(), failure.code(), failure.message(host))
+/// How the edge ends a request a module stopped.
+enum Ending {
+    Answer(EdgeResponse),
+    Close,
+}
+
+/// What the edge does for `stop`. A document still missing after the
+/// fetch rounds leaves the module unable to decide: it fails closed.
+fn ending(stop: Stop, host: &str) -> Ending {
+    match stop {
+        Stop::Refuse(r) => {
+            debug!(%host, why = r.reason(), "module refused the request");
+            Ending::Answer(respond(&r.into(), host))
+        }
+        Stop::Respond(answer) => Ending::Answer(answer),
+        Stop::Close => Ending::Close,
+        Stop::Fetch(f) => {
+            debug!(%host, url = %f.url, "a module still lacks a document");
+            Ending::Answer(respond(&EdgeFailure::ModuleUnavailable, host))
+        }
+    }
 }
 
 fn is_internal(host: &str) -> bool {
     strip_port(host)
         .trim_end_matches('.')
         .ends_with(".internal")
-}
-
-fn is_upgrade(req: &RequestHeader) -> bool {
-    req.headers.contains_key(http::header::UPGRADE)
-}
-
-/// Whether a request carries no body (so a body-reading module can decide
-/// before anything is proxied).
-fn has_no_body(req: &RequestHeader) -> bool {
-    let chunked = req
-        .headers
-        .get(http::header::TRANSFER_ENCODING)
-        .is_some_and(|v| !v.as_bytes().is_empty());
-    let length = req
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    !chunked && length.unwrap_or(0) == 0
 }
 
 macro_rules! request_info {
@@ -300,7 +221,7 @@ impl EdgeProxy {
             if let Some(edge) = table.lookup_edge(host) {
                 let m = edge.route(path).ok_or(EdgeFailure::NoRoute)?;
                 if !m.route.unsupported.is_empty() {
-                    warn!(%host, route = %m.route.id, modules = ?m.route.unsupported, "route has modules this edge cannot apply; refusing");
+                    tracing::warn!(%host, route = %m.route.id, modules = ?m.route.unsupported, "route has modules this edge cannot apply; refusing");
                     return Err(EdgeFailure::ModuleUnavailable);
                 }
                 let chain = m.chain.cloned().ok_or(EdgeFailure::ModuleUnavailable)?;
@@ -329,74 +250,66 @@ impl EdgeProxy {
             .find_map(|scheme| table.lookup(host, scheme)?.pick().cloned())
     }
 
-    /// The `http_request_complete.v0` object.
-    fn request_event(&self, session: &Session, ctx: &RequestCtx) -> Map<String, Value> {
-        let req = session.req_header();
-        let mut obj = Map::new();
-        let conn = &ctx.conn;
-        obj.insert(
-            "conn".into(),
-            json!({
-                "client_ip": conn.client.map(|a| a.ip().to_string()),
-                "server_ip": conn.server.map(|a| a.ip().to_string()),
-                "server_name": conn.server_name,
-                "server_port": conn.server.map(|a| a.port()),
-                "start_ts": rfc3339(ctx.started),
-            }),
-        );
-        let info = request_info!(session, ctx, self.scheme());
-        let response = session.response_written();
-        obj.insert(
-            "http".into(),
-            json!({
-                "request": {
-                    "method": req.method.as_str().to_ascii_lowercase(),
-                    "url": {
-                        "raw": info.full_url(),
-                        "scheme": self.scheme(),
-                        "host": ctx.host,
-                        "path": req.uri.path(),
-                        "query": req.uri.query().unwrap_or(""),
-                    },
-                    "headers": headers_json(&req.headers),
-                    "body_length": ctx.request_body_bytes,
-                    "user_agent": info.header("user-agent").unwrap_or(""),
-                },
-                "response": {
-                    "status_code": response.map(|r| r.status.as_u16()),
-                    "headers": response.map(|r| headers_json(&r.headers)),
-                    "body_length": ctx.response_body_bytes,
-                },
-            }),
-        );
-        obj.insert("backend".into(), json!({ "connection_reused": false }));
-        if let Some(tls) = &conn.tls {
-            let mut t = json!({ "version": tls.version, "cipher_suite": tls.cipher_suite });
-            if let Some(cert) = &tls.client_cert {
-                t["client_cert"] = json!({
-                    "serial_number": cert.serial_number,
-                    "subject": { "cn": cert.subject_cn },
-                });
-            }
-            obj.insert("tls".into(), t);
-        }
-        ctx.modules.decisions.write_into(&mut obj);
-        obj
+    /// Writes the answer for `failure` and ends the request.
+    async fn fail(&self, session: &mut Session, failure: EdgeFailure, host: &str) -> Result<bool> {
+        write_answer(session, &respond(&failure, host)).await?;
+        Ok(true)
     }
-}
 
-fn headers_json(h: &HeaderMap) -> Value {
-    let mut out = Map::new();
-    for (name, value) in h {
-        let v = Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned());
-        match out.get_mut(name.as_str()) {
-            Some(Value::Array(list)) => list.push(v),
-            _ => {
-                out.insert(name.as_str().to_string(), Value::Array(vec![v]));
+    /// Ends a request a module stopped before anything was proxied.
+    async fn end(&self, session: &mut Session, stop: Stop, host: &str) -> Result<bool> {
+        match ending(stop, host) {
+            Ending::Answer(answer) => {
+                write_answer(session, &answer).await?;
+                Ok(true)
+            }
+            Ending::Close => Err(close_connection()),
+        }
+    }
+
+    /// The connect and request phases, fetching what modules ask for.
+    async fn run_request_phase(
+        &self,
+        info: &RequestInfo<'_>,
+        chain: &Chain,
+        st: &mut ChainState,
+    ) -> std::result::Result<Directives, Stop> {
+        let mut directives = chain.on_connect(info.conn, st)?;
+        let mut rounds = 0;
+        loop {
+            match chain.on_request(info, st) {
+                Err(Stop::Fetch(f)) if rounds < FETCH_ROUNDS => {
+                    rounds += 1;
+                    self.documents.ensure(&f).await;
+                }
+                Err(stop) => return Err(stop),
+                Ok(d) => {
+                    directives.merge(d);
+                    return Ok(directives);
+                }
             }
         }
     }
-    Value::Object(out)
+
+    /// The body phase over the whole body, fetching what modules ask for.
+    async fn run_body_phase(
+        &self,
+        info: &RequestInfo<'_>,
+        body: &[u8],
+        chain: &Chain,
+        st: &mut ChainState,
+    ) -> std::result::Result<Directives, Stop> {
+        let mut rounds = 0;
+        loop {
+            match chain.on_request_body(info, body, st) {
+                Err(Stop::Fetch(f)) if rounds < FETCH_ROUNDS => {
+                    rounds += 1;
+                    self.documents.ensure(&f).await;
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -409,8 +322,7 @@ impl ProxyHttp for EdgeProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let Some(host) = request_host(session.req_header()) else {
-            write_answer(session, &failure_answer(EdgeFailure::MissingHost, "")).await?;
-            return Ok(true);
+            return self.fail(session, EdgeFailure::MissingHost, "").await;
         };
         ctx.conn = conn_info(session, &host);
         ctx.host = host;
@@ -420,68 +332,61 @@ impl ProxyHttp for EdgeProxy {
             Ok(Routed::Edge { chain, target }) => (chain, target),
             Ok(Routed::Agent(t)) => (t.options.chain.clone(), Some(t)),
             Err(failure) => {
-                write_answer(session, &failure_answer(failure, &ctx.host)).await?;
-                return Ok(true);
+                let host = ctx.host.clone();
+                return self.fail(session, failure, &host).await;
             }
         };
         ctx.chain = Some(chain.clone());
-        let stale: Vec<String> = chain
-            .documents()
-            .filter(|url| gangway_modules::jwt::needs_fetch(url))
-            .map(str::to_string)
-            .collect();
-        for url in stale {
-            self.fetch_jwks(&url).await;
+        for f in chain.documents() {
+            self.documents.ensure(f).await;
         }
-        let mut flow = chain.on_connect(&ctx.conn, &mut ctx.modules);
-        if flow == Flow::Continue {
+        let mut st = ChainState::new(&chain, self.documents.cache().clone());
+        let phase = {
             let info = request_info!(session, ctx, self.scheme());
-            flow = chain.on_request(&info, &mut ctx.modules);
-        }
+            self.run_request_phase(&info, &chain, &mut st).await
+        };
         let mut target = target;
-        if let Some(forward) = ctx.modules.forward_internal.take() {
-            match self.internal_target(&forward.host) {
-                Some(t) => target = Some(t),
-                None if forward.continue_on_error => {}
-                None => {
-                    flow = Flow::Respond(EdgeResponse::error(
-                        502,
-                        gangway_policy::engine::FORWARD_FAILED_CODE,
-                        format!(
-                            "The traffic policy forwards to {}, which is not online.",
-                            forward.host
-                        ),
-                    ))
+        let mut phase = phase.and_then(|d| match &d.forward {
+            None => Ok(d),
+            Some(forward) => match self.internal_target(&forward.host) {
+                Some(t) => {
+                    target = Some(t);
+                    Ok(d)
                 }
-            }
-        }
+                None if forward.continue_on_error => Ok(d),
+                None => Err(Stop::Refuse(Refusal::ForwardOffline(forward.host.clone()))),
+            },
+        });
         // Modules answer even when no agent is online (a policy's
         // custom-response needs none).
-        if flow == Flow::Continue && target.is_none() {
-            flow = Flow::Respond(failure_answer(EdgeFailure::AgentOffline, &ctx.host));
+        if phase.is_ok() && target.is_none() {
+            ctx.modules = Some(st);
+            let host = ctx.host.clone();
+            return self.fail(session, EdgeFailure::AgentOffline, &host).await;
         }
-        if flow == Flow::Continue {
-            let info = request_info!(session, ctx, self.scheme());
-            if chain.wants_body() {
+        if chain.wants_body() {
+            if let Ok(directives) = &mut phase {
                 if has_no_body(session.req_header()) {
-                    flow = chain.on_request_body(&info, &[], &mut ctx.modules);
+                    let info = request_info!(session, ctx, self.scheme());
+                    match self.run_body_phase(&info, &[], &chain, &mut st).await {
+                        Ok(d) => directives.merge(d),
+                        Err(stop) => phase = Err(stop),
+                    }
                 } else {
                     ctx.gate = Some(WriteGate::new());
                 }
             }
         }
-        match flow {
-            Flow::Continue => {}
-            Flow::Respond(answer) => {
-                if let Some(why) = ctx.modules.refusal {
-                    debug!(host = %ctx.host, why, "module refused the request");
-                }
-                write_answer(session, &answer).await?;
-                return Ok(true);
+        ctx.modules = Some(st);
+        let directives = match phase {
+            Ok(d) => d,
+            Err(stop) => {
+                let host = ctx.host.clone();
+                return self.end(session, stop, &host).await;
             }
-            Flow::Close => return Err(close_connection()),
-        }
-        if ctx.modules.websocket_tcp {
+        };
+        ctx.rewrite = directives.rewrite;
+        if directives.upgrade == Some(Upgrade::WebsocketTcp) {
             if let Some(target) = target {
                 return self.convert_websocket(session, ctx, target).await;
             }
@@ -503,7 +408,7 @@ impl ProxyHttp for EdgeProxy {
         options.custom_l4 = Some(Arc::new(TunnelConnector {
             target,
             client: client_addr(session),
-            server: inet(session.server_addr()),
+            server: server_addr(session),
             gate: ctx.gate.clone(),
         }));
         Ok(Box::new(HttpPeer {
@@ -563,21 +468,16 @@ impl ProxyHttp for EdgeProxy {
         if !is_upgrade(upstream) {
             upstream.insert_header(http::header::CONNECTION, "close")?;
         }
-        if let Some(chain) = ctx.chain.clone() {
+        if let (Some(chain), Some(st)) = (ctx.chain.clone(), ctx.modules.as_mut()) {
             let info = request_info!(session, ctx, self.scheme());
-            chain.upstream_request(&info, &mut RequestEdits(upstream), &mut ctx.modules);
+            chain.upstream_request(&info, &mut RequestEdits(upstream), st);
         }
-        if let Some(path) = ctx.modules.upstream_path.take() {
+        if let Some(path) = ctx.rewrite.take() {
             match path.parse::<http::Uri>() {
                 Ok(uri) => upstream.set_uri(uri),
                 Err(_) => {
-                    let answer = EdgeResponse::error(
-                        500,
-                        gangway_policy::engine::RUNTIME_ERROR_CODE,
-                        format!("The endpoint's traffic policy rewrote the URL to {path:?}, which is not a valid path."),
-                    );
                     ctx.forwarded = false;
-                    ctx.answer = Some(answer);
+                    ctx.answer = Some(respond(&Refusal::PolicyBadRewrite(path).into(), &ctx.host));
                     return Err(Error::explain(
                         EDGE_ANSWERED,
                         "url-rewrite produced a bad path",
@@ -601,15 +501,8 @@ impl ProxyHttp for EdgeProxy {
             return Ok(());
         };
         if ctx.body.len() + len > BODY_LIMIT {
-            return Err(self.answer_now(
-                ctx,
-                &gate,
-                EdgeResponse::error(
-                    413,
-                    gangway_modules::webhook::ERROR_CODE,
-                    "The request body is larger than the 25 MiB the edge verifies.",
-                ),
-            ));
+            let answer = respond(&Refusal::WebhookBodyTooLarge.into(), &ctx.host);
+            return Err(self.answer_now(ctx, &gate, answer));
         }
         if let Some(b) = body {
             ctx.body.extend_from_slice(b);
@@ -618,37 +511,29 @@ impl ProxyHttp for EdgeProxy {
             return Ok(());
         }
         let whole = std::mem::take(&mut ctx.body);
-        let mut flow = {
-            let info = request_info!(session, ctx, self.scheme());
-            chain.on_request_body(&info, &whole, &mut ctx.modules)
+        let Some(mut st) = ctx.modules.take() else {
+            return Ok(());
         };
-        // A module that refused only for want of a signing certificate
-        // gets it and decides again.
-        if let Some(url) = ctx.modules.fetch.take() {
-            if self.fetch_signing_key(&url).await {
-                ctx.modules.refusal = None;
-                let info = request_info!(session, ctx, self.scheme());
-                flow = chain.on_request_body(&info, &whole, &mut ctx.modules);
-            }
-        }
-        match flow {
-            Flow::Continue => {
+        let verdict = {
+            let info = request_info!(session, ctx, self.scheme());
+            self.run_body_phase(&info, &whole, &chain, &mut st).await
+        };
+        ctx.modules = Some(st);
+        match verdict {
+            Ok(_) => {
                 ctx.gate = None;
                 gate.open();
                 Ok(())
             }
-            Flow::Respond(answer) => {
-                if let Some(why) = ctx.modules.refusal {
-                    debug!(host = %ctx.host, why, "module refused the request");
+            Err(stop) => match ending(stop, &ctx.host) {
+                Ending::Answer(answer) => Err(self.answer_now(ctx, &gate, answer)),
+                Ending::Close => {
+                    gate.close();
+                    ctx.gate = None;
+                    ctx.forwarded = false;
+                    Err(close_connection())
                 }
-                Err(self.answer_now(ctx, &gate, answer))
-            }
-            Flow::Close => {
-                gate.close();
-                ctx.gate = None;
-                ctx.forwarded = false;
-                Err(close_connection())
-            }
+            },
         }
     }
 
@@ -664,28 +549,27 @@ impl ProxyHttp for EdgeProxy {
         if status != 100 {
             ctx.upstream_status = Some(status);
         }
-        if let Some(chain) = ctx.chain.clone().filter(|c| !c.is_empty()) {
-            let info = request_info!(session, ctx, self.scheme());
-            chain.on_response(
-                &info,
-                status,
-                &mut ResponseEdits(upstream_response),
-                &mut ctx.modules,
-            );
-        }
-        if ctx.modules.close_connection {
-            return Err(close_connection());
-        }
-        if let Some(answer) = ctx.modules.replace_response.take() {
-            // Nothing of the upstream's response has been written yet:
-            // `fail_to_proxy` writes ours whole and drops the stream.
-            ctx.answer = Some(answer);
-            return Err(Error::explain(
-                EDGE_ANSWERED,
-                "the traffic policy replaced the response",
-            ));
-        }
-        Ok(())
+        let Some(chain) = ctx.chain.clone().filter(|c| !c.is_empty()) else {
+            return Ok(());
+        };
+        let Some(st) = ctx.modules.as_mut() else {
+            return Ok(());
+        };
+        let info = request_info!(session, ctx, self.scheme());
+        let flow = chain.on_response(&info, status, &mut ResponseEdits(upstream_response), st);
+        // Nothing of the upstream's response has been written yet: a
+        // replacement goes out whole from `fail_to_proxy`.
+        let answer = match flow {
+            ResponseFlow::Continue => return Ok(()),
+            ResponseFlow::Close => return Err(close_connection()),
+            ResponseFlow::Replace(answer) => answer,
+            ResponseFlow::Refuse(r) => respond(&r.into(), &ctx.host),
+        };
+        ctx.answer = Some(answer);
+        Err(Error::explain(
+            EDGE_ANSWERED,
+            "the traffic policy replaced the response",
+        ))
     }
 
     fn response_body_filter(
@@ -695,8 +579,8 @@ impl ProxyHttp for EdgeProxy {
         end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<Option<Duration>> {
-        if let Some(chain) = &ctx.chain {
-            chain.response_body(body, end_of_stream, &mut ctx.modules);
+        if let (Some(chain), Some(st)) = (&ctx.chain, ctx.modules.as_mut()) {
+            chain.response_body(body, end_of_stream, st);
         }
         ctx.response_body_bytes += body.as_ref().map_or(0, |b| b.len()) as u64;
         Ok(None)
@@ -707,16 +591,34 @@ impl ProxyHttp for EdgeProxy {
             forwarded: ctx.forwarded,
             status: ctx.upstream_status,
         };
-        if let Some(chain) = ctx.chain.clone() {
-            chain.on_complete(&outcome, &mut ctx.modules);
+        if let (Some(chain), Some(st)) = (ctx.chain.clone(), ctx.modules.as_mut()) {
+            chain.on_complete(&outcome, st);
         }
         if ctx.host.is_empty() {
             return;
         }
         let events = self.registry.events().sink();
-        if events.enabled() {
-            events.emit(HTTP_REQUEST_COMPLETE, self.request_event(session, ctx));
+        if !events.enabled() {
+            return;
         }
+        let req = session.req_header();
+        let url = request_info!(session, ctx, self.scheme()).full_url();
+        let response = session.response_written();
+        let object = event_objects::http_request(&HttpExchange {
+            conn: &ctx.conn,
+            started: ctx.started,
+            scheme: self.scheme(),
+            host: &ctx.host,
+            method: &req.method,
+            uri: &req.uri,
+            url,
+            request_headers: &req.headers,
+            request_body_bytes: ctx.request_body_bytes,
+            response: response.map(|r| (r.status.as_u16(), &r.headers)),
+            response_body_bytes: ctx.response_body_bytes,
+            decisions: ctx.modules.as_ref().map(|st| &st.facts.decisions),
+        });
+        events.emit(HTTP_REQUEST_COMPLETE, object);
     }
 
     async fn fail_to_proxy(
@@ -725,105 +627,49 @@ impl ProxyHttp for EdgeProxy {
         e: &pingora_error::Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
+        let done = |error_code| FailToProxy {
+            error_code,
+            can_reuse_downstream: false,
+        };
         if *e.etype() == EDGE_CLOSED {
-            return FailToProxy {
-                error_code: 0,
-                can_reuse_downstream: false,
-            };
+            return done(0);
         }
         if *e.etype() == EDGE_ANSWERED {
             if let Some(answer) = ctx.answer.take() {
                 if session.response_written().is_none() {
                     let _ = write_answer(session, &answer).await;
                 }
-                return FailToProxy {
-                    error_code: answer.status,
-                    can_reuse_downstream: false,
-                };
+                return done(answer.status);
             }
         }
         let failure = match e.etype() {
-            ErrorType::HTTPStatus(code) => {
-                let code = *code;
-                if code > 0 {
-                    let _ = session.respond_error(code).await;
-                }
-                return FailToProxy {
-                    error_code: code,
-                    can_reuse_downstream: false,
-                };
-            }
-            t if *t == AGENT_UNAVAILABLE => Some(EdgeFailure::AgentOffline),
+            ErrorType::HTTPStatus(0) => return done(0),
+            ErrorType::HTTPStatus(400) => EdgeFailure::BadRequest,
+            ErrorType::HTTPStatus(code) => EdgeFailure::Proxy(*code),
+            t if *t == AGENT_UNAVAILABLE => EdgeFailure::AgentOffline,
             _ => match e.esource() {
                 ErrorSource::Upstream | ErrorSource::Internal | ErrorSource::Unset => {
-                    Some(EdgeFailure::TunnelFailed)
+                    EdgeFailure::TunnelFailed
                 }
-                // The client went away or sent garbage: nobody to answer,
-                // or a plain 400.
+                // The client went away, or sent garbage.
                 ErrorSource::Downstream => match e.etype() {
                     ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
-                        None
+                        return done(0)
                     }
-                    _ => {
-                        let _ = session.respond_error(400).await;
-                        return FailToProxy {
-                            error_code: 400,
-                            can_reuse_downstream: false,
-                        };
-                    }
+                    _ => EdgeFailure::BadRequest,
                 },
             },
         };
-        let Some(failure) = failure else {
-            return FailToProxy {
-                error_code: 0,
-                can_reuse_downstream: false,
-            };
-        };
-        debug!(host = %ctx.host, error = %e, "proxy failure");
+        debug!(host = %ctx.host, error = %e, why = failure.reason(), "proxy failure");
+        let answer = respond(&failure, &ctx.host);
         if session.response_written().is_none() {
-            let _ = write_answer(session, &failure_answer(failure, &ctx.host)).await;
+            let _ = write_answer(session, &answer).await;
         }
-        FailToProxy {
-            error_code: failure.status(),
-            can_reuse_downstream: false,
-        }
+        done(answer.status)
     }
 }
 
 impl EdgeProxy {
-    /// Fetches the SNS signing certificate at `url` (vetted by the module)
-    /// and hands its key to the module; false if that failed.
-    async fn fetch_signing_key(&self, url: &str) -> bool {
-        let key = match self.fetcher.get(url).await {
-            Ok(pem) => crate::fetch::rsa_key_of_certificate(&pem),
-            Err(e) => Err(e.to_string()),
-        };
-        match key {
-            Ok(der) => {
-                gangway_modules::webhook::sns::remember_key(url, der);
-                true
-            }
-            Err(error) => {
-                warn!(%url, %error, "cannot fetch a webhook signing certificate");
-                false
-            }
-        }
-    }
-
-    /// Fetches the JWKS at `url` for jwt-validation. On failure the keys
-    /// already held (if any) keep serving, and the next try waits a TTL.
-    async fn fetch_jwks(&self, url: &str) {
-        let stored = match self.fetcher.get(url).await {
-            Ok(doc) => gangway_modules::jwt::remember_jwks(url, &doc),
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(error) = stored {
-            warn!(%url, %error, "cannot fetch a JWKS for jwt-validation");
-            gangway_modules::jwt::fetch_failed(url);
-        }
-    }
-
     /// The websocket-TCP converter admitted the request: answer the
     /// upgrade here and bridge its messages to a raw stream to the agent.
     async fn convert_websocket(
@@ -835,16 +681,15 @@ impl EdgeProxy {
         let connector = TunnelConnector {
             target,
             client: client_addr(session),
-            server: inet(session.server_addr()),
+            server: server_addr(session),
             gate: None,
         };
         let agent = match connector.open_raw() {
             Ok(stream) => stream,
             Err(e) => {
                 debug!(host = %ctx.host, error = %e, "cannot open a stream for a websocket");
-                let answer = failure_answer(EdgeFailure::AgentOffline, &ctx.host);
-                write_answer(session, &answer).await?;
-                return Ok(true);
+                let host = ctx.host.clone();
+                return self.fail(session, EdgeFailure::AgentOffline, &host).await;
             }
         };
         let resp = websocket_bridge::switching_protocols(session.req_header())?;

@@ -12,7 +12,7 @@ use gangway_config::control::{CompiledHttpsEdge, CompiledL4Edge, CompiledRoute, 
 
 use crate::client_tls::ClientTls;
 pub use gangway_config::hostname::strip_port;
-use gangway_modules::chain::Chain;
+use gangway_modules::chain::{Chain, Module};
 use gangway_modules::traffic_policy::TrafficPolicy;
 use gangway_proto::Session;
 use pingora_core::tls::ssl::SslAcceptor;
@@ -136,7 +136,7 @@ impl Endpoint {
             None => (None, false),
             Some(text) => match TrafficPolicy::compile_l4("traffic_policy.value", text) {
                 Ok(p) if p.terminate_tls().is_none() => {
-                    (Some(Arc::new(Chain::new(vec![Box::new(p)]))), false)
+                    (Some(Arc::new(Chain::new(vec![Module::new(p)]))), false)
                 }
                 Ok(_) => (None, true),
                 Err(e) => {

@@ -19,7 +19,7 @@ use pingora_proxy::{http_proxy, http_proxy_service_with_name};
 use crate::agent_listener::AgentApp;
 use crate::certs::{CertError, CertKey, CertSet, SniResolver};
 use crate::events::{JsonLinesSink, JsonLinesTarget};
-use crate::fetch::{ConnectTo, Fetcher};
+use crate::fetch::{ConnectTo, Documents, Fetcher};
 use crate::proxy::EdgeProxy;
 use crate::public_tls::PublicTlsApp;
 use crate::registry::Registry;
@@ -92,7 +92,7 @@ pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let registry = Arc::new(Registry::with_tcp_ip(cfg.tcp_ip));
-    let fetcher = Arc::new(outbound_fetcher(&cfg)?);
+    let documents = Arc::new(Documents::new(outbound_fetcher(&cfg)?));
     let events = match &cfg.events {
         EventsOutput::Off => None,
         EventsOutput::Stdout => Some(JsonLinesTarget::Stdout),
@@ -128,7 +128,7 @@ pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
         registry.clone(),
         http_proxy(
             &server.configuration,
-            EdgeProxy::new(registry.clone(), fetcher.clone(), true),
+            EdgeProxy::new(registry.clone(), documents.clone(), true),
         ),
         SniResolver::new(certs.clone()),
     )
@@ -141,7 +141,7 @@ pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
 
     let mut http = http_proxy_service_with_name(
         &server.configuration,
-        EdgeProxy::new(registry.clone(), fetcher, false),
+        EdgeProxy::new(registry.clone(), documents, false),
         "public http",
     );
     add_tcp(&mut http, &cfg, cfg.http_addr);

@@ -13,7 +13,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use gangway_modules::chain::{ConnInfo, Flow, RequestState};
+use gangway_modules::chain::{ChainState, ConnInfo};
+use gangway_modules::decisions::Access;
 
 use crate::events::{Events, L4Conn};
 use crate::route_table::{Endpoint, RouteTable, Target};
@@ -97,7 +98,7 @@ pub struct Admission {
     /// The tunnel to serve it; `None`: refused or offline.
     pub target: Option<Target>,
     /// `allow`/`block` when an IP restriction applied.
-    pub ip_policy: Option<&'static str>,
+    pub ip_policy: Option<Access>,
     /// The client was refused (IP restriction or Traffic Policy): close
     /// quietly rather than report the endpoint offline.
     pub refused: bool,
@@ -125,31 +126,34 @@ pub fn admit(
         ..Admission::default()
     };
     if !ep.admits(ip) {
-        return refused(edge_restricted.then_some("block"));
+        return refused(edge_restricted.then_some(Access::Block));
     }
     let Some(target) = ep.pick() else {
         return Admission::default();
     };
     let restricted = edge_restricted || target.options.ip_restriction.is_some();
     if !target.admits(ip) {
-        return refused(Some("block"));
+        return refused(Some(Access::Block));
     }
-    let ip_policy = restricted.then_some("allow");
+    let ip_policy = restricted.then_some(Access::Allow);
     let conn = ConnInfo {
         client,
         server,
         server_name: server_name.to_string(),
         tls: None,
     };
-    let mut st = RequestState::default();
-    let mut flow = Flow::Continue;
+    // Connect phases read no documents.
+    let documents = Arc::default();
+    let mut policy_logs = Vec::new();
+    let mut admitted = true;
     for chain in ep.l4_policy.iter().chain(Some(&target.options.chain)) {
-        if flow == Flow::Continue && !chain.is_empty() {
-            flow = chain.on_connect(&conn, &mut st);
+        if admitted && !chain.is_empty() {
+            let mut st = ChainState::new(chain, Arc::clone(&documents));
+            admitted = chain.on_connect(&conn, &mut st).is_ok();
+            policy_logs.append(&mut st.facts.decisions.traffic_policy_logs);
         }
     }
-    let policy_logs = std::mem::take(&mut st.decisions.traffic_policy_logs);
-    if flow != Flow::Continue {
+    if !admitted {
         return Admission {
             ip_policy,
             policy_logs,

@@ -3,8 +3,9 @@
 
 use base64::Engine;
 
-use crate::chain::{EdgeResponse, Flow, RequestInfo, RequestState, RouteModule, Stage};
-use crate::decisions::{ALLOW, BLOCK};
+use crate::chain::{Cx, Flow, HeaderEdits, RequestInfo, RouteModule, Stage};
+use crate::decisions::Access;
+use crate::refusal::Refusal;
 use crate::ConfigError;
 
 /// Realm in the challenge, as ngrok sends it.
@@ -126,29 +127,25 @@ impl RouteModule for BasicAuth {
         "basic_auth"
     }
 
-    fn on_request(&self, req: &RequestInfo<'_>, st: &mut RequestState) -> Flow {
+    /// Whether this request passed: the edge then strips the credential.
+    type State = bool;
+
+    fn on_request(&self, req: &RequestInfo<'_>, cx: Cx<'_, bool>) -> Flow {
         let header = req.headers.get(http::header::AUTHORIZATION);
         match self.check(header.map(|h| h.as_bytes())) {
             AuthDecision::Allow { username } => {
-                st.decisions.basic_auth = Some(ALLOW);
-                st.decisions.basic_auth_username = Some(username.clone());
-                st.username = Some(username);
-                // The credential is the edge's, not the app's.
-                st.strip_authorization = true;
+                let decisions = &mut cx.facts.decisions;
+                decisions.basic_auth = Some(Access::Allow);
+                decisions.basic_auth_username = Some(username.clone());
+                cx.facts.user = Some(username);
+                *cx.state = true;
                 Flow::Continue
             }
             AuthDecision::Deny => {
-                st.decisions.basic_auth = Some(BLOCK);
-                let mut resp = EdgeResponse::empty(401);
-                resp.body = bytes::Bytes::from_static(b"Authentication required.\n");
-                resp.headers.push((
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("text/plain; charset=utf-8"),
-                ));
-                if let Ok(v) = http::HeaderValue::from_str(&self.challenge()) {
-                    resp.headers.push((http::header::WWW_AUTHENTICATE, v));
-                }
-                Flow::Respond(resp)
+                cx.facts.decisions.basic_auth = Some(Access::Block);
+                Flow::Refuse(Refusal::Unauthenticated {
+                    challenge: self.challenge(),
+                })
             }
         }
     }
@@ -156,10 +153,11 @@ impl RouteModule for BasicAuth {
     fn upstream_request(
         &self,
         _req: &RequestInfo<'_>,
-        head: &mut dyn crate::chain::HeaderEdits,
-        st: &mut RequestState,
+        head: &mut dyn HeaderEdits,
+        cx: Cx<'_, bool>,
     ) {
-        if st.strip_authorization {
+        // The credential is the edge's, not the app's.
+        if *cx.state {
             head.remove(&http::header::AUTHORIZATION);
         }
     }

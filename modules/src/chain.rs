@@ -1,221 +1,116 @@
-//! The `RouteModule` trait and the compiled chain that runs a route's
+//! The route-module contract and the compiled chain that runs a route's
 //! modules in the order MODULES.md fixes.
 //!
-//! Modules are immutable (`&self`) and shared by every request of a route;
-//! what one request needs to remember lives in [`RequestState`]. A module
-//! never touches sockets: it reads a [`RequestInfo`], decides a [`Flow`],
-//! and edits headers through [`HeaderEdits`], which the edge implements
-//! for Pingora's header types.
+//! A module is immutable (`&self`), shared by every request of a route,
+//! and keeps what one request needs in its own typed
+//! [`RouteModule::State`]; modules share only the [`Facts`] they
+//! established (decisions for the event, the authenticated user). What a
+//! phase asks of the edge is its return value: a [`Flow`] (go on, go on
+//! with [`Directives`], refuse, respond, close, fetch a document first)
+//! or a [`ResponseFlow`]. The chain knows no concrete module.
 
-use std::net::SocketAddr;
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
-use crate::compression::Encoder;
 use crate::decisions::Decisions;
+use crate::documents::{DocumentCache, Fetch};
+use crate::refusal::Refusal;
+pub use crate::request::{
+    ClientCert, ConnInfo, EdgeResponse, HeaderEdits, Outcome, RequestInfo, TlsInfo,
+};
+pub use gangway_policy::engine::Forward;
 
-/// The client certificate a mutual-TLS connection presented.
+/// What a request passed by the chain asks of the edge besides forwarding.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClientCert {
-    /// Hex, as ngrok's events print it.
-    pub serial_number: String,
-    pub subject_cn: String,
+pub struct Directives {
+    /// url-rewrite: the path and query sent upstream.
+    pub rewrite: Option<String>,
+    /// forward-internal: the internal endpoint that serves the request
+    /// instead of the route's own.
+    pub forward: Option<Forward>,
+    /// The edge answers the upgrade itself and bridges a raw stream.
+    pub upgrade: Option<Upgrade>,
 }
 
-/// The TLS session a request arrived on.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsInfo {
-    pub version: String,
-    pub cipher_suite: String,
-    pub client_cert: Option<ClientCert>,
-}
-
-/// The connection a request arrived on.
-#[derive(Debug, Clone, Default)]
-pub struct ConnInfo {
-    pub client: Option<SocketAddr>,
-    pub server: Option<SocketAddr>,
-    /// SNI, or the Host for plain HTTP.
-    pub server_name: String,
-    pub tls: Option<TlsInfo>,
-}
-
-/// What modules see of a request.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestInfo<'a> {
-    pub conn: &'a ConnInfo,
-    pub method: &'a Method,
-    pub uri: &'a Uri,
-    pub headers: &'a HeaderMap,
-    /// `http` or `https`: the scheme the client used.
-    pub scheme: &'static str,
-    /// The Host, lowercased, without port.
-    pub host: &'a str,
-}
-
-impl RequestInfo<'_> {
-    /// First value of `name`, if it is valid UTF-8.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The URL the client asked for: `scheme://host[:port]/path?query`
-    /// (HTTP/2 carries the authority in the URI, HTTP/1.1 in Host).
-    pub fn full_url(&self) -> String {
-        let host = self
-            .uri
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| self.header("host"))
-            .unwrap_or(self.host);
-        let pq = self.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        format!("{}://{}{}", self.scheme, host, pq)
-    }
-}
-
-/// A response the edge writes itself instead of forwarding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EdgeResponse {
-    pub status: u16,
-    /// `ngrok-error-code`, for error responses.
-    pub code: Option<&'static str>,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub body: Bytes,
-}
-
-impl EdgeResponse {
-    /// An edge error: status, `ngrok-error-code` and a short plain body.
-    pub fn error(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        let body = format!("{}\n{code}\n", message.into());
-        EdgeResponse {
-            status,
-            code: Some(code),
-            headers: vec![(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            )],
-            body: Bytes::from(body),
+impl Directives {
+    /// Later modules' directives override earlier ones'.
+    pub fn merge(&mut self, later: Directives) {
+        if later.rewrite.is_some() {
+            self.rewrite = later.rewrite;
+        }
+        if later.forward.is_some() {
+            self.forward = later.forward;
+        }
+        if later.upgrade.is_some() {
+            self.upgrade = later.upgrade;
         }
     }
-
-    /// A JSON answer (webhook challenges).
-    pub fn json(status: u16, body: &serde_json::Value) -> Self {
-        EdgeResponse {
-            status,
-            code: None,
-            headers: vec![(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body: Bytes::from(body.to_string()),
-        }
-    }
-
-    /// An empty answer with `status`.
-    pub fn empty(status: u16) -> Self {
-        EdgeResponse {
-            status,
-            code: None,
-            headers: Vec::new(),
-            body: Bytes::new(),
-        }
-    }
-
-    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
-        self
-    }
 }
 
-/// What a phase decided.
+/// Upgrades the edge answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upgrade {
+    /// websocket_tcp_converter: 101 here, messages bridged to a raw
+    /// stream to the agent.
+    WebsocketTcp,
+}
+
+/// What a connect, request or request-body phase decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Flow {
     Continue,
-    /// Stop here and answer with this.
+    /// Go on, and have the edge apply these.
+    Direct(Directives),
+    /// Refuse: the edge answers with the refusal's status and code.
+    Refuse(Refusal),
+    /// Answer with this instead of forwarding.
     Respond(EdgeResponse),
-    /// Stop here and close the connection without an answer
-    /// (Traffic Policy `close-connection`, or a refused TCP connect).
+    /// Close the connection without an answer.
+    Close,
+    /// The module cannot decide without this document: the edge fetches
+    /// it into the cache and runs the phase again.
+    Fetch(Fetch),
+}
+
+/// Where a chain stopped a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    Refuse(Refusal),
+    Respond(EdgeResponse),
+    Close,
+    Fetch(Fetch),
+}
+
+/// What a response phase decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseFlow {
+    Continue,
+    /// Write this instead of the upstream's response (none of which was
+    /// written yet).
+    Replace(EdgeResponse),
+    /// Write the response for this refusal instead of the upstream's.
+    Refuse(Refusal),
     Close,
 }
 
-/// Header edits on a request or response head (the edge applies them to
-/// Pingora's header types, which keep their own case map).
-pub trait HeaderEdits {
-    /// The head as it stands (before this module's edits).
-    fn headers(&self) -> &HeaderMap;
-    /// Drops every value of `name`.
-    fn remove(&mut self, name: &HeaderName);
-    /// Adds a value after any existing ones.
-    fn append(&mut self, name: HeaderName, value: HeaderValue);
-    /// Replaces every value.
-    fn insert(&mut self, name: HeaderName, value: HeaderValue);
-}
-
-impl HeaderEdits for HeaderMap {
-    fn headers(&self) -> &HeaderMap {
-        self
-    }
-    fn remove(&mut self, name: &HeaderName) {
-        HeaderMap::remove(self, name);
-    }
-    fn append(&mut self, name: HeaderName, value: HeaderValue) {
-        HeaderMap::append(self, name, value);
-    }
-    fn insert(&mut self, name: HeaderName, value: HeaderValue) {
-        HeaderMap::insert(self, name, value);
-    }
-}
-
-/// How the upstream exchange ended, for modules that learn from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Outcome {
-    /// The request went to the agent (no module answered it).
-    pub forwarded: bool,
-    /// The upstream's status, if a response head came back.
-    pub status: Option<u16>,
-}
-
-impl Outcome {
-    /// An upstream 5xx, or an agent that could not be reached.
-    pub fn is_error(&self) -> bool {
-        self.forwarded && self.status.is_none_or(|s| s >= 500)
-    }
-}
-
-/// One request's module state: decisions for the event and what later
-/// phases need from earlier ones.
+/// What modules established about one request that other modules (and
+/// the request's event) read.
 #[derive(Debug, Default)]
-pub struct RequestState {
+pub struct Facts {
     pub decisions: Decisions,
-    /// Set by the compression module when it chose an encoding.
-    pub(crate) encoder: Option<Encoder>,
-    /// This request is the circuit breaker's probe.
-    pub(crate) breaker_probe: bool,
-    /// The websocket-TCP converter accepted this request: bridge it.
-    pub websocket_tcp: bool,
-    /// Authenticated user name (basic auth), for `${...}` interpolation.
-    pub username: Option<String>,
-    /// Credentials the app must not see (basic auth passed at the edge).
-    pub strip_authorization: bool,
-    /// Why a module refused the request, for the edge's log.
-    pub refusal: Option<&'static str>,
-    /// A module refused only because it lacks this document, an HTTPS URL
-    /// it has vetted (an SNS signing certificate): the edge may fetch it,
-    /// hand the key to the module, and run the body phase again.
-    pub fetch: Option<String>,
-    /// Traffic Policy: what the request phase left for later phases.
-    pub(crate) policy: Option<Box<crate::traffic_policy::PolicyRun>>,
-    /// Traffic Policy `url-rewrite`: the path and query to send upstream.
-    pub upstream_path: Option<String>,
-    /// Traffic Policy answered in the response phase: the edge writes this
-    /// instead of the upstream's response (none of which was written).
-    pub replace_response: Option<EdgeResponse>,
-    /// Traffic Policy `forward-internal`: the internal endpoint that
-    /// serves this request instead of the route's own.
-    pub forward_internal: Option<crate::traffic_policy::Forward>,
-    /// Traffic Policy `close-connection` in the response phase.
-    pub close_connection: bool,
+    /// The user a module authenticated, for `${basic_auth.username}`.
+    pub user: Option<String>,
+}
+
+/// What a phase gets besides the request: its module's own state, the
+/// shared facts, and the edge's document cache.
+pub struct Cx<'a, S> {
+    pub state: &'a mut S,
+    pub facts: &'a mut Facts,
+    pub documents: &'a DocumentCache,
 }
 
 /// Where a module runs, in MODULES.md order: the chain sorts by this, so
@@ -255,7 +150,11 @@ impl Stage {
 
 /// A route module. Each phase has a default that does nothing, so a
 /// module implements only the phases it acts in.
-pub trait RouteModule: Send + Sync + std::fmt::Debug {
+pub trait RouteModule: Send + Sync + fmt::Debug + 'static {
+    /// What the module remembers about one request, from phase to phase
+    /// (`()` when nothing).
+    type State: Default + Send + Sync + 'static;
+
     fn stage(&self) -> Stage;
 
     /// The module's API name (`ip_restriction`, ...).
@@ -264,12 +163,12 @@ pub trait RouteModule: Send + Sync + std::fmt::Debug {
     }
 
     /// Before anything is read: the layer-4 source is known.
-    fn on_connect(&self, _conn: &ConnInfo, _st: &mut RequestState) -> Flow {
+    fn on_connect(&self, _conn: &ConnInfo, _cx: Cx<'_, Self::State>) -> Flow {
         Flow::Continue
     }
 
     /// The request head arrived.
-    fn on_request(&self, _req: &RequestInfo<'_>, _st: &mut RequestState) -> Flow {
+    fn on_request(&self, _req: &RequestInfo<'_>, _cx: Cx<'_, Self::State>) -> Flow {
         Flow::Continue
     }
 
@@ -284,7 +183,7 @@ pub trait RouteModule: Send + Sync + std::fmt::Debug {
         &self,
         _req: &RequestInfo<'_>,
         _body: &[u8],
-        _st: &mut RequestState,
+        _cx: Cx<'_, Self::State>,
     ) -> Flow {
         Flow::Continue
     }
@@ -294,7 +193,7 @@ pub trait RouteModule: Send + Sync + std::fmt::Debug {
         &self,
         _req: &RequestInfo<'_>,
         _head: &mut dyn HeaderEdits,
-        _st: &mut RequestState,
+        _cx: Cx<'_, Self::State>,
     ) {
     }
 
@@ -304,17 +203,159 @@ pub trait RouteModule: Send + Sync + std::fmt::Debug {
         _req: &RequestInfo<'_>,
         _status: u16,
         _out: &mut dyn HeaderEdits,
-        _st: &mut RequestState,
-    ) {
+        _cx: Cx<'_, Self::State>,
+    ) -> ResponseFlow {
+        ResponseFlow::Continue
     }
 
-    /// The exchange is over.
-    fn on_complete(&self, _outcome: &Outcome, _st: &mut RequestState) {}
+    /// Whether [`response_body`](Self::response_body) rewrites bodies.
+    fn filters_response_body(&self) -> bool {
+        false
+    }
 
-    /// HTTPS documents (JWKS) the edge must fetch, when
-    /// [`crate::jwt::needs_fetch`] says so, before the request phase.
-    fn documents(&self) -> &[String] {
+    /// A chunk of the response body on its way to the client; `end` on
+    /// the last call.
+    fn response_body(&self, _chunk: &mut Option<Bytes>, _end: bool, _cx: Cx<'_, Self::State>) {}
+
+    /// The exchange is over.
+    fn on_complete(&self, _outcome: &Outcome, _cx: Cx<'_, Self::State>) {}
+
+    /// Documents the edge must have fetched (when
+    /// [`DocumentCache::needs_fetch`] says so) before the request phase.
+    fn documents(&self) -> &[Fetch] {
         &[]
+    }
+}
+
+/// A module's per-request state, created when a phase first needs it.
+type Slot = Option<Box<dyn Any + Send + Sync>>;
+
+fn state_of<S: Default + Send + Sync + 'static>(slot: &mut Slot) -> Option<&mut S> {
+    if !slot.as_ref().is_some_and(|s| s.is::<S>()) {
+        // Zero-sized states (most modules') allocate nothing.
+        *slot = Some(Box::new(S::default()));
+    }
+    slot.as_mut()?.downcast_mut::<S>()
+}
+
+/// [`RouteModule`] with its state type erased, for the chain.
+trait Erased: Send + Sync + fmt::Debug {
+    fn stage(&self) -> Stage;
+    fn name(&self) -> &'static str;
+    fn wants_body(&self) -> bool;
+    fn filters_response_body(&self) -> bool;
+    fn documents(&self) -> &[Fetch];
+    fn on_connect(&self, conn: &ConnInfo, p: Parts<'_>) -> Flow;
+    fn on_request(&self, req: &RequestInfo<'_>, p: Parts<'_>) -> Flow;
+    fn on_request_body(&self, req: &RequestInfo<'_>, body: &[u8], p: Parts<'_>) -> Flow;
+    fn upstream_request(&self, req: &RequestInfo<'_>, head: &mut dyn HeaderEdits, p: Parts<'_>);
+    fn on_response(
+        &self,
+        req: &RequestInfo<'_>,
+        status: u16,
+        out: &mut dyn HeaderEdits,
+        p: Parts<'_>,
+    ) -> ResponseFlow;
+    fn response_body(&self, chunk: &mut Option<Bytes>, end: bool, p: Parts<'_>);
+    fn on_complete(&self, outcome: &Outcome, p: Parts<'_>);
+}
+
+/// One module's view of the request state.
+struct Parts<'a> {
+    slot: &'a mut Slot,
+    facts: &'a mut Facts,
+    documents: &'a DocumentCache,
+}
+
+/// Runs `phase` with the module's typed state; `otherwise` if the state
+/// cannot be had (it always can: the slot is the module's own).
+macro_rules! with_cx {
+    ($p:expr, $otherwise:expr, |$cx:ident| $body:expr) => {{
+        let Parts {
+            slot,
+            facts,
+            documents,
+        } = $p;
+        match state_of::<M::State>(slot) {
+            Some(state) => {
+                let $cx = Cx {
+                    state,
+                    facts,
+                    documents,
+                };
+                $body
+            }
+            None => $otherwise,
+        }
+    }};
+}
+
+impl<M: RouteModule> Erased for M {
+    fn stage(&self) -> Stage {
+        RouteModule::stage(self)
+    }
+    fn name(&self) -> &'static str {
+        RouteModule::name(self)
+    }
+    fn wants_body(&self) -> bool {
+        RouteModule::wants_body(self)
+    }
+    fn filters_response_body(&self) -> bool {
+        RouteModule::filters_response_body(self)
+    }
+    fn documents(&self) -> &[Fetch] {
+        RouteModule::documents(self)
+    }
+    fn on_connect(&self, conn: &ConnInfo, p: Parts<'_>) -> Flow {
+        with_cx!(p, Flow::Continue, |cx| RouteModule::on_connect(
+            self, conn, cx
+        ))
+    }
+    fn on_request(&self, req: &RequestInfo<'_>, p: Parts<'_>) -> Flow {
+        with_cx!(p, Flow::Continue, |cx| RouteModule::on_request(
+            self, req, cx
+        ))
+    }
+    fn on_request_body(&self, req: &RequestInfo<'_>, body: &[u8], p: Parts<'_>) -> Flow {
+        with_cx!(p, Flow::Continue, |cx| RouteModule::on_request_body(
+            self, req, body, cx
+        ))
+    }
+    fn upstream_request(&self, req: &RequestInfo<'_>, head: &mut dyn HeaderEdits, p: Parts<'_>) {
+        with_cx!(p, (), |cx| RouteModule::upstream_request(
+            self, req, head, cx
+        ))
+    }
+    fn on_response(
+        &self,
+        req: &RequestInfo<'_>,
+        status: u16,
+        out: &mut dyn HeaderEdits,
+        p: Parts<'_>,
+    ) -> ResponseFlow {
+        with_cx!(p, ResponseFlow::Continue, |cx| RouteModule::on_response(
+            self, req, status, out, cx
+        ))
+    }
+    fn response_body(&self, chunk: &mut Option<Bytes>, end: bool, p: Parts<'_>) {
+        with_cx!(p, (), |cx| RouteModule::response_body(self, chunk, end, cx))
+    }
+    fn on_complete(&self, outcome: &Outcome, p: Parts<'_>) {
+        with_cx!(p, (), |cx| RouteModule::on_complete(self, outcome, cx))
+    }
+}
+
+/// A compiled module, ready to join a chain.
+#[derive(Debug)]
+pub struct Module(Box<dyn Erased>);
+
+impl Module {
+    pub fn new(m: impl RouteModule) -> Self {
+        Module(Box::new(m))
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.0.name()
     }
 }
 
@@ -325,18 +366,55 @@ pub const BODY_LIMIT: usize = 25 * 1024 * 1024;
 /// A route's modules, in execution order.
 #[derive(Debug, Default)]
 pub struct Chain {
-    modules: Vec<Box<dyn RouteModule>>,
+    modules: Vec<Box<dyn Erased>>,
     wants_body: bool,
+    filters_response_body: bool,
+}
+
+/// One request's state across a chain: each module's own, and the facts
+/// they share.
+pub struct ChainState {
+    slots: Vec<Slot>,
+    pub facts: Facts,
+    documents: Arc<DocumentCache>,
+}
+
+impl fmt::Debug for ChainState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChainState")
+            .field("facts", &self.facts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChainState {
+    /// State for one request through `chain`, reading documents from
+    /// `documents`.
+    pub fn new(chain: &Chain, documents: Arc<DocumentCache>) -> Self {
+        ChainState {
+            slots: std::iter::repeat_with(|| None)
+                .take(chain.modules.len())
+                .collect(),
+            facts: Facts::default(),
+            documents,
+        }
+    }
+
+    /// The document cache this request reads.
+    pub fn documents(&self) -> &DocumentCache {
+        &self.documents
+    }
 }
 
 impl Chain {
     /// Orders `modules` by [`Stage`].
-    pub fn new(mut modules: Vec<Box<dyn RouteModule>>) -> Self {
+    pub fn new(modules: Vec<Module>) -> Self {
+        let mut modules: Vec<Box<dyn Erased>> = modules.into_iter().map(|m| m.0).collect();
         modules.sort_by_key(|m| m.stage());
-        let wants_body = modules.iter().any(|m| m.wants_body());
         Chain {
+            wants_body: modules.iter().any(|m| m.wants_body()),
+            filters_response_body: modules.iter().any(|m| m.filters_response_body()),
             modules,
-            wants_body,
         }
     }
 
@@ -349,19 +427,9 @@ impl Chain {
         self.modules.iter().map(|m| m.name()).collect()
     }
 
-    pub fn on_connect(&self, conn: &ConnInfo, st: &mut RequestState) -> Flow {
-        first_response(&self.modules, |m| m.on_connect(conn, st))
-    }
-
-    pub fn on_request(&self, req: &RequestInfo<'_>, st: &mut RequestState) -> Flow {
-        first_response(&self.modules, |m| m.on_request(req, st))
-    }
-
-    /// The documents every module needs fetched ([`RouteModule::documents`]).
-    pub fn documents(&self) -> impl Iterator<Item = &str> {
-        self.modules
-            .iter()
-            .flat_map(|m| m.documents().iter().map(String::as_str))
+    /// The documents modules need before the request phase.
+    pub fn documents(&self) -> impl Iterator<Item = &Fetch> {
+        self.modules.iter().flat_map(|m| m.documents().iter())
     }
 
     /// Whether the request body must be held until the chain has seen it.
@@ -369,15 +437,76 @@ impl Chain {
         self.wants_body
     }
 
+    /// Runs `phase` on each module in order until it returns `Some`.
+    fn until<T>(
+        &self,
+        st: &mut ChainState,
+        mut phase: impl FnMut(&dyn Erased, Parts<'_>) -> Option<T>,
+    ) -> Option<T> {
+        let ChainState {
+            slots,
+            facts,
+            documents,
+        } = st;
+        for (m, slot) in self.modules.iter().zip(slots.iter_mut()) {
+            let parts = Parts {
+                slot,
+                facts,
+                documents,
+            };
+            if let Some(out) = phase(m.as_ref(), parts) {
+                return Some(out);
+            }
+        }
+        None
+    }
+
+    /// Runs a connect, request or body phase: the first module that stops
+    /// the request ends it; directives accumulate.
+    fn request_phase(
+        &self,
+        st: &mut ChainState,
+        mut phase: impl FnMut(&dyn Erased, Parts<'_>) -> Flow,
+    ) -> Result<Directives, Stop> {
+        let mut directives = Directives::default();
+        let stop = self.until(st, |m, p| match phase(m, p) {
+            Flow::Continue => None,
+            Flow::Direct(d) => {
+                directives.merge(d);
+                None
+            }
+            Flow::Refuse(r) => Some(Stop::Refuse(r)),
+            Flow::Respond(r) => Some(Stop::Respond(r)),
+            Flow::Close => Some(Stop::Close),
+            Flow::Fetch(f) => Some(Stop::Fetch(f)),
+        });
+        match stop {
+            Some(stop) => Err(stop),
+            None => Ok(directives),
+        }
+    }
+
+    pub fn on_connect(&self, conn: &ConnInfo, st: &mut ChainState) -> Result<Directives, Stop> {
+        self.request_phase(st, |m, p| m.on_connect(conn, p))
+    }
+
+    pub fn on_request(
+        &self,
+        req: &RequestInfo<'_>,
+        st: &mut ChainState,
+    ) -> Result<Directives, Stop> {
+        self.request_phase(st, |m, p| m.on_request(req, p))
+    }
+
     pub fn on_request_body(
         &self,
         req: &RequestInfo<'_>,
         body: &[u8],
-        st: &mut RequestState,
-    ) -> Flow {
-        first_response(&self.modules, |m| {
+        st: &mut ChainState,
+    ) -> Result<Directives, Stop> {
+        self.request_phase(st, |m, p| {
             if m.wants_body() {
-                m.on_request_body(req, body, st)
+                m.on_request_body(req, body, p)
             } else {
                 Flow::Continue
             }
@@ -388,53 +517,154 @@ impl Chain {
         &self,
         req: &RequestInfo<'_>,
         head: &mut dyn HeaderEdits,
-        st: &mut RequestState,
+        st: &mut ChainState,
     ) {
-        for m in &self.modules {
-            m.upstream_request(req, head, st);
-        }
+        self.until(st, |m, p| {
+            m.upstream_request(req, head, p);
+            None::<()>
+        });
     }
 
+    /// The first module that replaces the response, refuses or closes
+    /// ends the phase.
     pub fn on_response(
         &self,
         req: &RequestInfo<'_>,
         status: u16,
         out: &mut dyn HeaderEdits,
-        st: &mut RequestState,
-    ) {
-        for m in &self.modules {
-            m.on_response(req, status, out, st);
-        }
+        st: &mut ChainState,
+    ) -> ResponseFlow {
+        self.until(st, |m, p| match m.on_response(req, status, out, p) {
+            ResponseFlow::Continue => None,
+            other => Some(other),
+        })
+        .unwrap_or(ResponseFlow::Continue)
     }
 
-    /// Passes a response body chunk through the chosen encoder, if any.
-    /// `end` flushes the encoder's tail into the last chunk.
-    pub fn response_body(&self, chunk: &mut Option<Bytes>, end: bool, st: &mut RequestState) {
-        if let Some(enc) = st.encoder.as_mut() {
-            let out = enc.encode(chunk.as_deref().unwrap_or_default(), end);
-            if end {
-                st.decisions.compression_bytes_saved = Some(enc.bytes_saved());
+    /// Passes a response body chunk through the modules that rewrite
+    /// bodies; `end` on the last one.
+    pub fn response_body(&self, chunk: &mut Option<Bytes>, end: bool, st: &mut ChainState) {
+        if !self.filters_response_body {
+            return;
+        }
+        self.until(st, |m, p| {
+            if m.filters_response_body() {
+                m.response_body(chunk, end, p);
             }
-            *chunk = Some(out);
-        }
+            None::<()>
+        });
     }
 
-    pub fn on_complete(&self, outcome: &Outcome, st: &mut RequestState) {
-        for m in &self.modules {
-            m.on_complete(outcome, st);
+    pub fn on_complete(&self, outcome: &Outcome, st: &mut ChainState) {
+        self.until(st, |m, p| {
+            m.on_complete(outcome, p);
+            None::<()>
+        });
+    }
+}
+
+/// A module's phase context outside a chain, for unit tests.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct TestCx<S> {
+    pub state: S,
+    pub facts: Facts,
+    pub documents: DocumentCache,
+}
+
+#[cfg(test)]
+impl<S> TestCx<S> {
+    pub fn cx(&mut self) -> Cx<'_, S> {
+        Cx {
+            state: &mut self.state,
+            facts: &mut self.facts,
+            documents: &self.documents,
         }
     }
 }
 
-fn first_response(
-    modules: &[Box<dyn RouteModule>],
-    mut phase: impl FnMut(&dyn RouteModule) -> Flow,
-) -> Flow {
-    for m in modules {
-        let flow = phase(m.as_ref());
-        if flow != Flow::Continue {
-            return flow;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts its requests in its own state and tags the shared facts.
+    #[derive(Debug)]
+    struct Counter(Stage);
+
+    #[derive(Default)]
+    struct Seen(u32);
+
+    impl RouteModule for Counter {
+        type State = Seen;
+        fn stage(&self) -> Stage {
+            self.0
+        }
+        fn on_request(&self, _req: &RequestInfo<'_>, cx: Cx<'_, Seen>) -> Flow {
+            cx.state.0 += 1;
+            cx.facts.user.get_or_insert_with(|| self.0.name().into());
+            match self.0 {
+                Stage::TrafficPolicy => Flow::Direct(Directives {
+                    rewrite: Some("/new".into()),
+                    ..Directives::default()
+                }),
+                Stage::CircuitBreaker => Flow::Refuse(Refusal::CircuitOpen),
+                _ => Flow::Continue,
+            }
+        }
+        fn on_complete(&self, _outcome: &Outcome, cx: Cx<'_, Seen>) {
+            assert_eq!(cx.state.0, 1, "each module keeps its own state");
         }
     }
-    Flow::Continue
+
+    fn run(chain: &Chain, st: &mut ChainState) -> Result<Directives, Stop> {
+        let conn = ConnInfo::default();
+        let uri: http::Uri = "/".parse().unwrap();
+        let headers = http::HeaderMap::new();
+        let req = RequestInfo {
+            conn: &conn,
+            method: &http::Method::GET,
+            uri: &uri,
+            headers: &headers,
+            scheme: "https",
+            host: "h.example",
+        };
+        chain.on_request(&req, st)
+    }
+
+    #[test]
+    fn modules_run_in_stage_order_with_their_own_state() {
+        let chain = Chain::new(vec![
+            Module::new(Counter(Stage::Compression)),
+            Module::new(Counter(Stage::TrafficPolicy)),
+            Module::new(Counter(Stage::IpRestriction)),
+        ]);
+        assert_eq!(
+            chain.names(),
+            ["ip_restriction", "traffic_policy", "compression"]
+        );
+        let mut st = ChainState::new(&chain, Arc::default());
+        let directives = run(&chain, &mut st).unwrap();
+        assert_eq!(directives.rewrite.as_deref(), Some("/new"));
+        assert_eq!(st.facts.user.as_deref(), Some("ip_restriction"));
+        chain.on_complete(
+            &Outcome {
+                forwarded: true,
+                status: Some(200),
+            },
+            &mut st,
+        );
+    }
+
+    #[test]
+    fn the_first_refusal_stops_the_chain() {
+        let chain = Chain::new(vec![
+            Module::new(Counter(Stage::CircuitBreaker)),
+            Module::new(Counter(Stage::Compression)),
+        ]);
+        let mut st = ChainState::new(&chain, Arc::default());
+        assert_eq!(
+            run(&chain, &mut st),
+            Err(Stop::Refuse(Refusal::CircuitOpen))
+        );
+    }
 }

@@ -6,15 +6,10 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::chain::{EdgeResponse, Flow, Outcome, RequestInfo, RequestState, RouteModule, Stage};
+use crate::chain::{Cx, Flow, Outcome, RequestInfo, RouteModule, Stage};
+use crate::decisions::BreakerDecision;
+use crate::refusal::Refusal;
 use crate::ConfigError;
-
-pub const ERROR_CODE: &str = "ERR_NGROK_3202";
-
-/// Decisions as events spell them.
-pub const ALLOW: &str = "allow";
-pub const BLOCK: &str = "block";
-pub const ALLOW_WHILE_OPEN: &str = "allow_while_open";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BreakerConfig {
@@ -206,33 +201,29 @@ impl RouteModule for CircuitBreaker {
         Stage::CircuitBreaker
     }
 
-    fn on_request(&self, _req: &RequestInfo<'_>, st: &mut RequestState) -> Flow {
-        match self.admit(Instant::now()) {
-            Admission::Allow => {
-                st.decisions.circuit_breaker = Some(ALLOW);
-                Flow::Continue
-            }
-            Admission::Probe => {
-                st.decisions.circuit_breaker = Some(ALLOW_WHILE_OPEN);
-                st.breaker_probe = true;
-                Flow::Continue
-            }
-            Admission::Block => {
-                st.decisions.circuit_breaker = Some(BLOCK);
-                Flow::Respond(EdgeResponse::error(
-                    503,
-                    ERROR_CODE,
-                    "The circuit breaker for this endpoint is open: its upstream has been failing.",
-                ))
-            }
+    /// Whether the request was admitted, and as the probe.
+    type State = Option<Admission>;
+
+    fn on_request(&self, _req: &RequestInfo<'_>, cx: Cx<'_, Option<Admission>>) -> Flow {
+        let admission = self.admit(Instant::now());
+        *cx.state = Some(admission);
+        cx.facts.decisions.circuit_breaker = Some(match admission {
+            Admission::Allow => BreakerDecision::Allow,
+            Admission::Probe => BreakerDecision::AllowWhileOpen,
+            Admission::Block => BreakerDecision::Block,
+        });
+        match admission {
+            Admission::Block => Flow::Refuse(Refusal::CircuitOpen),
+            Admission::Allow | Admission::Probe => Flow::Continue,
         }
     }
 
-    fn on_complete(&self, outcome: &Outcome, st: &mut RequestState) {
-        if st.decisions.circuit_breaker == Some(BLOCK) || st.decisions.circuit_breaker.is_none() {
-            return;
+    fn on_complete(&self, outcome: &Outcome, cx: Cx<'_, Option<Admission>>) {
+        match *cx.state {
+            Some(Admission::Allow) => self.finish(outcome, false),
+            Some(Admission::Probe) => self.finish(outcome, true),
+            Some(Admission::Block) | None => {}
         }
-        self.finish(outcome, st.breaker_probe);
     }
 }
 

@@ -11,7 +11,8 @@ use flate2::write::{GzEncoder, ZlibEncoder};
 use flate2::Compression as Level;
 use http::{HeaderMap, HeaderValue, Method};
 
-use crate::chain::{HeaderEdits, RequestInfo, RequestState, RouteModule, Stage};
+use crate::chain::{Cx, Facts, HeaderEdits, RequestInfo, ResponseFlow, RouteModule, Stage};
+use crate::decisions::CompressionDecision;
 
 /// Content codings the module produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,6 +264,9 @@ fn compressible(method: &Method, status: u16, headers: &HeaderMap) -> bool {
 }
 
 impl RouteModule for Compression {
+    /// The encoder chosen for this response, if any.
+    type State = Option<Encoder>;
+
     fn stage(&self) -> Stage {
         Stage::Compression
     }
@@ -272,35 +276,45 @@ impl RouteModule for Compression {
         req: &RequestInfo<'_>,
         status: u16,
         out: &mut dyn HeaderEdits,
-        st: &mut RequestState,
-    ) {
-        encode_response(req, status, out, st, &self.supported);
+        cx: Cx<'_, Option<Encoder>>,
+    ) -> ResponseFlow {
+        *cx.state = encode_response(req, status, out, cx.facts, &self.supported);
+        ResponseFlow::Continue
+    }
+
+    fn filters_response_body(&self) -> bool {
+        true
+    }
+
+    fn response_body(&self, chunk: &mut Option<Bytes>, end: bool, cx: Cx<'_, Option<Encoder>>) {
+        encode_body(cx.state.as_mut(), chunk, end, cx.facts);
     }
 }
 
 /// Chooses a coding among `supported` for this response and, if one
-/// applies, rewrites the head for it and sets up the body's encoder.
+/// applies, rewrites the head for it and returns the body's encoder. A
+/// response another module already encodes is left alone.
 pub fn encode_response(
     req: &RequestInfo<'_>,
     status: u16,
     out: &mut dyn HeaderEdits,
-    st: &mut RequestState,
+    facts: &mut Facts,
     supported: &[Coding],
-) {
-    if st.encoder.is_some() {
+) -> Option<Encoder> {
+    let decided = &mut facts.decisions.compression;
+    if decided.is_some_and(|d| d.coding.is_some()) {
         // compress-response already chose (it runs before this module).
-        return;
+        return None;
     }
-    st.decisions.compression_algorithm = Some("none");
-    let Some(accept) = req.header("accept-encoding") else {
-        return;
-    };
+    *decided = Some(CompressionDecision {
+        coding: None,
+        bytes_saved: 0,
+    });
+    let accept = req.header("accept-encoding")?;
     if !compressible(req.method, status, out.headers()) {
-        return;
+        return None;
     }
-    let Some(coding) = negotiate(accept, supported) else {
-        return;
-    };
+    let coding = negotiate(accept, supported)?;
     // The validator names the identity bytes; a strong one would lie.
     let weak_etag = out
         .headers()
@@ -328,8 +342,31 @@ pub fn encode_response(
         http::header::VARY,
         HeaderValue::from_static("Accept-Encoding"),
     );
-    st.decisions.compression_algorithm = Some(coding.token());
-    st.encoder = Some(Encoder::new(coding));
+    *decided = Some(CompressionDecision {
+        coding: Some(coding),
+        bytes_saved: 0,
+    });
+    Some(Encoder::new(coding))
+}
+
+/// Passes a body chunk through `encoder` (if one was chosen); `end`
+/// flushes its tail into the last chunk and records what it saved.
+pub fn encode_body(
+    encoder: Option<&mut Encoder>,
+    chunk: &mut Option<Bytes>,
+    end: bool,
+    facts: &mut Facts,
+) {
+    let Some(enc) = encoder else {
+        return;
+    };
+    let out = enc.encode(chunk.as_deref().unwrap_or_default(), end);
+    if end {
+        if let Some(d) = facts.decisions.compression.as_mut() {
+            d.bytes_saved = enc.bytes_saved();
+        }
+    }
+    *chunk = Some(out);
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use http::{HeaderName, HeaderValue};
 
-use crate::chain::{HeaderEdits, RequestInfo, RequestState, RouteModule, Stage};
+use crate::chain::{Cx, Facts, HeaderEdits, RequestInfo, ResponseFlow, RouteModule, Stage};
 use crate::interpolate::Template;
 use crate::ConfigError;
 
@@ -115,14 +115,14 @@ impl HeaderRewrite {
         Self::compile(field, direction, &pairs, remove)
     }
 
-    fn apply(&self, req: &RequestInfo<'_>, head: &mut dyn HeaderEdits, st: &RequestState) {
+    fn apply(&self, req: &RequestInfo<'_>, head: &mut dyn HeaderEdits, facts: &Facts) {
         for name in &self.remove {
             head.remove(name);
         }
         for (name, template) in &self.add {
             // An interpolated request value that is not a valid header
             // value (it cannot be, from a parsed request) is skipped.
-            let Ok(value) = HeaderValue::from_str(&template.render(req, st)) else {
+            let Ok(value) = HeaderValue::from_str(&template.render(req, facts)) else {
                 continue;
             };
             if name == http::header::HOST {
@@ -140,6 +140,8 @@ fn header_name(field: &str, name: &str) -> Result<HeaderName, ConfigError> {
 }
 
 impl RouteModule for HeaderRewrite {
+    type State = ();
+
     fn stage(&self) -> Stage {
         match self.direction {
             Direction::Request => Stage::RequestHeaders,
@@ -147,14 +149,9 @@ impl RouteModule for HeaderRewrite {
         }
     }
 
-    fn upstream_request(
-        &self,
-        req: &RequestInfo<'_>,
-        head: &mut dyn HeaderEdits,
-        st: &mut RequestState,
-    ) {
+    fn upstream_request(&self, req: &RequestInfo<'_>, head: &mut dyn HeaderEdits, cx: Cx<'_, ()>) {
         if self.direction == Direction::Request {
-            self.apply(req, head, st);
+            self.apply(req, head, cx.facts);
         }
     }
 
@@ -163,18 +160,19 @@ impl RouteModule for HeaderRewrite {
         req: &RequestInfo<'_>,
         _status: u16,
         out: &mut dyn HeaderEdits,
-        st: &mut RequestState,
-    ) {
+        cx: Cx<'_, ()>,
+    ) -> ResponseFlow {
         if self.direction == Direction::Response {
-            self.apply(req, out, st);
+            self.apply(req, out, cx.facts);
         }
+        ResponseFlow::Continue
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::ConnInfo;
+    use crate::chain::{ConnInfo, TestCx};
     use http::HeaderMap;
 
     fn run(m: &HeaderRewrite, mut head: HeaderMap) -> HeaderMap {
@@ -192,7 +190,7 @@ mod tests {
             scheme: "https",
             host: "h.example",
         };
-        m.upstream_request(&req, &mut head, &mut RequestState::default());
+        m.upstream_request(&req, &mut head, TestCx::default().cx());
         head
     }
 

@@ -1,7 +1,7 @@
 //! `${...}` in header values: compiled once into literal and variable
 //! pieces, expanded per request from the connection and request.
 
-use crate::chain::{RequestInfo, RequestState};
+use crate::chain::{Facts, RequestInfo};
 
 /// A value a template can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +100,7 @@ impl Template {
         }
     }
 
-    pub fn render(&self, req: &RequestInfo<'_>, st: &RequestState) -> String {
+    pub fn render(&self, req: &RequestInfo<'_>, facts: &Facts) -> String {
         if let Some(t) = self.as_literal() {
             return t.to_string();
         }
@@ -108,14 +108,14 @@ impl Template {
         for p in &self.pieces {
             match p {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Var(v) => push_var(&mut out, *v, req, st),
+                Piece::Var(v) => push_var(&mut out, *v, req, facts),
             }
         }
         out
     }
 }
 
-fn push_var(out: &mut String, v: Var, req: &RequestInfo<'_>, st: &RequestState) {
+fn push_var(out: &mut String, v: Var, req: &RequestInfo<'_>, facts: &Facts) {
     use std::fmt::Write;
     let conn = req.conn;
     let tls = conn.tls.as_ref();
@@ -137,7 +137,7 @@ fn push_var(out: &mut String, v: Var, req: &RequestInfo<'_>, st: &RequestState) 
         Var::RawUrl => out.write_str(&req.full_url()),
         Var::Scheme => out.write_str(req.scheme),
         Var::UserAgent => out.write_str(req.header("user-agent").unwrap_or("")),
-        Var::BasicAuthUser => out.write_str(st.username.as_deref().unwrap_or("")),
+        Var::BasicAuthUser => out.write_str(facts.user.as_deref().unwrap_or("")),
     };
 }
 
@@ -166,13 +166,13 @@ mod tests {
         let t = Template::parse("ip=${conn.client_ip} path=${ .req.url.path }?${req.url.query}")
             .unwrap();
         assert_eq!(
-            t.render(&req, &RequestState::default()),
+            t.render(&req, &Facts::default()),
             "ip=203.0.113.9 path=/a/b?x=1"
         );
         assert_eq!(
             Template::parse("${req.url.raw}")
                 .unwrap()
-                .render(&req, &RequestState::default()),
+                .render(&req, &Facts::default()),
             "https://app.example/a/b?x=1"
         );
         assert_eq!(

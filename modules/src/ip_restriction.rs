@@ -3,10 +3,9 @@
 
 use gangway_config::control::IpSet;
 
-use crate::chain::{ConnInfo, EdgeResponse, Flow, RequestState, RouteModule, Stage};
-use crate::decisions::{ALLOW, BLOCK};
-
-pub const ERROR_CODE: &str = "ERR_NGROK_3205";
+use crate::chain::{ConnInfo, Cx, Flow, RouteModule, Stage};
+use crate::decisions::Access;
+use crate::refusal::Refusal;
 
 #[derive(Debug, Clone)]
 pub struct IpRestriction {
@@ -30,26 +29,22 @@ impl RouteModule for IpRestriction {
         Stage::IpRestriction
     }
 
-    fn on_connect(&self, conn: &ConnInfo, st: &mut RequestState) -> Flow {
+    type State = ();
+
+    fn on_connect(&self, conn: &ConnInfo, cx: Cx<'_, ()>) -> Flow {
         if self.admits(conn) {
-            st.decisions.ip_policy = Some(ALLOW);
+            cx.facts.decisions.ip_policy = Some(Access::Allow);
             return Flow::Continue;
         }
-        st.decisions.ip_policy = Some(BLOCK);
-        Flow::Respond(EdgeResponse::error(
-            403,
-            ERROR_CODE,
-            format!(
-                "Your IP address is not allowed to reach {}.",
-                conn.server_name
-            ),
-        ))
+        cx.facts.decisions.ip_policy = Some(Access::Block);
+        Flow::Refuse(Refusal::IpBlocked)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chain::TestCx;
 
     fn conn(ip: &str) -> ConnInfo {
         ConnInfo {
@@ -73,14 +68,14 @@ mod tests {
         )
         .unwrap();
         let m = IpRestriction::new(set);
-        let mut st = RequestState::default();
-        assert_eq!(m.on_connect(&conn("10.2.3.4"), &mut st), Flow::Continue);
-        assert_eq!(st.decisions.ip_policy, Some(ALLOW));
-        assert!(matches!(
-            m.on_connect(&conn("10.1.3.4"), &mut st),
-            Flow::Respond(r) if r.status == 403 && r.code == Some(ERROR_CODE)
-        ));
-        assert_eq!(st.decisions.ip_policy, Some(BLOCK));
+        let mut t = TestCx::default();
+        assert_eq!(m.on_connect(&conn("10.2.3.4"), t.cx()), Flow::Continue);
+        assert_eq!(t.facts.decisions.ip_policy, Some(Access::Allow));
+        assert_eq!(
+            m.on_connect(&conn("10.1.3.4"), t.cx()),
+            Flow::Refuse(Refusal::IpBlocked)
+        );
+        assert_eq!(t.facts.decisions.ip_policy, Some(Access::Block));
         assert!(m.admits(&v6("2001:db8:1::1")));
         assert!(!m.admits(&v6("2001:db8:bad::1")));
         assert!(

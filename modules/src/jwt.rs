@@ -3,14 +3,13 @@
 //! JWKS URLs, the allowed algorithms, expiry, and the issuer and audience
 //! allow lists.
 //!
-//! The keys are fetched by the edge, not here (this crate does no IO):
-//! a route lists the JWKS URLs it needs ([`JwtValidation::jwks_urls`]), the
-//! edge fetches any that [`needs_fetch`] says are missing or stale before
-//! the request phase runs, and hands the document to [`remember_jwks`].
+//! The keys are fetched by the edge, not here (this crate does no IO): a
+//! route names the JWKS it needs ([`JwtValidation::documents`]), the edge
+//! fetches those missing or stale into its document cache before the
+//! request phase runs ([`crate::documents`]), and validation reads them
+//! from there.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, LazyLock};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -20,76 +19,7 @@ use gangway_policy::actions::Config;
 use gangway_policy::PolicyError;
 
 use crate::chain::RequestInfo;
-
-/// Keys are refetched this long after they were fetched.
-pub const JWKS_TTL: Duration = Duration::from_secs(300);
-/// A token naming a key the set lacks triggers a refetch (the issuer
-/// rotated its keys), at most this often.
-const ROTATION_REFETCH: Duration = Duration::from_secs(30);
-
-/// A failed first fetch is retried after this.
-const FAILED_RETRY: Duration = Duration::from_secs(5);
-
-struct Fetched {
-    /// None: the fetch failed and no keys were ever had.
-    keys: Option<Arc<JwkSet>>,
-    at: Instant,
-    /// A token named a key not in `keys`.
-    stale: bool,
-}
-
-static JWKS: LazyLock<RwLock<HashMap<String, Fetched>>> = LazyLock::new(Default::default);
-
-fn cache() -> std::sync::RwLockReadGuard<'static, HashMap<String, Fetched>> {
-    // The map holds whole entries: a panic elsewhere cannot leave one torn.
-    JWKS.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn cache_mut() -> std::sync::RwLockWriteGuard<'static, HashMap<String, Fetched>> {
-    JWKS.write().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Whether the edge should fetch `url` before running the request phase.
-pub fn needs_fetch(url: &str) -> bool {
-    match cache().get(url) {
-        None => true,
-        Some(f) => {
-            let age = f.at.elapsed();
-            age >= JWKS_TTL
-                || (f.stale && age >= ROTATION_REFETCH)
-                || (f.keys.is_none() && age >= FAILED_RETRY)
-        }
-    }
-}
-
-/// Stores the JWKS document fetched from `url`.
-pub fn remember_jwks(url: &str, document: &[u8]) -> Result<usize, String> {
-    let set: JwkSet = serde_json::from_slice(document)
-        .map_err(|e| format!("{url} is not a JWKS document: {e}"))?;
-    let n = set.keys.len();
-    cache_mut().insert(
-        url.to_string(),
-        Fetched {
-            keys: Some(Arc::new(set)),
-            at: Instant::now(),
-            stale: false,
-        },
-    );
-    Ok(n)
-}
-
-/// A fetch failed: keep serving the keys we have (if any) for another TTL,
-/// or retry a first fetch shortly, rather than refetching on every request.
-pub fn fetch_failed(url: &str) {
-    let mut cache = cache_mut();
-    let f = cache.entry(url.to_string()).or_insert(Fetched {
-        keys: None,
-        at: Instant::now(),
-        stale: false,
-    });
-    f.at = Instant::now();
-    f.stale = false;
-}
+use crate::documents::{DocumentCache, Fetch};
 
 /// Where the token is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,12 +34,13 @@ pub struct JwtValidation {
     audiences: Vec<String>,
     tokens: Vec<TokenSource>,
     algorithms: Vec<Algorithm>,
-    jkus: Vec<String>,
+    /// The JWKS, as documents the edge fetches.
+    jkus: Vec<Fetch>,
 }
 
 /// Why a request's token was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub enum TokenRefusal {
     /// No token where the config says to look.
     Missing,
     Invalid(String),
@@ -187,7 +118,7 @@ impl JwtValidation {
             if !url.starts_with("https://") || url.len() <= "https://".len() {
                 return Err(PolicyError::new(path, "must be an https:// URL"));
             }
-            jkus.push(url.to_string());
+            jkus.push(Fetch::jwks(url));
         }
         if jkus.is_empty() {
             return Err(sources.err("additional_jkus", "required: at least one JWKS URL"));
@@ -202,7 +133,7 @@ impl JwtValidation {
     }
 
     /// The JWKS documents this action needs the edge to fetch.
-    pub fn jwks_urls(&self) -> &[String] {
+    pub fn documents(&self) -> &[Fetch] {
         &self.jkus
     }
 
@@ -238,18 +169,23 @@ impl JwtValidation {
         None
     }
 
-    /// Validates the request's token; its claims on success.
-    pub fn validate(&self, req: &RequestInfo<'_>) -> Result<Json, Refusal> {
-        let token = self.token(req).ok_or(Refusal::Missing)?;
+    /// Validates the request's token against the keys in `documents`;
+    /// its claims on success.
+    pub fn validate(
+        &self,
+        req: &RequestInfo<'_>,
+        documents: &DocumentCache,
+    ) -> Result<Json, TokenRefusal> {
+        let token = self.token(req).ok_or(TokenRefusal::Missing)?;
         let header = jsonwebtoken::decode_header(&token)
-            .map_err(|e| Refusal::Invalid(format!("malformed token: {e}")))?;
+            .map_err(|e| TokenRefusal::Invalid(format!("malformed token: {e}")))?;
         if !self.algorithms.contains(&header.alg) {
-            return Err(Refusal::Invalid(format!(
+            return Err(TokenRefusal::Invalid(format!(
                 "algorithm {:?} is not allowed",
                 header.alg
             )));
         }
-        let key = self.key_for(header.kid.as_deref(), header.alg)?;
+        let key = self.key_for(header.kid.as_deref(), header.alg, documents)?;
         let mut v = Validation::new(header.alg);
         v.algorithms = vec![header.alg];
         v.set_issuer(&self.issuers);
@@ -262,24 +198,28 @@ impl JwtValidation {
         }
         v.validate_nbf = true;
         let data = jsonwebtoken::decode::<Json>(&token, &key, &v)
-            .map_err(|e| Refusal::Invalid(e.to_string()))?;
+            .map_err(|e| TokenRefusal::Invalid(e.to_string()))?;
         Ok(data.claims)
     }
 
     /// The signing key named `kid` (or the only key fitting `alg`) in any
     /// of the configured sets.
-    fn key_for(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, Refusal> {
-        let sets: Vec<Arc<JwkSet>> = {
-            let cache = cache();
-            self.jkus
-                .iter()
-                .filter_map(|u| cache.get(u).and_then(|f| f.keys.clone()))
-                .collect()
-        };
+    fn key_for(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+        documents: &DocumentCache,
+    ) -> Result<DecodingKey, TokenRefusal> {
+        let sets: Vec<Arc<JwkSet>> = self
+            .jkus
+            .iter()
+            .filter_map(|f| documents.jwks(&f.url))
+            .collect();
         if sets.is_empty() {
-            return Err(Refusal::NoKeys(format!(
+            let urls: Vec<&str> = self.jkus.iter().map(|f| f.url.as_str()).collect();
+            return Err(TokenRefusal::NoKeys(format!(
                 "the signing keys at {} could not be fetched",
-                self.jkus.join(", ")
+                urls.join(", ")
             )));
         }
         let found = match kid {
@@ -299,29 +239,29 @@ impl JwtValidation {
         };
         let Some(jwk) = found else {
             if kid.is_some() {
-                let mut cache = cache_mut();
-                for u in &self.jkus {
-                    if let Some(f) = cache.get_mut(u) {
-                        f.stale = true;
-                    }
+                // The issuer may have rotated its keys.
+                for f in &self.jkus {
+                    documents.mark_stale(&f.url);
                 }
             }
-            return Err(Refusal::Invalid(match kid {
+            return Err(TokenRefusal::Invalid(match kid {
                 Some(kid) => format!("no signing key {kid:?} in the JWKS"),
                 None => "the token names no key (kid) and the JWKS has several".into(),
             }));
         };
         DecodingKey::from_jwk(&jwk)
-            .map_err(|e| Refusal::Invalid(format!("the JWKS key cannot be used: {e}")))
+            .map_err(|e| TokenRefusal::Invalid(format!("the JWKS key cannot be used: {e}")))
     }
 }
 
 /// What `actions.ngrok.jwt_validation` shows later rules.
-pub fn result(outcome: &Result<Json, Refusal>) -> Json {
+pub fn result(outcome: &Result<Json, TokenRefusal>) -> Json {
     match outcome {
         Ok(claims) => json!({ "valid": true, "claims": claims }),
-        Err(Refusal::Missing) => json!({ "valid": false, "error": "no token" }),
-        Err(Refusal::Invalid(e) | Refusal::NoKeys(e)) => json!({ "valid": false, "error": e }),
+        Err(TokenRefusal::Missing) => json!({ "valid": false, "error": "no token" }),
+        Err(TokenRefusal::Invalid(e) | TokenRefusal::NoKeys(e)) => {
+            json!({ "valid": false, "error": e })
+        }
     }
 }
 

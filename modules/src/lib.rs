@@ -4,17 +4,21 @@
 //!
 //! Layer: request logic only; must not depend on listeners or sessions.
 //! Each module is wire config → `compile()` → an immutable module; what
-//! one request needs lives in [`chain::RequestState`].
+//! one request needs lives in the module's own per-request state
+//! ([`chain::RouteModule::State`]).
 
 pub mod basic_auth;
 pub mod chain;
 pub mod circuit_breaker;
 pub mod compression;
 pub mod decisions;
+pub mod documents;
 pub mod headers;
 pub mod interpolate;
 pub mod ip_restriction;
 pub mod jwt;
+pub mod refusal;
+pub mod request;
 pub mod traffic_policy;
 pub mod user_agent;
 pub mod webhook;
@@ -25,7 +29,7 @@ use std::time::Duration;
 use gangway_config::control::IpSet;
 use gangway_config::resources::{is_enabled, RouteModules};
 
-use chain::{Chain, RouteModule};
+use chain::{Chain, Module};
 
 /// A module's configuration was refused; `field` names it
 /// (`basic_auth.credentials[0].password`).
@@ -50,27 +54,27 @@ impl ConfigError {
 /// (backend) or not yet landed (oauth, oidc, saml) are not part of the
 /// chain.
 pub fn route_chain(m: &RouteModules, ip: Option<IpSet>) -> Result<Chain, ConfigError> {
-    let mut out: Vec<Box<dyn RouteModule>> = Vec::new();
+    let mut out: Vec<Module> = Vec::new();
     let on = is_enabled;
     if let Some(set) = ip {
-        out.push(Box::new(ip_restriction::IpRestriction::new(set)));
+        out.push(Module::new(ip_restriction::IpRestriction::new(set)));
     }
     if let Some(f) = m.user_agent_filter.as_ref().filter(|x| on(x.enabled)) {
-        out.push(Box::new(user_agent::UserAgentFilter::compile(
+        out.push(Module::new(user_agent::UserAgentFilter::compile(
             "user_agent_filter",
             &f.allow,
             &f.deny,
         )?));
     }
     if let Some(w) = m.webhook_verification.as_ref().filter(|x| on(x.enabled)) {
-        out.push(Box::new(webhook::WebhookVerification::compile(
+        out.push(Module::new(webhook::WebhookVerification::compile(
             "webhook_verification",
             &w.provider,
             &w.secret,
         )?));
     }
     if let Some(p) = m.traffic_policy.as_ref().filter(|x| on(x.enabled)) {
-        out.push(Box::new(traffic_policy::TrafficPolicy::compile(
+        out.push(Module::new(traffic_policy::TrafficPolicy::compile(
             "traffic_policy.value",
             &p.value,
         )?));
@@ -79,7 +83,7 @@ pub fn route_chain(m: &RouteModules, ip: Option<IpSet>) -> Result<Chain, ConfigE
         .as_ref()
         .is_some_and(|x| on(x.enabled))
     {
-        out.push(Box::new(websocket_tcp::WebsocketTcpConverter));
+        out.push(Module::new(websocket_tcp::WebsocketTcpConverter));
     }
     if let Some(b) = m.circuit_breaker.as_ref().filter(|x| on(x.enabled)) {
         let cfg = circuit_breaker::BreakerConfig {
@@ -89,7 +93,7 @@ pub fn route_chain(m: &RouteModules, ip: Option<IpSet>) -> Result<Chain, ConfigE
             volume_threshold: b.volume_threshold,
             error_threshold: b.error_threshold_percentage,
         };
-        out.push(Box::new(circuit_breaker::CircuitBreaker::new(
+        out.push(Module::new(circuit_breaker::CircuitBreaker::new(
             "circuit_breaker",
             cfg,
         )?));
@@ -107,13 +111,13 @@ pub fn route_chain(m: &RouteModules, ip: Option<IpSet>) -> Result<Chain, ConfigE
         ),
     ] {
         if let Some(h) = h.as_ref().filter(|x| on(x.enabled)) {
-            out.push(Box::new(headers::HeaderRewrite::from_map(
+            out.push(Module::new(headers::HeaderRewrite::from_map(
                 field, dir, &h.add, &h.remove,
             )?));
         }
     }
     if m.compression.as_ref().is_some_and(|x| on(x.enabled)) {
-        out.push(Box::new(compression::Compression::default()));
+        out.push(Module::new(compression::Compression::default()));
     }
     Ok(Chain::new(out))
 }

@@ -4,11 +4,13 @@
 //!
 //! `on_tcp_connect` rules run when the request's connection is admitted,
 //! `on_http_request` rules on the request head, `on_http_response` rules
-//! on the upstream's response head. What a phase decided that the edge
-//! must apply later (upstream header edits, a rewritten URL, a replaced
-//! response) waits in [`RequestState`]. Actions built on other modules'
-//! machinery (jwt-validation, verify-webhook, compress-response,
-//! circuit-breaker) live in [`host`].
+//! on the upstream's response head. What the request phase leaves for
+//! later phases (its variables, upstream header edits, admitted breakers,
+//! webhooks waiting for the body) is the module's [`PolicyRun`]; what it
+//! asks of the edge (a rewritten URL, a forward to an internal endpoint)
+//! it returns as [`Directives`]. Actions built on other modules' machinery
+//! (jwt-validation, verify-webhook, compress-response, circuit-breaker)
+//! live in [`host`].
 
 mod host;
 
@@ -17,30 +19,32 @@ pub use host::TerminateTls;
 use std::net::IpAddr;
 
 use bytes::Bytes;
-pub use gangway_policy::engine::Forward;
-use gangway_policy::engine::{self, HttpOutcome, Reply};
+use gangway_policy::engine::{self, HttpOutcome, Refused, Reply};
 use gangway_policy::expr::{SavedScope, Scope};
 use gangway_policy::request::{Connection, HttpRequest, Tls};
 use gangway_policy::Policy;
 use http::{HeaderName, HeaderValue};
 
 use crate::chain::{
-    ConnInfo, EdgeResponse, Flow, HeaderEdits, Outcome, RequestInfo, RequestState, RouteModule,
-    Stage,
+    ConnInfo, Cx, Directives, EdgeResponse, Flow, HeaderEdits, Outcome, RequestInfo, ResponseFlow,
+    RouteModule, Stage,
 };
+use crate::compression::{self, Encoder};
+use crate::documents::Fetch;
+use crate::refusal::Refusal;
 use crate::ConfigError;
-
-pub use host::JWT_REFUSED_CODE;
 
 #[derive(Debug)]
 pub struct TrafficPolicy {
     policy: Policy,
     /// The host actions' compiled state, indexed by the ids in `policy`.
     host: Vec<host::HostAction>,
-    /// JWKS URLs the edge must have fetched before the request phase.
-    documents: Vec<String>,
+    /// JWKS the edge must have fetched before the request phase.
+    documents: Vec<Fetch>,
     /// The request phase verifies a webhook: hold the body back.
     wants_body: bool,
+    /// The response phase may compress (compress-response).
+    compresses: bool,
     /// `terminate-tls`, for TLS endpoints to apply when bound.
     terminate_tls: Option<TerminateTls>,
 }
@@ -54,6 +58,8 @@ pub struct PolicyRun {
     remove: Vec<HeaderName>,
     add: Vec<(HeaderName, HeaderValue)>,
     pending: host::Pending,
+    /// compress-response chose an encoding for the response body.
+    encoder: Option<Encoder>,
 }
 
 impl TrafficPolicy {
@@ -128,16 +134,20 @@ impl TrafficPolicy {
         let documents = host
             .iter()
             .filter_map(|a| match a {
-                host::HostAction::Jwt(j) => Some(j.jwks_urls().to_vec()),
+                host::HostAction::Jwt(j) => Some(j.documents().to_vec()),
                 _ => None,
             })
             .flatten()
             .collect();
+        let compresses = host
+            .iter()
+            .any(|a| matches!(a, host::HostAction::Compress(_)));
         Ok(TrafficPolicy {
             policy,
             host,
             documents,
             wants_body,
+            compresses,
             terminate_tls,
         })
     }
@@ -205,54 +215,49 @@ fn client_ip(conn: &ConnInfo) -> Option<IpAddr> {
 
 /// A policy's answer as the edge writes it. A header value that rendered
 /// to something HTTP cannot carry fails the request like any runtime error.
-fn edge_response(reply: Reply) -> EdgeResponse {
-    let mut headers = Vec::with_capacity(reply.headers.len());
-    for (name, value) in reply.headers {
-        match HeaderValue::from_str(&value) {
-            Ok(v) => headers.push((name, v)),
-            Err(_) => {
-                return EdgeResponse::error(
-                    500,
-                    engine::RUNTIME_ERROR_CODE,
-                    format!(
-                    "The endpoint's traffic policy set header {name} to a value HTTP cannot carry."
-                ),
-                )
-            }
-        }
-    }
-    EdgeResponse {
+fn edge_response(reply: Reply) -> Result<EdgeResponse, Refusal> {
+    let headers = header_values(reply.headers)?;
+    Ok(EdgeResponse {
         status: reply.status,
-        code: reply.code,
+        code: None,
         headers,
         body: Bytes::from(reply.body),
-    }
+    })
 }
 
-/// Rendered header values, or the error answer for one that is not valid.
+/// Rendered header values, or the refusal for one that is not valid.
 fn header_values(
     add: Vec<(HeaderName, String)>,
-) -> Result<Vec<(HeaderName, HeaderValue)>, EdgeResponse> {
+) -> Result<Vec<(HeaderName, HeaderValue)>, Refusal> {
     add.into_iter()
         .map(|(name, value)| match HeaderValue::from_str(&value) {
             Ok(v) => Ok((name, v)),
-            Err(_) => Err(EdgeResponse::error(
-                500,
-                engine::RUNTIME_ERROR_CODE,
-                format!(
-                    "The endpoint's traffic policy set header {name} to a value HTTP cannot carry."
-                ),
-            )),
+            Err(_) => Err(Refusal::PolicyBadHeader(name)),
         })
         .collect()
 }
 
+/// The module's refusal for what the engine refused (`host`: why a host
+/// action refused, if one did).
+fn refusal(refused: Refused, host: Option<Refusal>) -> Refusal {
+    match refused {
+        Refused::IpBlocked => Refusal::IpBlockedByPolicy,
+        Refused::Failed(e) => Refusal::PolicyFailed(e),
+        Refused::Host => host.unwrap_or_else(|| {
+            Refusal::PolicyFailed("a host action refused without a reason".into())
+        }),
+    }
+}
+
 impl RouteModule for TrafficPolicy {
+    /// What the request phase left for later phases; `None` until it ran.
+    type State = Option<PolicyRun>;
+
     fn stage(&self) -> Stage {
         Stage::TrafficPolicy
     }
 
-    fn on_connect(&self, conn: &ConnInfo, st: &mut RequestState) -> Flow {
+    fn on_connect(&self, conn: &ConnInfo, cx: Cx<'_, Option<PolicyRun>>) -> Flow {
         if self.policy.on_tcp_connect.is_empty() {
             return Flow::Continue;
         }
@@ -265,15 +270,15 @@ impl RouteModule for TrafficPolicy {
                 actions: &self.host,
             },
         );
-        st.decisions.traffic_policy_logs.extend(out.logs);
+        cx.facts.decisions.traffic_policy_logs.extend(out.logs);
         // Before any HTTP is spoken, refusing means closing.
-        if out.close || out.respond.is_some() {
+        if out.close || out.respond.is_some() || out.refused.is_some() {
             return Flow::Close;
         }
         Flow::Continue
     }
 
-    fn on_request(&self, req: &RequestInfo<'_>, st: &mut RequestState) -> Flow {
+    fn on_request(&self, req: &RequestInfo<'_>, cx: Cx<'_, Option<PolicyRun>>) -> Flow {
         if self.policy.on_http_request.is_empty() && self.policy.on_http_response.is_empty() {
             return Flow::Continue;
         }
@@ -290,8 +295,10 @@ impl RouteModule for TrafficPolicy {
         let mut host = host::RequestHost {
             actions: &self.host,
             req,
-            st,
+            facts: cx.facts,
+            documents: cx.documents,
             pending: host::Pending::default(),
+            refusal: None,
         };
         let out = engine::run_with(
             &self.policy.on_http_request,
@@ -299,9 +306,10 @@ impl RouteModule for TrafficPolicy {
             client_ip(req.conn),
             &mut host,
         );
-        let pending = host.pending;
+        let (pending, host_refusal) = (host.pending, host.refusal);
         let HttpOutcome {
             respond,
+            refused,
             close,
             remove_headers,
             add_headers,
@@ -309,53 +317,76 @@ impl RouteModule for TrafficPolicy {
             logs,
             forward,
         } = out;
-        st.decisions.traffic_policy_logs.extend(logs);
+        cx.facts.decisions.traffic_policy_logs.extend(logs);
         if close {
             return Flow::Close;
         }
+        if let Some(r) = refused {
+            return Flow::Refuse(refusal(r, host_refusal));
+        }
         if let Some(reply) = respond {
-            return Flow::Respond(edge_response(reply));
+            return match edge_response(reply) {
+                Ok(answer) => Flow::Respond(answer),
+                Err(r) => Flow::Refuse(r),
+            };
         }
         let add = match header_values(add_headers) {
             Ok(add) => add,
-            Err(answer) => return Flow::Respond(answer),
+            Err(r) => return Flow::Refuse(r),
         };
-        st.upstream_path = rewrite;
-        st.forward_internal = forward;
-        st.policy = Some(Box::new(PolicyRun {
+        *cx.state = Some(PolicyRun {
             scope: scope.save(),
             remove: remove_headers,
             add,
             pending,
-        }));
-        Flow::Continue
+            encoder: None,
+        });
+        if rewrite.is_none() && forward.is_none() {
+            return Flow::Continue;
+        }
+        Flow::Direct(Directives {
+            rewrite,
+            forward,
+            upgrade: None,
+        })
     }
 
     fn wants_body(&self) -> bool {
         self.wants_body
     }
 
-    fn on_request_body(&self, req: &RequestInfo<'_>, body: &[u8], st: &mut RequestState) -> Flow {
-        let Some(mut run) = st.policy.take() else {
+    fn on_request_body(
+        &self,
+        req: &RequestInfo<'_>,
+        body: &[u8],
+        cx: Cx<'_, Option<PolicyRun>>,
+    ) -> Flow {
+        let Some(run) = cx.state.as_mut() else {
             return Flow::Continue;
         };
         let mut scope = std::mem::take(&mut run.scope).restore();
-        let verdict =
-            host::verify_body(&self.host, &run.pending.webhooks, req, body, st, &mut scope);
+        let verdict = host::verify_body(
+            &self.host,
+            &run.pending.webhooks,
+            req,
+            body,
+            cx.facts,
+            cx.documents,
+            &mut scope,
+        );
         run.scope = scope.save();
-        st.policy = Some(run);
         match verdict {
             Ok(()) => Flow::Continue,
-            Err(answer) => Flow::Respond(answer),
+            Err(flow) => flow,
         }
     }
 
-    fn documents(&self) -> &[String] {
+    fn documents(&self) -> &[Fetch] {
         &self.documents
     }
 
-    fn on_complete(&self, outcome: &Outcome, st: &mut RequestState) {
-        let Some(run) = st.policy.as_ref() else {
+    fn on_complete(&self, outcome: &Outcome, cx: Cx<'_, Option<PolicyRun>>) {
+        let Some(run) = cx.state.as_ref() else {
             return;
         };
         for &(id, probe) in &run.pending.breakers {
@@ -369,9 +400,9 @@ impl RouteModule for TrafficPolicy {
         &self,
         _req: &RequestInfo<'_>,
         head: &mut dyn HeaderEdits,
-        st: &mut RequestState,
+        cx: Cx<'_, Option<PolicyRun>>,
     ) {
-        let Some(run) = st.policy.as_mut() else {
+        let Some(run) = cx.state.as_mut() else {
             return;
         };
         for name in &run.remove {
@@ -387,13 +418,13 @@ impl RouteModule for TrafficPolicy {
         req: &RequestInfo<'_>,
         status: u16,
         out: &mut dyn HeaderEdits,
-        st: &mut RequestState,
-    ) {
+        cx: Cx<'_, Option<PolicyRun>>,
+    ) -> ResponseFlow {
         if self.policy.on_http_response.is_empty() {
-            return;
+            return ResponseFlow::Continue;
         }
-        let Some(run) = st.policy.as_mut() else {
-            return;
+        let Some(run) = cx.state.as_mut() else {
+            return ResponseFlow::Continue;
         };
         let mut scope = std::mem::take(&mut run.scope).restore();
         scope.set_response(status, out.headers());
@@ -408,36 +439,54 @@ impl RouteModule for TrafficPolicy {
             &mut host,
         );
         let compress = host.compress;
-        st.decisions.traffic_policy_logs.extend(outcome.logs);
+        cx.facts.decisions.traffic_policy_logs.extend(outcome.logs);
         if outcome.close {
-            st.close_connection = true;
-            return;
+            return ResponseFlow::Close;
+        }
+        if let Some(r) = outcome.refused {
+            return ResponseFlow::Refuse(refusal(r, None));
         }
         if let Some(reply) = outcome.respond {
-            st.replace_response = Some(edge_response(reply));
+            return match edge_response(reply) {
+                Ok(answer) => ResponseFlow::Replace(answer),
+                Err(r) => ResponseFlow::Refuse(r),
+            };
+        }
+        let add = match header_values(outcome.add_headers) {
+            Ok(add) => add,
+            Err(r) => return ResponseFlow::Refuse(r),
+        };
+        for name in &outcome.remove_headers {
+            out.remove(name);
+        }
+        for (name, value) in add {
+            out.append(name, value);
+        }
+        if let Some(codings) = compress {
+            run.encoder = compression::encode_response(req, status, out, cx.facts, codings);
+        }
+        ResponseFlow::Continue
+    }
+
+    fn filters_response_body(&self) -> bool {
+        self.compresses
+    }
+
+    fn response_body(&self, chunk: &mut Option<Bytes>, end: bool, cx: Cx<'_, Option<PolicyRun>>) {
+        let Some(run) = cx.state.as_mut() else {
             return;
-        }
-        match header_values(outcome.add_headers) {
-            Ok(add) => {
-                for name in &outcome.remove_headers {
-                    out.remove(name);
-                }
-                for (name, value) in add {
-                    out.append(name, value);
-                }
-                if let Some(codings) = compress {
-                    crate::compression::encode_response(req, status, out, st, codings);
-                }
-            }
-            Err(answer) => st.replace_response = Some(answer),
-        }
+        };
+        compression::encode_body(run.encoder.as_mut(), chunk, end, cx.facts);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chain::TestCx;
     use http::{HeaderMap, Method, Uri};
+
+    type St = TestCx<Option<PolicyRun>>;
 
     fn conn() -> ConnInfo {
         ConnInfo {
@@ -448,7 +497,7 @@ mod tests {
         }
     }
 
-    fn request(m: &TrafficPolicy, path: &str, headers: &HeaderMap, st: &mut RequestState) -> Flow {
+    fn request(m: &TrafficPolicy, path: &str, headers: &HeaderMap, st: &mut St) -> Flow {
         let conn = conn();
         let uri: Uri = path.parse().unwrap();
         let req = RequestInfo {
@@ -459,7 +508,7 @@ mod tests {
             scheme: "https",
             host: "app.example",
         };
-        m.on_request(&req, st)
+        m.on_request(&req, st.cx())
     }
 
     #[test]
@@ -500,11 +549,13 @@ on_http_response:
 "#,
         )
         .unwrap();
-        let mut st = RequestState::default();
+        let mut st = St::default();
         let mut h = HeaderMap::new();
         h.insert("x-secret", "s".parse().unwrap());
-        assert_eq!(request(&m, "/old/x", &h, &mut st), Flow::Continue);
-        assert_eq!(st.upstream_path.as_deref(), Some("/new/x"));
+        let Flow::Direct(d) = request(&m, "/old/x", &h, &mut st) else {
+            panic!("url-rewrite is a directive");
+        };
+        assert_eq!(d.rewrite.as_deref(), Some("/new/x"));
         let conn = conn();
         let uri: Uri = "/old/x".parse().unwrap();
         let req = RequestInfo {
@@ -516,11 +567,11 @@ on_http_response:
             host: "app.example",
         };
         let mut up = h.clone();
-        m.upstream_request(&req, &mut up, &mut st);
+        m.upstream_request(&req, &mut up, st.cx());
         assert!(up.get("x-secret").is_none());
         assert_eq!(up.get("x-who").unwrap(), "/old/x");
         let mut resp = HeaderMap::new();
-        m.on_response(&req, 200, &mut resp, &mut st);
+        m.on_response(&req, 200, &mut resp, st.cx());
         assert_eq!(resp.get("x-seen").unwrap(), "yes");
     }
 
@@ -537,14 +588,14 @@ on_http_response:
         )
         .unwrap();
         let h = HeaderMap::new();
-        let mut st = RequestState::default();
+        let mut st = St::default();
         assert_eq!(request(&m, "/close", &h, &mut st), Flow::Close);
-        let mut st = RequestState::default();
+        let mut st = St::default();
         match request(&m, "/deny", &h, &mut st) {
             Flow::Respond(r) => assert_eq!(r.status, 451),
             other => panic!("{other:?}"),
         }
-        let mut st = RequestState::default();
+        let mut st = St::default();
         assert_eq!(request(&m, "/", &h, &mut st), Flow::Continue);
         let conn = conn();
         let uri: Uri = "/".parse().unwrap();
@@ -557,8 +608,9 @@ on_http_response:
             host: "app.example",
         };
         let mut resp = HeaderMap::new();
-        m.on_response(&req, 502, &mut resp, &mut st);
-        let r = st.replace_response.expect("replaced");
+        let ResponseFlow::Replace(r) = m.on_response(&req, 502, &mut resp, st.cx()) else {
+            panic!("replaced");
+        };
         assert_eq!((r.status, &r.body[..]), (503, &b"down"[..]));
     }
 
@@ -569,7 +621,7 @@ on_http_response:
             r#"{"on_tcp_connect":[{"actions":[{"type":"restrict-ips","config":{"allow":["192.168.0.0/16"]}}]}]}"#,
         )
         .unwrap();
-        let mut st = RequestState::default();
-        assert_eq!(m.on_connect(&conn(), &mut st), Flow::Close);
+        let mut st = St::default();
+        assert_eq!(m.on_connect(&conn(), st.cx()), Flow::Close);
     }
 }

@@ -5,11 +5,10 @@
 
 use regex::RegexSet;
 
-use crate::chain::{EdgeResponse, Flow, RequestInfo, RequestState, RouteModule, Stage};
-use crate::decisions::{ALLOW, BLOCK};
+use crate::chain::{Cx, Flow, RequestInfo, RouteModule, Stage};
+use crate::decisions::Access;
+use crate::refusal::Refusal;
 use crate::ConfigError;
-
-pub const ERROR_CODE: &str = "ERR_NGROK_3211";
 
 /// Regex size cap: a filter is a handful of patterns, not a grammar.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -60,21 +59,19 @@ impl RouteModule for UserAgentFilter {
         Stage::UserAgentFilter
     }
 
-    fn on_request(&self, req: &RequestInfo<'_>, st: &mut RequestState) -> Flow {
+    type State = ();
+
+    fn on_request(&self, req: &RequestInfo<'_>, cx: Cx<'_, ()>) -> Flow {
         let ua = req
             .headers
             .get(http::header::USER_AGENT)
             .map(|v| String::from_utf8_lossy(v.as_bytes()));
         if self.allows(ua.as_deref()) {
-            st.decisions.user_agent_filter = Some(ALLOW);
+            cx.facts.decisions.user_agent_filter = Some(Access::Allow);
             return Flow::Continue;
         }
-        st.decisions.user_agent_filter = Some(BLOCK);
-        Flow::Respond(EdgeResponse::error(
-            403,
-            ERROR_CODE,
-            "Your user agent is not allowed to reach this endpoint.",
-        ))
+        cx.facts.decisions.user_agent_filter = Some(Access::Block);
+        Flow::Refuse(Refusal::UserAgentBlocked)
     }
 }
 

@@ -2,9 +2,8 @@
 //! clients. This module only admits websocket upgrades; the edge bridges
 //! binary messages to the agent's stream after the 101.
 
-use crate::chain::{EdgeResponse, Flow, RequestInfo, RequestState, RouteModule, Stage};
-
-pub const ERROR_CODE: &str = "ERR_NGROK_3206";
+use crate::chain::{Cx, Directives, Flow, RequestInfo, RouteModule, Stage, Upgrade};
+use crate::refusal::Refusal;
 
 /// The only websocket protocol version (RFC 6455).
 pub const VERSION: &str = "13";
@@ -27,40 +26,34 @@ impl RouteModule for WebsocketTcpConverter {
         Stage::WebsocketTcpConverter
     }
 
-    fn on_request(&self, req: &RequestInfo<'_>, st: &mut RequestState) -> Flow {
+    type State = ();
+
+    fn on_request(&self, req: &RequestInfo<'_>, _cx: Cx<'_, ()>) -> Flow {
         if !is_websocket_upgrade(req) {
-            return Flow::Respond(EdgeResponse::error(
-                400,
-                ERROR_CODE,
-                "This endpoint converts websockets to TCP: only websocket upgrade requests are accepted.",
-            ));
+            return Flow::Refuse(Refusal::NotWebsocket);
         }
         // RFC 6455 §4.2.2: an unknown version gets 426 naming ours.
         if req.header("sec-websocket-version").map(str::trim) != Some(VERSION) {
-            let mut answer = EdgeResponse::error(
-                426,
-                ERROR_CODE,
-                "This endpoint speaks websocket version 13 only.",
-            );
-            answer.headers.push((
-                http::HeaderName::from_static("sec-websocket-version"),
-                http::HeaderValue::from_static(VERSION),
-            ));
-            return Flow::Respond(answer);
+            return Flow::Refuse(Refusal::WebsocketVersion);
         }
-        st.websocket_tcp = true;
-        Flow::Continue
+        Flow::Direct(Directives {
+            upgrade: Some(Upgrade::WebsocketTcp),
+            ..Directives::default()
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::ConnInfo;
+    use crate::chain::{ConnInfo, TestCx};
     use http::{HeaderMap, HeaderValue, Method};
 
-    /// The converter's verdict and whether it marked the request for bridging.
-    fn verdict(method: Method, headers: &[(&'static str, &'static str)]) -> (Option<u16>, bool) {
+    /// The converter's refusal, or whether it asked for the bridge.
+    fn verdict(
+        method: Method,
+        headers: &[(&'static str, &'static str)],
+    ) -> (Option<Refusal>, bool) {
         let conn = ConnInfo::default();
         let uri: http::Uri = "/vnc".parse().unwrap();
         let mut map = HeaderMap::new();
@@ -75,12 +68,11 @@ mod tests {
             scheme: "https",
             host: "h.example",
         };
-        let mut st = RequestState::default();
-        let status = match WebsocketTcpConverter.on_request(&req, &mut st) {
-            Flow::Respond(r) => Some(r.status),
-            _ => None,
-        };
-        (status, st.websocket_tcp)
+        match WebsocketTcpConverter.on_request(&req, TestCx::default().cx()) {
+            Flow::Refuse(r) => (Some(r), false),
+            Flow::Direct(d) => (None, d.upgrade == Some(Upgrade::WebsocketTcp)),
+            _ => (None, false),
+        }
     }
 
     const UPGRADE: [(&str, &str); 3] = [
@@ -94,15 +86,30 @@ mod tests {
         let mut ok = UPGRADE.to_vec();
         ok.push(("sec-websocket-version", "13"));
         assert_eq!(verdict(Method::GET, &ok), (None, true));
-        assert_eq!(verdict(Method::POST, &ok), (Some(400), false));
-        assert_eq!(verdict(Method::GET, &[]), (Some(400), false));
+        assert_eq!(
+            verdict(Method::POST, &ok),
+            (Some(Refusal::NotWebsocket), false)
+        );
+        assert_eq!(
+            verdict(Method::GET, &[]),
+            (Some(Refusal::NotWebsocket), false)
+        );
         let mut old = UPGRADE.to_vec();
         old.push(("sec-websocket-version", "8"));
-        assert_eq!(verdict(Method::GET, &old), (Some(426), false));
-        assert_eq!(verdict(Method::GET, &UPGRADE), (Some(426), false));
+        assert_eq!(
+            verdict(Method::GET, &old),
+            (Some(Refusal::WebsocketVersion), false)
+        );
+        assert_eq!(
+            verdict(Method::GET, &UPGRADE),
+            (Some(Refusal::WebsocketVersion), false)
+        );
         let mut other = UPGRADE.to_vec();
         other[0] = ("upgrade", "h2c");
         other.push(("sec-websocket-version", "13"));
-        assert_eq!(verdict(Method::GET, &other), (Some(400), false));
+        assert_eq!(
+            verdict(Method::GET, &other),
+            (Some(Refusal::NotWebsocket), false)
+        );
     }
 }

@@ -13,30 +13,24 @@ use crate::expr::Scope;
 use crate::host::{HostRun, HostStep, NoHost};
 use crate::Rule;
 
-/// Ours: a policy expression or template failed while a request ran.
-pub const RUNTIME_ERROR_CODE: &str = "ERR_NGROK_9051";
-/// restrict-ips refused the client (as the ip_restriction module does).
-pub const IP_BLOCKED_CODE: &str = "ERR_NGROK_3205";
-
-/// A response the policy produced.
+/// A response the policy chose to send (deny, custom-response, redirect,
+/// rate-limit, basic-auth).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(HeaderName, String)>,
     pub body: String,
-    /// `ngrok-error-code`, for errors.
-    pub code: Option<&'static str>,
 }
 
-impl Reply {
-    pub fn error(status: u16, code: &'static str, body: String) -> Reply {
-        Reply {
-            status,
-            headers: Vec::new(),
-            body,
-            code: Some(code),
-        }
-    }
+/// Why a phase refused the request; the edge answers each with its code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// restrict-ips: the client's address is not allowed.
+    IpBlocked,
+    /// An expression, template or host action failed while it ran.
+    Failed(String),
+    /// A host action refused; the host knows why.
+    Host,
 }
 
 /// What a phase decided.
@@ -45,6 +39,8 @@ pub struct HttpOutcome {
     /// Answer with this instead of (or, in the response phase, in place of)
     /// the upstream's response.
     pub respond: Option<Reply>,
+    /// Refuse the request (the edge answers with an error code).
+    pub refused: Option<Refused>,
     /// Close the connection without an answer.
     pub close: bool,
     /// Header edits for the request going upstream (request phase) or the
@@ -69,9 +65,6 @@ pub struct Forward {
     pub continue_on_error: bool,
 }
 
-/// forward-internal named an endpoint that is not online (`halt`).
-pub const FORWARD_FAILED_CODE: &str = "ERR_NGROK_3220";
-
 /// Runs `rules` against `scope`. `client_ip` is the connection's source
 /// address (restrict-ips never trusts headers).
 pub fn run(rules: &[Rule], scope: &mut Scope, client_ip: Option<IpAddr>) -> HttpOutcome {
@@ -88,11 +81,8 @@ pub fn run_with(
     let mut out = HttpOutcome::default();
     if let Err(e) = run_rules(rules, scope, client_ip, host, &mut out) {
         out.logs.push(json!({ "error": e }));
-        out.respond = Some(Reply::error(
-            500,
-            RUNTIME_ERROR_CODE,
-            format!("The endpoint's traffic policy failed: {e}\n"),
-        ));
+        out.respond = None;
+        out.refused = Some(Refused::Failed(e));
     }
     out
 }
@@ -140,7 +130,6 @@ fn apply(
                 status: *status,
                 headers: Vec::new(),
                 body: String::new(),
-                code: None,
             });
         }
         Action::CustomResponse {
@@ -152,7 +141,6 @@ fn apply(
                 status: *status,
                 headers: rendered(headers, scope)?,
                 body: render(body, scope)?,
-                code: None,
             });
         }
         Action::Redirect {
@@ -174,7 +162,6 @@ fn apply(
                 status: *status,
                 headers: h,
                 body: String::new(),
-                code: None,
             });
         }
         Action::UrlRewrite { from, to } => {
@@ -197,12 +184,7 @@ fn apply(
                     && !deny.iter().any(|n| n.contains(&ip))
             });
             if !allowed {
-                out.respond = Some(Reply::error(
-                    403,
-                    IP_BLOCKED_CODE,
-                    "The client's IP address is not allowed by the endpoint's traffic policy.\n"
-                        .into(),
-                ));
+                out.refused = Some(Refused::IpBlocked);
                 return Ok(true);
             }
         }
@@ -247,7 +229,6 @@ fn apply(
                     status: 429,
                     headers: vec![(http::header::RETRY_AFTER, l.retry_after.to_string())],
                     body: "Too many requests: the endpoint's rate limit was reached.\n".into(),
-                    code: None,
                 });
                 return Ok(true);
             }
@@ -275,7 +256,6 @@ fn apply(
                             format!("Basic realm=\"{}\"", auth.realm),
                         )],
                         body: "Authentication required.\n".into(),
-                        code: None,
                     });
                     return Ok(true);
                 }
@@ -286,6 +266,10 @@ fn apply(
             HostStep::Continue => {}
             HostStep::Respond(reply) => {
                 out.respond = Some(reply);
+                return Ok(true);
+            }
+            HostStep::Refuse => {
+                out.refused = Some(Refused::Host);
                 return Ok(true);
             }
         },

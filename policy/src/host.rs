@@ -62,6 +62,8 @@ pub enum HostStep {
     Continue,
     /// Answer with this; the phase ends.
     Respond(Reply),
+    /// Refuse the request; the phase ends. The host keeps the reason.
+    Refuse,
 }
 
 /// Runs host actions during one phase.

@@ -19,13 +19,14 @@ use gangway_policy::host::{HostActions, HostRun, HostStep};
 use gangway_policy::PolicyError;
 use serde_json::{json, Map, Value as Json};
 
-use crate::chain::RouteModule;
-use crate::chain::{EdgeResponse, Flow, RequestInfo, RequestState};
+use crate::chain::{EdgeResponse, Facts, Flow, RequestInfo};
 use crate::circuit_breaker::{Admission, BreakerConfig, CircuitBreaker};
 use crate::compression::Coding;
-use crate::decisions::ALLOW;
-use crate::jwt::{JwtValidation, Refusal};
-use crate::webhook::WebhookVerification;
+use crate::decisions::Access;
+use crate::documents::DocumentCache;
+use crate::jwt::{JwtValidation, TokenRefusal};
+use crate::refusal::Refusal;
+use crate::webhook::{Verdict, WebhookVerification};
 
 #[derive(Debug)]
 pub(super) enum HostAction {
@@ -240,7 +241,6 @@ fn reply_of(r: EdgeResponse) -> Reply {
             .map(|(n, v)| (n, String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect(),
         body: String::from_utf8_lossy(&r.body).into_owned(),
-        code: r.code,
     }
 }
 
@@ -257,8 +257,18 @@ pub(super) struct Pending {
 pub(super) struct RequestHost<'a, 'r> {
     pub actions: &'a [HostAction],
     pub req: &'a RequestInfo<'r>,
-    pub st: &'a mut RequestState,
+    pub facts: &'a mut Facts,
+    pub documents: &'a DocumentCache,
     pub pending: Pending,
+    /// Why a host action refused the request ([`HostStep::Refuse`]).
+    pub refusal: Option<Refusal>,
+}
+
+impl RequestHost<'_, '_> {
+    fn refuse(&mut self, why: Refusal) -> Result<HostStep, String> {
+        self.refusal = Some(why);
+        Ok(HostStep::Refuse)
+    }
 }
 
 impl HostRun for RequestHost<'_, '_> {
@@ -268,40 +278,40 @@ impl HostRun for RequestHost<'_, '_> {
         };
         match action {
             HostAction::Jwt(jwt) => {
-                let outcome = jwt.validate(self.req);
+                let outcome = jwt.validate(self.req, self.documents);
                 set_result(scope, "jwt_validation", crate::jwt::result(&outcome));
                 match outcome {
                     Ok(_) => Ok(HostStep::Continue),
-                    Err(Refusal::NoKeys(e)) => Err(format!("jwt-validation: {e}")),
+                    Err(TokenRefusal::NoKeys(e)) => Err(format!("jwt-validation: {e}")),
                     Err(why) => {
                         let challenge = match &why {
-                            Refusal::Missing => "Bearer".to_string(),
+                            TokenRefusal::Missing => "Bearer".to_string(),
                             _ => "Bearer error=\"invalid_token\"".to_string(),
                         };
                         let detail = match why {
-                            Refusal::Missing => "no token".to_string(),
-                            Refusal::Invalid(e) | Refusal::NoKeys(e) => e,
+                            TokenRefusal::Missing => "no token".to_string(),
+                            TokenRefusal::Invalid(e) | TokenRefusal::NoKeys(e) => e,
                         };
-                        Ok(HostStep::Respond(Reply {
-                            status: 401,
-                            headers: vec![(http::header::WWW_AUTHENTICATE, challenge)],
-                            body: format!("The request's JWT was refused: {detail}.\n"),
-                            code: Some(JWT_REFUSED_CODE),
-                        }))
+                        self.refuse(Refusal::JwtRefused { challenge, detail })
                     }
                 }
             }
             HostAction::Webhook { verifier, enforce } => {
-                match verifier.on_request(self.req, self.st) {
-                    Flow::Continue => self.pending.webhooks.push(id),
-                    Flow::Respond(answer) => {
-                        // A provider's challenge, answered by the edge.
-                        if self.st.decisions.webhook_verification == Some(ALLOW) || *enforce {
-                            return Ok(HostStep::Respond(reply_of(answer)));
+                let decision = &mut self.facts.decisions.webhook_verification;
+                match verifier.check_head(self.req) {
+                    Verdict::Pass | Verdict::Fetch(_) => self.pending.webhooks.push(id),
+                    // A provider's challenge, answered by the edge.
+                    Verdict::Answer(answer) => {
+                        *decision = Some(Access::Allow);
+                        return Ok(HostStep::Respond(reply_of(answer)));
+                    }
+                    Verdict::Refuse(why) => {
+                        *decision = Some(Access::Block);
+                        if *enforce {
+                            return self.refuse(verifier.refusal(why));
                         }
                         set_result(scope, "verify_webhook", json!({ "verified": false }));
                     }
-                    Flow::Close => return Ok(HostStep::Continue),
                 }
                 Ok(HostStep::Continue)
             }
@@ -312,13 +322,7 @@ impl HostRun for RequestHost<'_, '_> {
                 match admission {
                     Admission::Allow => self.pending.breakers.push((id, false)),
                     Admission::Probe => self.pending.breakers.push((id, true)),
-                    Admission::Block if *enforce => {
-                        return Ok(HostStep::Respond(reply_of(EdgeResponse::error(
-                            503,
-                            crate::circuit_breaker::ERROR_CODE,
-                            "The circuit breaker for this endpoint is open: its upstream has been failing.",
-                        ))))
-                    }
+                    Admission::Block if *enforce => return self.refuse(Refusal::CircuitOpen),
                     Admission::Block => {}
                 }
                 Ok(HostStep::Continue)
@@ -344,9 +348,6 @@ impl HostRun for ConnectHost<'_> {
     }
 }
 
-/// jwt-validation refused the request's token (ours; ngrok answers 401).
-pub const JWT_REFUSED_CODE: &str = "ERR_NGROK_3230";
-
 /// Runs host actions in the response phase: only compress-response runs
 /// there, and it decides once the phase's header edits are known.
 #[derive(Default)]
@@ -367,27 +368,41 @@ impl HostRun for ResponseHost<'_> {
     }
 }
 
-/// verify-webhook on the whole body: `Err` is the answer to send.
+/// verify-webhook on the whole body: `Err` is how the request stops (a
+/// refusal, a provider's challenge answered, or a signing certificate to
+/// fetch first).
 pub(super) fn verify_body(
     actions: &[HostAction],
     webhooks: &[usize],
     req: &RequestInfo<'_>,
     body: &[u8],
-    st: &mut RequestState,
+    facts: &mut Facts,
+    documents: &DocumentCache,
     scope: &mut Scope,
-) -> Result<(), EdgeResponse> {
+) -> Result<(), Flow> {
     for &id in webhooks {
         let Some(HostAction::Webhook { verifier, enforce }) = actions.get(id) else {
             continue;
         };
-        let verified = match verifier.on_request_body(req, body, st) {
-            Flow::Continue => true,
-            // A provider's body challenge (zoom), answered by the edge.
-            Flow::Respond(answer) if st.decisions.webhook_verification == Some(ALLOW) => {
-                return Err(answer)
+        let decision = &mut facts.decisions.webhook_verification;
+        let verified = match verifier.check_body(req, body, documents) {
+            Verdict::Pass => {
+                *decision = Some(Access::Allow);
+                true
             }
-            Flow::Respond(answer) if *enforce => return Err(answer),
-            Flow::Respond(_) | Flow::Close => false,
+            // A provider's body challenge (zoom), answered by the edge.
+            Verdict::Answer(answer) => {
+                *decision = Some(Access::Allow);
+                return Err(Flow::Respond(answer));
+            }
+            Verdict::Refuse(why) => {
+                *decision = Some(Access::Block);
+                if *enforce {
+                    return Err(Flow::Refuse(verifier.refusal(why)));
+                }
+                false
+            }
+            Verdict::Fetch(f) => return Err(Flow::Fetch(f)),
         };
         set_result(scope, "verify_webhook", json!({ "verified": verified }));
     }

@@ -12,13 +12,13 @@ use base64::Engine;
 use ring::{digest, hmac, signature};
 use serde_json::{json, Value};
 
-use crate::chain::{EdgeResponse, Flow, RequestInfo, RequestState, RouteModule, Stage};
-use crate::decisions::{ALLOW, BLOCK};
+use crate::chain::{Cx, EdgeResponse, Flow, RequestInfo, RouteModule, Stage};
+use crate::decisions::Access;
+use crate::documents::{DocumentCache, Fetch};
+use crate::refusal::Refusal;
 use crate::ConfigError;
 
 pub use providers::PROVIDERS;
-
-pub const ERROR_CODE: &str = "ERR_NGROK_3204";
 
 /// Replay window when a provider documents none.
 pub const DEFAULT_WINDOW_SECS: u64 = 180;
@@ -169,6 +169,33 @@ pub enum Failure {
     KeyUnavailable,
 }
 
+impl Failure {
+    /// For the edge's log.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Failure::MissingSignature => "webhook signature missing",
+            Failure::MissingTimestamp => "webhook timestamp missing",
+            Failure::Stale => "webhook timestamp outside the replay window",
+            Failure::BadSignature => "webhook signature mismatch",
+            Failure::KeyUnavailable => "webhook signing certificate unavailable",
+        }
+    }
+}
+
+/// What a check of a request found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Verified (or, for the head, nothing refused yet: wait for the body).
+    Pass,
+    /// Verified, and the provider expects the edge to answer this
+    /// (an endpoint-verification challenge).
+    Answer(EdgeResponse),
+    Refuse(Failure),
+    /// The signing certificate must be fetched before the body can be
+    /// checked (sns).
+    Fetch(Fetch),
+}
+
 impl WebhookVerification {
     /// `field` prefixes error paths (`webhook_verification`).
     pub fn compile(field: &str, provider_id: &str, secret: &str) -> Result<Self, ConfigError> {
@@ -262,10 +289,8 @@ impl WebhookVerification {
     pub fn verify(&self, req: &RequestInfo<'_>, body: &[u8], now: u64) -> Result<(), Failure> {
         let p = self.provider;
         if matches!(self.key, Key::Fetched) {
-            return sns::verify(req, body).map_err(|check| match check {
-                sns::Check::Refused(why) => why,
-                sns::Check::NeedKey(_) => Failure::KeyUnavailable,
-            });
+            // The signing certificate comes with a document cache.
+            return Err(Failure::KeyUnavailable);
         }
         let found = extract(p, req, body);
         if found.sigs.is_empty() {
@@ -394,25 +419,78 @@ impl WebhookVerification {
         }
     }
 
-    fn refuse(&self, st: &mut RequestState, why: Failure) -> Flow {
-        st.decisions.webhook_verification = Some(BLOCK);
-        st.refusal = Some(match why {
-            Failure::MissingSignature => "webhook signature missing",
-            Failure::MissingTimestamp => "webhook timestamp missing",
-            Failure::Stale => "webhook timestamp outside the replay window",
-            Failure::BadSignature => "webhook signature mismatch",
-            Failure::KeyUnavailable => "webhook signing certificate unavailable",
-        });
-        // Xero's intent-to-receive check wants 401 for a bad signature.
-        let status = if self.provider.id == "xero" { 401 } else { 403 };
-        Flow::Respond(EdgeResponse::error(
-            status,
-            ERROR_CODE,
-            format!(
-                "The request's {} webhook signature did not verify.",
-                self.provider.id
-            ),
-        ))
+    /// The refusal for `why`.
+    pub fn refusal(&self, why: Failure) -> Refusal {
+        Refusal::WebhookUnverified {
+            provider: self.provider.id,
+            why,
+            // Xero's intent-to-receive check wants 401 for a bad signature.
+            status: if self.provider.id == "xero" { 401 } else { 403 },
+        }
+    }
+
+    /// Checks the request head: a challenge to answer, a signature header
+    /// that is absent, or [`Verdict::Pass`] to wait for the body.
+    pub fn check_head(&self, req: &RequestInfo<'_>) -> Verdict {
+        if let Some(answer) = self.head_challenge(req) {
+            return Verdict::Answer(answer);
+        }
+        let present = match self.provider.sig {
+            SigSource::Header { name, .. } | SigSource::Fields { name, .. } => {
+                req.headers.contains_key(name)
+            }
+            SigSource::Svix => svix_header(req, "svix-signature").is_some(),
+            SigSource::MailgunBody => true,
+        };
+        if present {
+            Verdict::Pass
+        } else {
+            Verdict::Refuse(Failure::MissingSignature)
+        }
+    }
+
+    /// Checks the request with its whole body. SNS keys come from
+    /// `documents`: a key not there yet is asked for once, then refused.
+    pub fn check_body(
+        &self,
+        req: &RequestInfo<'_>,
+        body: &[u8],
+        documents: &DocumentCache,
+    ) -> Verdict {
+        let verdict = match self.key {
+            Key::Fetched => match sns::verify(req, body, documents) {
+                Ok(()) => Ok(()),
+                Err(sns::Check::Refused(why)) => Err(why),
+                Err(sns::Check::NeedKey(fetch)) if documents.needs_fetch(&fetch) => {
+                    return Verdict::Fetch(fetch)
+                }
+                Err(sns::Check::NeedKey(_)) => Err(Failure::KeyUnavailable),
+            },
+            _ => self.verify(req, body, now_secs()),
+        };
+        match verdict {
+            Err(why) => Verdict::Refuse(why),
+            Ok(()) => match self.body_challenge(body) {
+                Some(answer) => Verdict::Answer(answer),
+                None => Verdict::Pass,
+            },
+        }
+    }
+
+    /// A verdict as a module phase returns it, with its decision recorded.
+    fn flow(&self, verdict: Verdict, decision: &mut Option<Access>) -> Flow {
+        match verdict {
+            Verdict::Pass => Flow::Continue,
+            Verdict::Answer(answer) => {
+                *decision = Some(Access::Allow);
+                Flow::Respond(answer)
+            }
+            Verdict::Refuse(why) => {
+                *decision = Some(Access::Block);
+                Flow::Refuse(self.refusal(why))
+            }
+            Verdict::Fetch(f) => Flow::Fetch(f),
+        }
     }
 }
 
@@ -424,53 +502,28 @@ fn now_secs() -> u64 {
 }
 
 impl RouteModule for WebhookVerification {
+    type State = ();
+
     fn stage(&self) -> Stage {
         Stage::WebhookVerification
     }
 
-    fn on_request(&self, req: &RequestInfo<'_>, st: &mut RequestState) -> Flow {
-        if let Some(answer) = self.head_challenge(req) {
-            st.decisions.webhook_verification = Some(ALLOW);
-            return Flow::Respond(answer);
-        }
-        // A header-borne signature that is absent fails before the body.
-        let present = match self.provider.sig {
-            SigSource::Header { name, .. } | SigSource::Fields { name, .. } => {
-                req.headers.contains_key(name)
-            }
-            SigSource::Svix => svix_header(req, "svix-signature").is_some(),
-            SigSource::MailgunBody => true,
-        };
-        if !present {
-            return self.refuse(st, Failure::MissingSignature);
-        }
-        Flow::Continue
+    fn on_request(&self, req: &RequestInfo<'_>, cx: Cx<'_, ()>) -> Flow {
+        let verdict = self.check_head(req);
+        self.flow(verdict, &mut cx.facts.decisions.webhook_verification)
     }
 
     fn wants_body(&self) -> bool {
         true
     }
 
-    fn on_request_body(&self, req: &RequestInfo<'_>, body: &[u8], st: &mut RequestState) -> Flow {
-        let verdict = match self.key {
-            Key::Fetched => sns::verify(req, body).map_err(|check| match check {
-                sns::Check::Refused(why) => why,
-                // Refused unless the edge fetches the key and asks again.
-                sns::Check::NeedKey(url) => {
-                    st.fetch = Some(url);
-                    Failure::KeyUnavailable
-                }
-            }),
-            _ => self.verify(req, body, now_secs()),
-        };
-        if let Err(why) = verdict {
-            return self.refuse(st, why);
+    fn on_request_body(&self, req: &RequestInfo<'_>, body: &[u8], cx: Cx<'_, ()>) -> Flow {
+        let verdict = self.check_body(req, body, cx.documents);
+        let decision = &mut cx.facts.decisions.webhook_verification;
+        if verdict == Verdict::Pass {
+            *decision = Some(Access::Allow);
         }
-        st.decisions.webhook_verification = Some(ALLOW);
-        match self.body_challenge(body) {
-            Some(answer) => Flow::Respond(answer),
-            None => Flow::Continue,
-        }
+        self.flow(verdict, decision)
     }
 }
 

@@ -1,13 +1,10 @@
 //! AWS SNS: no shared secret. Each message is RSA-signed with a key whose
 //! certificate AWS publishes at the message's `SigningCertURL`. Only URLs
 //! on `sns.<region>.amazonaws.com` are trusted; the edge fetches them over
-//! verified HTTPS (see `RequestState::fetch`) and hands the key back with
-//! [`remember_key`]. SNS keeps a message's `Timestamp` across its retries,
+//! verified HTTPS into its document cache ([`crate::documents`]) when a
+//! check asks for one. SNS keeps a message's `Timestamp` across its retries,
 //! which a delivery policy may spread over hours, so there is no replay
 //! window: the signature covers the `MessageId` for the app to de-duplicate.
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine;
 use ring::signature;
@@ -15,12 +12,10 @@ use serde_json::Value;
 
 use super::Failure;
 use crate::chain::RequestInfo;
+use crate::documents::{DocumentCache, Fetch};
 
 /// The header SNS sends with the message's `Type`.
 pub const TYPE_HEADER: &str = "x-amz-sns-message-type";
-
-/// Signing keys held at most; AWS rotates a handful of certificates.
-const MAX_KEYS: usize = 64;
 
 /// The signed fields, in AWS's canonical order, per message type.
 const NOTIFICATION: &[&str] = &[
@@ -46,31 +41,7 @@ const CONFIRMATION: &[&str] = &[
 pub enum Check {
     Refused(Failure),
     /// The key behind this (vetted) certificate URL is not known yet.
-    NeedKey(String),
-}
-
-/// DER `RSAPublicKey`s by certificate URL.
-fn keys() -> &'static Mutex<HashMap<String, Arc<[u8]>>> {
-    static KEYS: OnceLock<Mutex<HashMap<String, Arc<[u8]>>>> = OnceLock::new();
-    KEYS.get_or_init(Default::default)
-}
-
-/// Stores the RSA public key (DER `RSAPublicKey`) of the certificate at
-/// `url`, which must have come from [`Check::NeedKey`].
-pub fn remember_key(url: &str, rsa_public_key_der: Vec<u8>) {
-    let mut keys = keys().lock().unwrap_or_else(|p| p.into_inner());
-    if keys.len() >= MAX_KEYS && !keys.contains_key(url) {
-        keys.clear();
-    }
-    keys.insert(url.to_string(), rsa_public_key_der.into());
-}
-
-fn known_key(url: &str) -> Option<Arc<[u8]>> {
-    keys()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(url)
-        .cloned()
+    NeedKey(Fetch),
 }
 
 /// A `SigningCertURL` the edge may fetch: `https://sns.<region>.amazonaws.com`
@@ -118,8 +89,8 @@ fn canonical(msg: &serde_json::Map<String, Value>, fields: &[&str]) -> Option<Ve
     Some(out)
 }
 
-/// Checks an SNS delivery.
-pub fn verify(req: &RequestInfo<'_>, body: &[u8]) -> Result<(), Check> {
+/// Checks an SNS delivery with the signing keys in `documents`.
+pub fn verify(req: &RequestInfo<'_>, body: &[u8], documents: &DocumentCache) -> Result<(), Check> {
     let refused = |f| Err(Check::Refused(f));
     let Some(kind) = req.header(TYPE_HEADER) else {
         return refused(Failure::MissingSignature);
@@ -153,8 +124,8 @@ pub fn verify(req: &RequestInfo<'_>, body: &[u8]) -> Result<(), Check> {
     let Some(signed) = canonical(&msg, fields) else {
         return refused(Failure::BadSignature);
     };
-    let Some(key) = known_key(&url) else {
-        return Err(Check::NeedKey(url));
+    let Some(key) = documents.rsa_public_key(&url) else {
+        return Err(Check::NeedKey(Fetch::signing_certificate(url)));
     };
     match signature::UnparsedPublicKey::new(alg, &*key).verify(&signed, &sig) {
         Ok(()) => Ok(()),

@@ -1,5 +1,5 @@
 use super::*;
-use crate::chain::ConnInfo;
+use crate::chain::{ConnInfo, TestCx};
 use http::{HeaderMap, HeaderValue, Method, Uri};
 
 struct Req {
@@ -174,7 +174,7 @@ fn challenges_are_answered_at_the_edge() {
     let tw = module("twitter", "consumer-secret");
     let mut r = Req::post("/hook?crc_token=abc", &[]);
     r.method = Method::GET;
-    let Flow::Respond(resp) = tw.on_request(&r.info(), &mut RequestState::default()) else {
+    let Verdict::Answer(resp) = tw.check_head(&r.info()) else {
         panic!("twitter CRC must be answered");
     };
     let tag = hmac::sign(
@@ -212,12 +212,16 @@ fn challenges_are_answered_at_the_edge() {
 fn missing_header_is_refused_before_the_body() {
     let m = module("github", "s");
     let r = Req::post("/", &[]);
-    let mut st = RequestState::default();
-    assert!(matches!(
-        m.on_request(&r.info(), &mut st),
-        Flow::Respond(resp) if resp.status == 403 && resp.code == Some(ERROR_CODE)
-    ));
-    assert_eq!(st.decisions.webhook_verification, Some(BLOCK));
+    let mut t = TestCx::default();
+    assert_eq!(
+        m.on_request(&r.info(), t.cx()),
+        Flow::Refuse(Refusal::WebhookUnverified {
+            provider: "github",
+            why: Failure::MissingSignature,
+            status: 403,
+        })
+    );
+    assert_eq!(t.facts.decisions.webhook_verification, Some(Access::Block));
 }
 
 #[test]
