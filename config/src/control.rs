@@ -181,6 +181,12 @@ impl IpSet {
         })
     }
 
+    /// Whether a client at `client` is let through. No known source (a
+    /// Unix socket, say) is refused: the set cannot be checked.
+    pub fn admits(&self, client: Option<IpAddr>) -> bool {
+        client.is_some_and(|ip| self.allows(ip))
+    }
+
     pub fn allows(&self, ip: IpAddr) -> bool {
         // An IPv4 client reached over a dual-stack socket appears mapped.
         let ip = match ip {

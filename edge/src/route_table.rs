@@ -95,11 +95,8 @@ impl Target {
     /// Whether the tunnel's own IP restriction (TCP/TLS Bind option)
     /// admits `client`.
     pub fn admits(&self, client: Option<IpAddr>) -> bool {
-        match (&self.options.ip_restriction, client) {
-            (None, _) => true,
-            (Some(set), Some(ip)) => set.allows(ip),
-            (Some(_), None) => false,
-        }
+        let set = self.options.ip_restriction.as_ref();
+        set.is_none_or(|s| s.admits(client))
     }
 }
 
@@ -162,11 +159,9 @@ impl Endpoint {
         if !edge.unsupported.is_empty() || self.policy_failed {
             return false;
         }
-        match (&edge.ip_restriction, client) {
-            (None, _) => true,
-            (Some(set), Some(ip)) => set.allows(ip),
-            (Some(_), None) => false,
-        }
+        edge.ip_restriction
+            .as_ref()
+            .is_none_or(|s| s.admits(client))
     }
 
     /// The handshake policy of a TLS edge terminated here (`Err`: one was

@@ -20,7 +20,7 @@ impl IpRestriction {
     /// Whether a connection from `conn` may be served. No known source
     /// (a Unix socket, say) is blocked: the policy cannot be checked.
     pub fn admits(&self, conn: &ConnInfo) -> bool {
-        conn.client.is_some_and(|c| self.set.allows(c.ip()))
+        self.set.admits(conn.client.map(|c| c.ip()))
     }
 }
 

@@ -1,8 +1,8 @@
 //! Actions and their config, validated field by field. String fields that
 //! users interpolate are [`Template`]s.
 
+use gangway_config::control::IpSet;
 use http::HeaderName;
-use ipnet::IpNet;
 use regex::Regex;
 use serde_json::{Map, Value as Json};
 
@@ -37,10 +37,8 @@ pub enum Action {
     RemoveHeaders {
         names: Vec<HeaderName>,
     },
-    RestrictIps {
-        allow: Vec<IpNet>,
-        deny: Vec<IpNet>,
-    },
+    /// The same allow/deny set as the ip_restriction module's.
+    RestrictIps(IpSet),
     Log {
         metadata: Json,
     },
@@ -228,11 +226,18 @@ impl Action {
                         "not supported by this edge yet; list the CIDRs in allow/deny",
                     ));
                 }
-                let (allow, deny) = (c.cidrs("allow")?, c.cidrs("deny")?);
+                let (allow, deny) = (c.strings("allow")?, c.strings("deny")?);
                 if allow.is_empty() && deny.is_empty() {
                     return Err(c.err("allow", "required: allow or deny CIDRs"));
                 }
-                Action::RestrictIps { allow, deny }
+                let set = IpSet::from_cidrs(&allow, &deny).map_err(|e| {
+                    let key = if e.list.starts_with("allow") { "allow" } else { "deny" };
+                    PolicyError::new(
+                        format!("{}[{}]", c.at(key), e.index),
+                        format!("{:?} is not a CIDR", e.value.trim()),
+                    )
+                })?;
+                Action::RestrictIps(set)
             }
             "log" => {
                 c.only(&["metadata"])?;
@@ -475,16 +480,13 @@ impl Config<'_> {
             .collect()
     }
 
-    pub fn cidrs(&self, key: &str) -> Result<Vec<IpNet>, PolicyError> {
-        self.list(key)?
+    /// A list of strings, owned.
+    pub fn strings(&self, key: &str) -> Result<Vec<String>, PolicyError> {
+        Ok(self
+            .list(key)?
             .into_iter()
-            .map(|(path, s)| {
-                let s = s.trim();
-                s.parse::<IpNet>()
-                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| PolicyError::new(path, format!("{s:?} is not a CIDR")))
-            })
-            .collect()
+            .map(|(_, s)| s.to_string())
+            .collect())
     }
 
     /// `vars`: a list of one-key objects (ngrok's shape) or one object.

@@ -178,12 +178,8 @@ fn apply(
         }
         Action::AddHeaders { headers } => out.add_headers.extend(rendered(headers, scope)?),
         Action::RemoveHeaders { names } => out.remove_headers.extend(names.iter().cloned()),
-        Action::RestrictIps { allow, deny } => {
-            let allowed = client_ip.is_some_and(|ip| {
-                (allow.is_empty() || allow.iter().any(|n| n.contains(&ip)))
-                    && !deny.iter().any(|n| n.contains(&ip))
-            });
-            if !allowed {
+        Action::RestrictIps(set) => {
+            if !set.admits(client_ip) {
                 out.refused = Some(Refused::IpBlocked);
                 return Ok(true);
             }

@@ -190,6 +190,14 @@ fn actions_and_phase_semantics() {
             },
         ),
         (
+            "restrict-ips: an IPv4 client on a dual-stack socket matches v4 CIDRs",
+            r#"{"on_http_request":[{"actions":[{"type":"restrict-ips","config":{"allow":["192.0.2.0/24"]}}]}]}"#,
+            "/",
+            vec![],
+            "::ffff:192.0.2.7",
+            |o| assert_eq!(status(o), None),
+        ),
+        (
             "restrict-ips: allowed passes",
             r#"{"on_http_request":[{"actions":[{"type":"restrict-ips","config":{"allow":["192.0.2.0/24"]}}]}]}"#,
             "/",
