@@ -329,31 +329,45 @@ pub struct CircuitBreakerModule {
     #[serde(default)]
     pub enabled: Option<bool>,
     /// Seconds the breaker stays open before one probe.
-    #[serde(default = "ten")]
+    #[serde(default = "breaker::tripped_duration")]
     pub tripped_duration: u32,
     /// Seconds of results the error ratio is computed over.
-    #[serde(default = "ten")]
+    #[serde(default = "breaker::rolling_window")]
     pub rolling_window: u32,
-    #[serde(default = "ten")]
+    #[serde(default = "breaker::num_buckets")]
     pub num_buckets: u32,
     /// Requests in the window before the breaker may trip.
-    #[serde(default = "twenty")]
+    #[serde(default = "breaker::volume_threshold")]
     pub volume_threshold: u32,
     /// 0.0–1.0.
-    #[serde(default = "half")]
+    #[serde(default = "breaker::error_threshold")]
     pub error_threshold_percentage: f64,
 }
 
-fn ten() -> u32 {
-    10
-}
+/// ngrok's circuit breaker defaults: the API's module and the agent's
+/// `CircuitBreaker` option alike.
+pub mod breaker {
+    pub const TRIPPED_DURATION_SECS: u32 = 10;
+    pub const ROLLING_WINDOW_SECS: u32 = 10;
+    pub const NUM_BUCKETS: u32 = 10;
+    pub const VOLUME_THRESHOLD: u32 = 20;
+    pub const ERROR_THRESHOLD: f64 = 0.5;
 
-fn twenty() -> u32 {
-    20
-}
-
-fn half() -> f64 {
-    0.5
+    pub(crate) fn tripped_duration() -> u32 {
+        TRIPPED_DURATION_SECS
+    }
+    pub(crate) fn rolling_window() -> u32 {
+        ROLLING_WINDOW_SECS
+    }
+    pub(crate) fn num_buckets() -> u32 {
+        NUM_BUCKETS
+    }
+    pub(crate) fn volume_threshold() -> u32 {
+        VOLUME_THRESHOLD
+    }
+    pub(crate) fn error_threshold() -> f64 {
+        ERROR_THRESHOLD
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -34,16 +34,14 @@ use crate::registry::{now_ms, Registry, SessionInfo, SessionKey, TcpPorts, Tunne
 use crate::route_table::TunnelOptions;
 use gangway_config::codes;
 use gangway_config::control::IpSet;
-use gangway_modules::basic_auth::{BasicAuth, BasicAuthConfig};
+use gangway_modules::basic_auth::BasicAuthConfig;
 use gangway_modules::chain::{Chain, Module};
-use gangway_modules::circuit_breaker::{BreakerConfig, CircuitBreaker};
-use gangway_modules::compression::Compression;
-use gangway_modules::headers::{Direction, HeaderRewrite};
-use gangway_modules::ip_restriction::IpRestriction;
-use gangway_modules::traffic_policy::{TerminateTls, TrafficPolicy};
-use gangway_modules::user_agent::UserAgentFilter;
-use gangway_modules::webhook::WebhookVerification;
-use gangway_modules::websocket_tcp::WebsocketTcpConverter;
+use gangway_modules::circuit_breaker::BreakerConfig;
+use gangway_modules::compile::{ChainConfig, FieldNames, BIND_FIELDS};
+use gangway_modules::headers::HeaderRewriteConfig;
+use gangway_modules::traffic_policy::{TerminateTls, TrafficPolicy, TrafficPolicyConfig};
+use gangway_modules::user_agent::UserAgentFilterConfig;
+use gangway_modules::webhook::WebhookVerificationConfig;
 use gangway_modules::ConfigError;
 use pingora_core::tls::ssl::{SslAcceptor, SslVersion};
 
@@ -170,10 +168,10 @@ fn subdomain_for(tunnel_id: &str) -> String {
 }
 
 /// Compiles what an HTTP Bind asks the edge to enforce into the
-/// endpoint's module chain. Options this edge cannot apply yet refuse the
-/// Bind rather than serve the endpoint unprotected.
+/// endpoint's module chain, through the same compiler as API routes.
+/// Options this edge cannot apply yet refuse the Bind rather than serve
+/// the endpoint unprotected.
 fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, RpcRefusal> {
-    let invalid = |e: ConfigError| RpcRefusal::new(codes::INVALID_OPTIONS, format!("Invalid {e}."));
     let unsupported = [
         ("OAuth", opts.oauth.as_ref().is_some_and(|v| !v.is_null())),
         ("OIDC", opts.oidc.as_ref().is_some_and(|v| !v.is_null())),
@@ -181,23 +179,51 @@ fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, RpcRefusal> {
     if let Some((name, _)) = unsupported.iter().find(|(_, set)| *set) {
         return Err(RpcRefusal::new(codes::INVALID_OPTIONS, format!("{name} is not supported by this edge yet; the endpoint was not started rather than served without it.")));
     }
-    let mut modules: Vec<Module> = Vec::new();
-    if let Some(ip) = &opts.ip_restriction {
-        let set = IpSet::from_cidrs(&ip.allow_cidrs, &ip.deny_cidrs).map_err(|e| {
-            invalid(ConfigError::new(
-                format!("IPRestriction.{}[{}]", e.list, e.index),
-                format!("{:?} is not a CIDR", e.value),
-            ))
-        })?;
-        modules.push(Module::new(IpRestriction::new(set)));
-    }
-    if let Some(auth) = compile_basic_auth(opts)? {
-        modules.push(Module::new(auth));
-    }
+    let (config, names) = chain_config(opts)?;
+    let chain = config.compile(&names).map_err(|e| {
+        let basic_auth = e.field.starts_with(names.basic_auth);
+        // ngrok's codes: 359 for a basic auth username, 360 for the password.
+        let code = if basic_auth && e.field.ends_with(".username") {
+            codes::BAD_BASIC_AUTH_USER
+        } else if basic_auth {
+            codes::BAD_BASIC_AUTH
+        } else {
+            codes::INVALID_OPTIONS
+        };
+        RpcRefusal::new(code, format!("Invalid {e}."))
+    })?;
+    let client_tls = match client_ca_bundle(opts.mutual_tls_ca.as_ref(), "MutualTLSCA")? {
+        Some(pem) => Some(Arc::new(ClientTls::from_ca_bundle(&pem).map_err(|e| {
+            RpcRefusal::new(codes::INVALID_OPTIONS, format!("Invalid MutualTLSCA: {e}."))
+        })?)),
+        None => None,
+    };
+    Ok(TunnelOptions {
+        chain: Arc::new(chain),
+        proxy_proto: proxy_proto_version(opts.proxy_proto)?,
+        client_tls,
+        ..TunnelOptions::default()
+    })
+}
+
+/// An HTTP Bind's route-module options as the chain compiler takes them,
+/// and the names its errors use. What the wire carries but the edge
+/// cannot honour (hashed passwords, sealed secrets) refuses the Bind.
+fn chain_config(opts: &HttpOpts) -> Result<(ChainConfig, FieldNames), RpcRefusal> {
+    let invalid = |e: ConfigError| RpcRefusal::new(codes::INVALID_OPTIONS, format!("Invalid {e}."));
+    let mut names = BIND_FIELDS;
+    let mut config = ChainConfig {
+        ip_restriction: compile_l4_ip(opts.ip_restriction.as_ref())?,
+        basic_auth: basic_auth_config(opts)?,
+        websocket_tcp_converter: opts.websocket_tcp_converter.is_some(),
+        compression: opts.compression.is_some(),
+        ..ChainConfig::default()
+    };
     if let Some(ua) = &opts.user_agent_filter {
-        modules.push(Module::new(
-            UserAgentFilter::compile("UserAgentFilter", &ua.allow, &ua.deny).map_err(invalid)?,
-        ));
+        config.user_agent_filter = Some(UserAgentFilterConfig {
+            allow: ua.allow.clone(),
+            deny: ua.deny.clone(),
+        });
     }
     if let Some(wv) = &opts.webhook_verification {
         if wv.secret.is_empty() && !wv.sealed_secret.is_empty() {
@@ -206,69 +232,35 @@ fn compile_http_options(opts: &HttpOpts) -> Result<TunnelOptions, RpcRefusal> {
                 "WebhookVerification: sealed secrets are not supported; send secret.",
             ));
         }
-        modules.push(Module::new(
-            WebhookVerification::compile("WebhookVerification", &wv.provider, &wv.secret)
-                .map_err(invalid)?,
-        ));
-    }
-    if opts.websocket_tcp_converter.is_some() {
-        modules.push(Module::new(WebsocketTcpConverter));
+        config.webhook_verification = Some(WebhookVerificationConfig {
+            provider: wv.provider.clone(),
+            secret: wv.secret.clone(),
+        });
     }
     if let Some(cb) = &opts.circuit_breaker {
-        let cfg = BreakerConfig {
+        config.circuit_breaker = Some(BreakerConfig {
             error_threshold: cb.error_threshold,
             ..BreakerConfig::default()
-        };
-        modules.push(Module::new(
-            CircuitBreaker::new("CircuitBreaker", cfg).map_err(invalid)?,
-        ));
+        });
     }
-    for (field, dir, h) in [
-        ("RequestHeaders", Direction::Request, &opts.request_headers),
-        (
-            "ResponseHeaders",
-            Direction::Response,
-            &opts.response_headers,
-        ),
-    ] {
-        if let Some(h) = h {
-            modules.push(Module::new(
-                HeaderRewrite::from_pairs(field, dir, &h.add, &h.remove).map_err(invalid)?,
-            ));
-        }
+    if let Some(h) = &opts.request_headers {
+        let c = HeaderRewriteConfig::from_pairs(names.request_headers, &h.add, &h.remove);
+        config.request_headers = Some(c.map_err(invalid)?);
     }
-    if opts.compression.is_some() {
-        modules.push(Module::new(Compression::default()));
+    if let Some(h) = &opts.response_headers {
+        let c = HeaderRewriteConfig::from_pairs(names.response_headers, &h.add, &h.remove);
+        config.response_headers = Some(c.map_err(invalid)?);
     }
-    // The Go agent's legacy `Policy` object, when no TrafficPolicy text.
-    let legacy = opts
-        .policy
-        .as_ref()
-        .filter(|v| !v.is_null())
-        .map(|v| ("Policy", v.to_string()));
-    let policy = opts
-        .traffic_policy
-        .clone()
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| ("TrafficPolicy", p))
-        .or(legacy);
-    if let Some((field, text)) = policy {
-        modules.push(Module::new(
-            TrafficPolicy::compile(field, &text).map_err(invalid)?,
-        ));
+    if let Some(text) = opts.traffic_policy.clone().filter(|p| !p.trim().is_empty()) {
+        config.traffic_policy = Some(TrafficPolicyConfig { text });
+    } else if let Some(legacy) = opts.policy.as_ref().filter(|v| !v.is_null()) {
+        // The Go agent's legacy `Policy` object, when no TrafficPolicy text.
+        names.traffic_policy = "Policy";
+        config.traffic_policy = Some(TrafficPolicyConfig {
+            text: legacy.to_string(),
+        });
     }
-    let client_tls = match client_ca_bundle(opts.mutual_tls_ca.as_ref(), "MutualTLSCA")? {
-        Some(pem) => Some(Arc::new(ClientTls::from_ca_bundle(&pem).map_err(|e| {
-            RpcRefusal::new(codes::INVALID_OPTIONS, format!("Invalid MutualTLSCA: {e}."))
-        })?)),
-        None => None,
-    };
-    Ok(TunnelOptions {
-        chain: Arc::new(Chain::new(modules)),
-        proxy_proto: proxy_proto_version(opts.proxy_proto)?,
-        client_tls,
-        ..TunnelOptions::default()
-    })
+    Ok((config, names))
 }
 
 /// The decoded PEM of a `MutualTLSCA` / `MutualTLSAtEdge` option, if set.
@@ -288,7 +280,7 @@ fn client_ca_bundle(opt: Option<&MutualTlsCa>, field: &str) -> Result<Option<Vec
 }
 
 /// `BasicAuth` credentials and the legacy `Auth` "user:pass".
-fn compile_basic_auth(opts: &HttpOpts) -> Result<Option<BasicAuth>, RpcRefusal> {
+fn basic_auth_config(opts: &HttpOpts) -> Result<Option<BasicAuthConfig>, RpcRefusal> {
     let mut creds = Vec::new();
     if let Some(ba) = &opts.basic_auth {
         for (i, c) in ba.credentials.iter().enumerate() {
@@ -300,26 +292,11 @@ fn compile_basic_auth(opts: &HttpOpts) -> Result<Option<BasicAuth>, RpcRefusal> 
     }
     if let Some(auth) = opts.auth.as_deref().filter(|a| !a.is_empty()) {
         let pair = BasicAuthConfig::parse_pair(auth).ok_or_else(|| {
-            RpcRefusal::new(
-                codes::INVALID_OPTIONS,
-                "Auth must be \"user:password\".".to_string(),
-            )
+            RpcRefusal::new(codes::INVALID_OPTIONS, "Auth must be \"user:password\".")
         })?;
         creds.push(pair);
     }
-    if creds.is_empty() {
-        return Ok(None);
-    }
-    let cfg = BasicAuthConfig { credentials: creds };
-    cfg.compile().map(Some).map_err(|e| {
-        // ngrok's codes: 359 for the username, 360 for the password.
-        let code = if e.field.ends_with(".username") {
-            codes::BAD_BASIC_AUTH_USER
-        } else {
-            codes::BAD_BASIC_AUTH
-        };
-        RpcRefusal::new(code, format!("Invalid {e}."))
-    })
+    Ok((!creds.is_empty()).then_some(BasicAuthConfig { credentials: creds }))
 }
 
 /// A TCP or TLS Bind's `IPRestriction`.

@@ -39,23 +39,24 @@ impl BasicAuthConfig {
         Some((user.to_string(), pass.to_string()))
     }
 
-    pub fn compile(&self) -> Result<BasicAuth, ConfigError> {
+    /// `path` prefixes error paths (`basic_auth`).
+    pub fn compile(&self, path: &str) -> Result<BasicAuth, ConfigError> {
         if self.credentials.is_empty() {
             return Err(ConfigError::new(
-                "basic_auth.credentials",
+                format!("{path}.credentials"),
                 "at least one credential is required",
             ));
         }
         for (i, (user, pass)) in self.credentials.iter().enumerate() {
             if user.is_empty() || user.contains(':') {
                 return Err(ConfigError::new(
-                    format!("basic_auth.credentials[{i}].username"),
+                    format!("{path}.credentials[{i}].username"),
                     "must be non-empty and contain no ':'",
                 ));
             }
             if !PASSWORD_LEN.contains(&pass.len()) {
                 return Err(ConfigError::new(
-                    format!("basic_auth.credentials[{i}].password"),
+                    format!("{path}.credentials[{i}].password"),
                     format!(
                         "must be {} to {} bytes long",
                         PASSWORD_LEN.start(),
@@ -179,7 +180,7 @@ mod tests {
                 ("bob".into(), "battery staple".into()),
             ],
         }
-        .compile()
+        .compile("basic_auth")
         .unwrap()
     }
 
@@ -228,16 +229,16 @@ mod tests {
             credentials: vec![("a".into(), "short".into())],
         };
         assert_eq!(
-            short.compile().unwrap_err().field,
+            short.compile("basic_auth").unwrap_err().field,
             "basic_auth.credentials[0].password"
         );
         let bad_user = BasicAuthConfig {
             credentials: vec![("a:b".into(), "long enough".into())],
         };
         assert_eq!(
-            bad_user.compile().unwrap_err().field,
+            bad_user.compile("basic_auth").unwrap_err().field,
             "basic_auth.credentials[0].username"
         );
-        assert!(BasicAuthConfig::default().compile().is_err());
+        assert!(BasicAuthConfig::default().compile("basic_auth").is_err());
     }
 }

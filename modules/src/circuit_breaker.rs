@@ -6,6 +6,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use gangway_config::resources::{breaker, CircuitBreakerModule};
+
 use crate::chain::{Cx, Flow, Outcome, RequestInfo, RouteModule, Stage};
 use crate::decisions::BreakerDecision;
 use crate::refusal::Refusal;
@@ -25,16 +27,34 @@ impl Default for BreakerConfig {
     /// ngrok's defaults.
     fn default() -> Self {
         BreakerConfig {
-            tripped_duration: Duration::from_secs(10),
-            rolling_window: Duration::from_secs(10),
-            num_buckets: 10,
-            volume_threshold: 20,
-            error_threshold: 0.5,
+            tripped_duration: Duration::from_secs(u64::from(breaker::TRIPPED_DURATION_SECS)),
+            rolling_window: Duration::from_secs(u64::from(breaker::ROLLING_WINDOW_SECS)),
+            num_buckets: breaker::NUM_BUCKETS,
+            volume_threshold: breaker::VOLUME_THRESHOLD,
+            error_threshold: breaker::ERROR_THRESHOLD,
+        }
+    }
+}
+
+impl From<&CircuitBreakerModule> for BreakerConfig {
+    /// The API's module.
+    fn from(m: &CircuitBreakerModule) -> Self {
+        BreakerConfig {
+            tripped_duration: Duration::from_secs(u64::from(m.tripped_duration)),
+            rolling_window: Duration::from_secs(u64::from(m.rolling_window)),
+            num_buckets: m.num_buckets,
+            volume_threshold: m.volume_threshold,
+            error_threshold: m.error_threshold_percentage,
         }
     }
 }
 
 impl BreakerConfig {
+    /// `path` prefixes error paths (`circuit_breaker`).
+    pub fn compile(&self, path: &str) -> Result<CircuitBreaker, ConfigError> {
+        CircuitBreaker::new(path, *self)
+    }
+
     pub fn check(&self, field: &str) -> Result<(), ConfigError> {
         if self.tripped_duration.is_zero() {
             return Err(ConfigError::new(

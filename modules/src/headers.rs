@@ -20,6 +20,43 @@ pub enum Direction {
     Response,
 }
 
+/// Wire config: headers to add (name, value) and to remove.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderRewriteConfig {
+    pub add: Vec<(String, String)>,
+    pub remove: Vec<String>,
+}
+
+impl HeaderRewriteConfig {
+    /// The API's shape: a name → value map.
+    pub fn from_map(add: &BTreeMap<String, String>, remove: &[String]) -> Self {
+        HeaderRewriteConfig {
+            add: add.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            remove: remove.to_vec(),
+        }
+    }
+
+    /// The agent's shape: `name:value` strings; errors name `path`.
+    pub fn from_pairs(path: &str, add: &[String], remove: &[String]) -> Result<Self, ConfigError> {
+        let mut pairs = Vec::new();
+        for (i, entry) in add.iter().enumerate() {
+            let (name, value) = entry.split_once(':').ok_or_else(|| {
+                ConfigError::new(format!("{path}.add[{i}]"), "must be \"name:value\"")
+            })?;
+            pairs.push((name.trim().to_string(), value.trim().to_string()));
+        }
+        Ok(HeaderRewriteConfig {
+            add: pairs,
+            remove: remove.to_vec(),
+        })
+    }
+
+    /// `path` prefixes error paths (`request_headers`).
+    pub fn compile(&self, path: &str, direction: Direction) -> Result<HeaderRewrite, ConfigError> {
+        HeaderRewrite::compile(path, direction, &self.add, &self.remove)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct HeaderRewrite {
     direction: Direction,
@@ -85,34 +122,6 @@ impl HeaderRewrite {
             remove: removes,
             add: adds,
         })
-    }
-
-    /// The API's shape: a name → value map.
-    pub fn from_map(
-        field: &str,
-        direction: Direction,
-        add: &BTreeMap<String, String>,
-        remove: &[String],
-    ) -> Result<Self, ConfigError> {
-        let add: Vec<(String, String)> = add.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        Self::compile(field, direction, &add, remove)
-    }
-
-    /// The agent's shape: `name:value` strings.
-    pub fn from_pairs(
-        field: &str,
-        direction: Direction,
-        add: &[String],
-        remove: &[String],
-    ) -> Result<Self, ConfigError> {
-        let mut pairs = Vec::new();
-        for (i, entry) in add.iter().enumerate() {
-            let (name, value) = entry.split_once(':').ok_or_else(|| {
-                ConfigError::new(format!("{field}.add[{i}]"), "must be \"name:value\"")
-            })?;
-            pairs.push((name.trim().to_string(), value.trim().to_string()));
-        }
-        Self::compile(field, direction, &pairs, remove)
     }
 
     fn apply(&self, req: &RequestInfo<'_>, head: &mut dyn HeaderEdits, facts: &Facts) {
@@ -196,12 +205,12 @@ mod tests {
 
     #[test]
     fn removes_every_value_then_appends() {
-        let m = HeaderRewrite::from_pairs(
+        let m = HeaderRewriteConfig::from_pairs(
             "request_headers",
-            Direction::Request,
             &["X-Client:${conn.client_ip}".into(), "x-keep:new".into()],
             &["X-Secret".into()],
         )
+        .and_then(|c| c.compile("request_headers", Direction::Request))
         .unwrap();
         let mut head = HeaderMap::new();
         head.append("x-secret", HeaderValue::from_static("1"));
@@ -216,12 +225,12 @@ mod tests {
 
     #[test]
     fn host_replaces_and_limits_are_config_errors() {
-        let m = HeaderRewrite::from_pairs(
+        let m = HeaderRewriteConfig::from_pairs(
             "request_headers",
-            Direction::Request,
             &["host:internal.example".into()],
             &["host".into()],
         )
+        .and_then(|c| c.compile("request_headers", Direction::Request))
         .unwrap();
         let mut head = HeaderMap::new();
         head.insert("host", HeaderValue::from_static("public.example"));

@@ -34,6 +34,19 @@ use crate::documents::Fetch;
 use crate::refusal::Refusal;
 use crate::ConfigError;
 
+/// Wire config: a policy document's text (JSON or YAML).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrafficPolicyConfig {
+    pub text: String,
+}
+
+impl TrafficPolicyConfig {
+    /// `path` prefixes error paths (`traffic_policy.value`).
+    pub fn compile(&self, path: &str) -> Result<TrafficPolicy, ConfigError> {
+        TrafficPolicy::compile(path, &self.text)
+    }
+}
+
 #[derive(Debug)]
 pub struct TrafficPolicy {
     policy: Policy,

@@ -13,6 +13,20 @@ use crate::ConfigError;
 /// Regex size cap: a filter is a handful of patterns, not a grammar.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
+/// Wire config: RE2-syntax regexes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserAgentFilterConfig {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+impl UserAgentFilterConfig {
+    /// `path` prefixes error paths (`user_agent_filter`).
+    pub fn compile(&self, path: &str) -> Result<UserAgentFilter, ConfigError> {
+        UserAgentFilter::compile(path, &self.allow, &self.deny)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct UserAgentFilter {
     allow: RegexSet,

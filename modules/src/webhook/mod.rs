@@ -196,6 +196,20 @@ pub enum Verdict {
     Fetch(Fetch),
 }
 
+/// Wire config: a provider id and its signing secret (none for sns).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookVerificationConfig {
+    pub provider: String,
+    pub secret: String,
+}
+
+impl WebhookVerificationConfig {
+    /// `path` prefixes error paths (`webhook_verification`).
+    pub fn compile(&self, path: &str) -> Result<WebhookVerification, ConfigError> {
+        WebhookVerification::compile(path, &self.provider, &self.secret)
+    }
+}
+
 impl WebhookVerification {
     /// `field` prefixes error paths (`webhook_verification`).
     pub fn compile(field: &str, provider_id: &str, secret: &str) -> Result<Self, ConfigError> {
