@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use gangway_agent::tunnels::{self, CertSource, HttpTunnel, LabeledTunnel, TcpTunnel, TlsTunnel};
 use gangway_agent::{inspect, web, AgentState};
-use gangway_agent::{AgentEvent, AgentOptions, TlsTerminator, TunnelSpec, Upstream};
+use gangway_agent::{AgentEvent, AgentOptions, HttpModules, SpecError, TunnelSpec};
 use gangway_config::agent_file::{self, AgentFile, ConsoleUi, TunnelDef, WebAddr};
 use gangway_config::proxy_url::ProxyUrl;
 use gangway_config::server_info::SERVER_INFO_FILE;
 use gangway_config::ServerInfo;
 use gangway_proto::heartbeat::{DEFAULT_INTERVAL, DEFAULT_TOLERANCE};
+use gangway_proto::msg;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_config;
@@ -115,9 +117,6 @@ pub struct ModuleArgs {
     /// (mutual TLS at the edge; HTTPS only).
     #[arg(long = "mutual-tls-cas", value_name = "PATH")]
     pub(crate) mutual_tls_cas: Option<PathBuf>,
-    /// The same CAs given inline (a v3 file's PEM).
-    #[arg(skip)]
-    pub(crate) mutual_tls_cas_pem: Option<Vec<u8>>,
     /// Accept only websocket upgrades and relay their binary messages as a
     /// raw TCP connection to ADDR (e.g. a VNC or SSH port).
     #[arg(long = "websocket-tcp-converter")]
@@ -126,92 +125,59 @@ pub struct ModuleArgs {
     /// `ngrok http --traffic-policy-file` does.
     #[arg(long = "traffic-policy-file", value_name = "PATH")]
     pub(crate) traffic_policy_file: Option<PathBuf>,
-    /// A Traffic Policy document given inline (a config file's
-    /// `traffic_policy`).
-    #[arg(skip)]
-    pub(crate) traffic_policy: Option<String>,
 }
 
 impl ModuleArgs {
-    /// The Bind options these flags ask for, in the SDKs' shape.
-    fn bind_opts(&self) -> Result<serde_json::Map<String, serde_json::Value>, AgentCmdError> {
-        use base64::Engine;
-        use serde_json::json;
-        let mut o = serde_json::Map::new();
-        let ca_pem = match (&self.mutual_tls_cas_pem, &self.mutual_tls_cas) {
-            (Some(pem), _) => Some(pem.clone()),
-            (None, Some(path)) => {
-                Some(std::fs::read(path).map_err(|source| AgentCmdError::Read {
-                    path: path.clone(),
-                    source,
-                })?)
-            }
-            (None, None) => None,
+    /// The route modules these flags ask for.
+    fn modules(&self) -> Result<HttpModules, AgentCmdError> {
+        let lists = |add: &[String], remove: &[String]| {
+            (!add.is_empty() || !remove.is_empty()).then(|| msg::Headers {
+                add: add.to_vec(),
+                remove: remove.to_vec(),
+            })
         };
-        if let Some(pem) = ca_pem {
-            let b64 = base64::engine::general_purpose::STANDARD.encode(pem);
-            o.insert(MUTUAL_TLS_CA.into(), json!({ "mutual_tls_ca": b64 }));
-        }
-        if let Some(path) = &self.traffic_policy_file {
-            let text = std::fs::read_to_string(path).map_err(|source| AgentCmdError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            o.insert("TrafficPolicy".into(), json!(text));
-        }
-        if let Some(text) = &self.traffic_policy {
-            o.insert("TrafficPolicy".into(), json!(text));
-        }
-        if !self.cidr_allow.is_empty() || !self.cidr_deny.is_empty() {
-            o.insert(
-                "IPRestriction".into(),
-                json!({"allow_cidrs": self.cidr_allow, "deny_cidrs": self.cidr_deny}),
-            );
-        }
-        if self.compression {
-            o.insert("Compression".into(), json!({}));
-        }
-        if self.websocket_tcp_converter {
-            o.insert("WebsocketTCPConverter".into(), json!({}));
-        }
-        if let Some(ratio) = self.circuit_breaker {
-            o.insert("CircuitBreaker".into(), json!({"error_threshold": ratio}));
-        }
-        for (key, add, remove) in [
-            (
-                "RequestHeaders",
-                &self.request_header_add,
-                &self.request_header_remove,
+        let mutual_tls_cas = self
+            .mutual_tls_cas
+            .as_deref()
+            .map(tunnels::read)
+            .transpose()?;
+        let traffic_policy = self
+            .traffic_policy_file
+            .as_deref()
+            .map(tunnels::read_text)
+            .transpose()?;
+        Ok(HttpModules {
+            ip_restriction: (!self.cidr_allow.is_empty() || !self.cidr_deny.is_empty()).then(
+                || msg::IpRestriction {
+                    allow_cidrs: self.cidr_allow.clone(),
+                    deny_cidrs: self.cidr_deny.clone(),
+                },
             ),
-            (
-                "ResponseHeaders",
-                &self.response_header_add,
-                &self.response_header_remove,
-            ),
-        ] {
-            if !add.is_empty() || !remove.is_empty() {
-                o.insert(key.into(), json!({"add": add, "remove": remove}));
-            }
-        }
-        if !self.ua_filter_allow.is_empty() || !self.ua_filter_deny.is_empty() {
-            o.insert(
-                "UserAgentFilter".into(),
-                json!({"allow": self.ua_filter_allow, "deny": self.ua_filter_deny}),
-            );
-        }
-        if let Some(provider) = &self.verify_webhook {
-            let secret = self.verify_webhook_secret.as_deref().unwrap_or_default();
-            o.insert(
-                "WebhookVerification".into(),
-                json!({"provider": provider, "secret": secret}),
-            );
-        }
-        Ok(o)
+            compression: self.compression,
+            circuit_breaker: self
+                .circuit_breaker
+                .map(|error_threshold| msg::CircuitBreaker { error_threshold }),
+            request_headers: lists(&self.request_header_add, &self.request_header_remove),
+            response_headers: lists(&self.response_header_add, &self.response_header_remove),
+            user_agent_filter: (!self.ua_filter_allow.is_empty()
+                || !self.ua_filter_deny.is_empty())
+            .then(|| msg::UserAgentFilter {
+                allow: self.ua_filter_allow.clone(),
+                deny: self.ua_filter_deny.clone(),
+            }),
+            webhook_verification: self.verify_webhook.as_ref().map(|provider| {
+                msg::WebhookVerification {
+                    provider: provider.clone(),
+                    secret: self.verify_webhook_secret.clone().unwrap_or_default(),
+                    sealed_secret: String::new(),
+                }
+            }),
+            mutual_tls_cas,
+            websocket_tcp_converter: self.websocket_tcp_converter,
+            traffic_policy,
+        })
     }
 }
-
-/// The Bind option carrying `--mutual-tls-cas`.
-const MUTUAL_TLS_CA: &str = "MutualTLSCA";
 
 #[derive(Args, Default)]
 pub struct TcpArgs {
@@ -257,10 +223,6 @@ pub struct TlsArgs {
     /// the TLS bytes (passthrough only).
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2), conflicts_with = "crt")]
     pub(crate) proxy_proto: Option<u8>,
-    /// Certificate and key given inline (a v3 file's PEM), instead of
-    /// --crt/--key.
-    #[arg(skip)]
-    pub(crate) inline_pem: Option<(Vec<u8>, Vec<u8>)>,
     #[command(flatten)]
     pub(crate) conn: ConnectArgs,
 }
@@ -322,6 +284,8 @@ pub enum AgentCmdError {
     },
     #[error(transparent)]
     Agent(#[from] gangway_agent::AgentError),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
     #[error("starting runtime: {0}")]
     Runtime(std::io::Error),
     /// A config file problem, already naming the file, line and key.
@@ -409,84 +373,20 @@ fn options(
     })
 }
 
-/// `file:///abs/path` → the directory, which must exist.
-fn file_root(addr: &str) -> Result<Option<PathBuf>, AgentCmdError> {
-    let Some(path) = addr.strip_prefix("file://") else {
-        return Ok(None);
-    };
-    let path = PathBuf::from(path);
-    if !path.is_absolute() || !path.is_dir() {
-        return Err(AgentCmdError::Usage(format!(
-            "{addr}: file:// needs the absolute path of an existing directory"
-        )));
-    }
-    Ok(Some(path))
-}
-
-/// The tunnels `gangway http` (or an http tunnel of the config file)
-/// opens: one per scheme, HTTPS first.
+/// The tunnels `gangway http` opens: one per scheme, HTTPS first.
 pub fn http_specs(args: &HttpArgs) -> Result<Vec<TunnelSpec>, AgentCmdError> {
-    let serve_dir = file_root(&args.addr)?;
-    let upstream = match serve_dir {
-        // The file server answers itself; nothing is dialed.
-        Some(_) => Upstream {
-            host: "localhost".into(),
-            port: 80,
-            tls: false,
-        },
-        None => Upstream::parse(&args.addr).map_err(|e| AgentCmdError::Usage(e.to_string()))?,
-    };
-    let mut schemes: Vec<String> = Vec::new();
-    for s in &args.scheme {
-        let s = s.trim().to_ascii_lowercase();
-        if s != "http" && s != "https" {
-            return Err(AgentCmdError::Usage(format!(
-                "--scheme {s:?}: expected http, https or http,https"
-            )));
-        }
-        if !schemes.contains(&s) {
-            schemes.push(s);
-        }
-    }
-    // HTTPS first: its URL is the one people copy, and the HTTP tunnel
-    // takes the same name.
-    schemes.sort_by_key(|s| s != "https");
-    let proto = schemes.first().map_or("https", String::as_str);
-    let first = TunnelSpec {
+    let tunnel = HttpTunnel {
+        addr: args.addr.clone(),
         domain: args.domain.clone(),
         subdomain: args.subdomain.clone(),
         pooling: args.pooling_enabled,
-        basic_auth: args
-            .basic_auth
-            .iter()
-            .map(|pair| match pair.split_once(':') {
-                Some((u, p)) => Ok((u.to_string(), p.to_string())),
-                None => Err(AgentCmdError::Usage(format!(
-                    "--basic-auth {pair:?}: expected USER:PASSWORD"
-                ))),
-            })
-            .collect::<Result<_, _>>()?,
+        basic_auth: args.basic_auth.clone(),
+        schemes: args.scheme.clone(),
         host_header: args.host_header.clone(),
-        serve_dir,
         inspect: args.inspect,
-        modules: args.modules.bind_opts()?,
-        ..TunnelSpec::new(proto, upstream)
+        modules: args.modules.modules()?,
     };
-    let mut tunnels = vec![first.clone()];
-    if let Some(second) = schemes.get(1) {
-        // Plain HTTP carries no client certificate.
-        let mut modules = first.modules.clone();
-        modules.remove(MUTUAL_TLS_CA);
-        tunnels.push(TunnelSpec {
-            proto: second.clone(),
-            domain: None,
-            subdomain: None,
-            same_host_as: Some(0),
-            modules,
-            ..first
-        });
-    }
-    Ok(tunnels)
+    Ok(tunnel.specs()?)
 }
 
 pub fn run_http(args: HttpArgs, logs: &LogArgs) -> Result<(), AgentCmdError> {
@@ -495,24 +395,11 @@ pub fn run_http(args: HttpArgs, logs: &LogArgs) -> Result<(), AgentCmdError> {
 }
 
 pub fn tunnel_specs(args: &TunnelArgs) -> Result<Vec<TunnelSpec>, AgentCmdError> {
-    let upstream = Upstream::parse(&args.addr).map_err(|e| AgentCmdError::Usage(e.to_string()))?;
-    let mut labels = std::collections::BTreeMap::new();
-    for l in &args.labels {
-        match l.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
-                labels.insert(k.trim().to_string(), v.trim().to_string());
-            }
-            _ => {
-                return Err(AgentCmdError::Usage(format!(
-                    "--label {l:?}: expected KEY=VALUE"
-                )))
-            }
-        }
-    }
-    Ok(vec![TunnelSpec {
-        labels,
-        ..TunnelSpec::new("https", upstream)
-    }])
+    let tunnel = LabeledTunnel {
+        addr: args.addr.clone(),
+        labels: args.labels.clone(),
+    };
+    Ok(tunnel.specs()?)
 }
 
 pub fn run_tunnel(args: TunnelArgs, logs: &LogArgs) -> Result<(), AgentCmdError> {
@@ -521,16 +408,13 @@ pub fn run_tunnel(args: TunnelArgs, logs: &LogArgs) -> Result<(), AgentCmdError>
 }
 
 pub fn tcp_specs(args: &TcpArgs) -> Result<Vec<TunnelSpec>, AgentCmdError> {
-    let mut upstream =
-        Upstream::parse(&args.addr).map_err(|e| AgentCmdError::Usage(e.to_string()))?;
-    // Raw bytes: whatever the port, the agent does not speak TLS itself.
-    upstream.tls = false;
-    Ok(vec![TunnelSpec {
+    let tunnel = TcpTunnel {
+        addr: args.addr.clone(),
         remote_addr: args.remote_addr.clone(),
         pooling: args.pooling_enabled,
-        proxy_proto: args.proxy_proto.unwrap_or(0),
-        ..TunnelSpec::new("tcp", upstream)
-    }])
+        proxy_proto: args.proxy_proto,
+    };
+    Ok(tunnel.specs()?)
 }
 
 pub fn run_tcp(args: TcpArgs, logs: &LogArgs) -> Result<(), AgentCmdError> {
@@ -539,38 +423,23 @@ pub fn run_tcp(args: TcpArgs, logs: &LogArgs) -> Result<(), AgentCmdError> {
 }
 
 pub fn tls_specs(args: &TlsArgs) -> Result<Vec<TunnelSpec>, AgentCmdError> {
-    let mut upstream =
-        Upstream::parse(&args.addr).map_err(|e| AgentCmdError::Usage(e.to_string()))?;
-    let terminate_tls = match (&args.inline_pem, &args.crt, &args.key) {
-        (Some((crt, key)), _, _) => Some(
-            TlsTerminator::from_pem(crt, key)
-                .map_err(|e| AgentCmdError::Usage(format!("inline certificate and key: {e}")))?,
-        ),
-        (None, Some(crt), Some(key)) => {
-            let read = |path: &PathBuf| {
-                std::fs::read(path).map_err(|source| AgentCmdError::Read {
-                    path: path.clone(),
-                    source,
-                })
-            };
-            let t = TlsTerminator::from_pem(&read(crt)?, &read(key)?)
-                .map_err(|e| AgentCmdError::Usage(format!("--crt/--key: {e}")))?;
-            Some(t)
-        }
-        (None, None, None) => None,
+    let cert = match (&args.crt, &args.key) {
+        (Some(crt), Some(key)) => Some(CertSource::Files {
+            crt: crt.clone(),
+            key: key.clone(),
+        }),
+        (None, None) => None,
         _ => return Err(AgentCmdError::Usage("--crt and --key go together".into())),
     };
-    // Passthrough hands the client's TLS to the upstream as is; after
-    // terminating, plaintext goes on unless the address says https://.
-    upstream.tls = terminate_tls.is_some() && args.addr.trim().starts_with("https://");
-    Ok(vec![TunnelSpec {
+    let tunnel = TlsTunnel {
+        addr: args.addr.clone(),
         domain: args.domain.clone(),
         subdomain: args.subdomain.clone(),
+        cert,
         pooling: args.pooling_enabled,
-        terminate_tls,
-        proxy_proto: args.proxy_proto.unwrap_or(0),
-        ..TunnelSpec::new("tls", upstream)
-    }])
+        proxy_proto: args.proxy_proto,
+    };
+    Ok(tunnel.specs()?)
 }
 
 pub fn run_tls(args: TlsArgs, logs: &LogArgs) -> Result<(), AgentCmdError> {
@@ -626,7 +495,7 @@ pub fn run_start(args: StartArgs, logs: &LogArgs) -> Result<(), AgentCmdError> {
     let mut tunnels = Vec::new();
     for def in defs {
         let base = tunnels.len();
-        let mut specs = agent_config::specs(def)?;
+        let mut specs = tunnels::from_def(def)?;
         for s in &mut specs {
             s.same_host_as = s.same_host_as.map(|k| base + k);
         }
@@ -762,7 +631,7 @@ fn run_agent_with(
         let web_url = match listener {
             Some(listener) => {
                 let local = listener.local_addr().map_err(AgentCmdError::Runtime)?;
-                let parser = agent_config::api_tunnel_parser(file.clone());
+                let parser = tunnels::api_tunnel_parser(file.clone());
                 tokio::spawn(web::serve(
                     listener,
                     state.clone(),

@@ -2,7 +2,8 @@
 //! muxado client role), authenticates, binds tunnels, and forwards each
 //! proxied stream to the local app; reconnects with backoff and rebinds the
 //! same tunnel ids. Captures HTTP exchanges for inspection and serves the
-//! local web UI and agent API.
+//! local web UI and agent API. The tunnel model (flags, config-file
+//! tunnels and agent API bodies → [`TunnelSpec`]) is [`tunnels`].
 //!
 //! Must not depend on the edge or API crates: it speaks only the wire
 //! protocol in gangway-proto.
@@ -18,10 +19,12 @@ pub mod proxy;
 pub mod replay;
 pub mod run;
 pub mod state;
+pub mod tunnels;
 pub mod upstream;
 pub mod web;
 
 pub use dial::TlsTerminator;
-pub use run::{run, twin_name, AgentError, AgentEvent, AgentOptions, TunnelSpec};
+pub use run::{run, AgentError, AgentEvent, AgentOptions};
 pub use state::AgentState;
+pub use tunnels::{twin_name, HttpModules, SpecError, TunnelSpec};
 pub use upstream::{Upstream, UpstreamError};

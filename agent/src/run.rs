@@ -17,13 +17,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::dial::{self, DialError, TlsTerminator};
+use crate::dial::{self, DialError};
 use crate::forward::{proxy_stream, Routes, TunnelRoute};
 use crate::http_forward::HttpForwarder;
 use crate::inspect::Inspector;
 use crate::metrics::TunnelMetrics;
 use crate::state::{AgentState, Control, ControlError, SessionStatus, TunnelInfo};
-use crate::upstream::Upstream;
+use crate::tunnels::{twin_name, TunnelSpec};
 
 /// First retry delay after a lost session.
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
@@ -31,145 +31,6 @@ pub const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long to wait for Unbind replies when shutting down.
 const UNBIND_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// One tunnel to open.
-#[derive(Debug, Clone)]
-pub struct TunnelSpec {
-    /// Unique within the agent; `command_line` when left empty.
-    pub name: String,
-    /// HTTP only: capture exchanges for the inspector.
-    pub inspect: bool,
-    /// `http` or `https` (the URL scheme the edge serves).
-    pub proto: String,
-    pub upstream: Upstream,
-    /// `Domain` to bind; a random subdomain of the server's base domain
-    /// when empty.
-    pub domain: Option<String>,
-    /// Bind the hostname that tunnel `n` of this agent got (an HTTP
-    /// tunnel next to an HTTPS one: one name, two schemes).
-    pub same_host_as: Option<usize>,
-    /// HTTP and TLS: a subdomain of the server's base domain.
-    pub subdomain: Option<String>,
-    /// TCP only: the `host:port` to bind; a free port when empty.
-    pub remote_addr: Option<String>,
-    /// Share the endpoint with other agents binding it with pooling on.
-    pub pooling: bool,
-    /// HTTP only: `(user, password)` pairs the edge demands.
-    pub basic_auth: Vec<(String, String)>,
-    /// HTTP only: `rewrite` (Host becomes the upstream's `host:port`) or a
-    /// literal Host value; unchanged when `None`.
-    pub host_header: Option<String>,
-    /// HTTP only: serve this directory with the built-in file server.
-    pub serve_dir: Option<std::path::PathBuf>,
-    /// TLS only: terminate at the agent with this certificate and forward
-    /// plaintext; otherwise the TLS bytes reach the upstream untouched.
-    pub terminate_tls: Option<TlsTerminator>,
-    /// Opaque user metadata the edge keeps with the tunnel.
-    pub metadata: String,
-    /// TCP and TLS: PROXY protocol version (1 or 2) the edge puts in front
-    /// of each connection, passed on to the upstream; 0 for none.
-    pub proxy_proto: u8,
-    /// Labels: start a labeled tunnel (StartTunnelWithLabel) that serves
-    /// the API edges whose backend selects them, instead of binding a name.
-    /// HTTP forwarding.
-    pub labels: std::collections::BTreeMap<String, String>,
-    /// HTTP only: route-module Bind options in the SDKs' shape
-    /// (`IPRestriction`, `Compression`, `CircuitBreaker`, ...), added to
-    /// the Bind `Opts` as they are.
-    pub modules: serde_json::Map<String, serde_json::Value>,
-}
-
-impl TunnelSpec {
-    /// A `proto` tunnel to `upstream` with every option at its default.
-    pub fn new(proto: &str, upstream: Upstream) -> Self {
-        TunnelSpec {
-            name: String::new(),
-            inspect: true,
-            proto: proto.to_string(),
-            upstream,
-            domain: None,
-            same_host_as: None,
-            subdomain: None,
-            remote_addr: None,
-            pooling: false,
-            basic_auth: Vec::new(),
-            host_header: None,
-            serve_dir: None,
-            terminate_tls: None,
-            metadata: String::new(),
-            proxy_proto: 0,
-            labels: std::collections::BTreeMap::new(),
-            modules: serde_json::Map::new(),
-        }
-    }
-
-    pub fn is_http(&self) -> bool {
-        self.proto == "http" || self.proto == "https"
-    }
-
-    /// The Host the agent sends upstream, if it replaces the client's.
-    fn host_override(&self) -> Option<String> {
-        match self.host_header.as_deref() {
-            None | Some("") | Some("preserve") => None,
-            Some("rewrite") => Some(self.upstream.authority()),
-            Some(value) => Some(value.to_string()),
-        }
-    }
-
-    /// Where traffic goes, as users write it.
-    pub fn target(&self) -> String {
-        if let Some(dir) = &self.serve_dir {
-            return format!("file://{}", dir.display());
-        }
-        if self.is_http() {
-            self.upstream.to_string()
-        } else {
-            self.upstream.authority()
-        }
-    }
-
-    /// Bind `Opts` in the shape the SDKs send.
-    fn bind_opts(&self) -> serde_json::Value {
-        if self.is_http() {
-            let mut opts = serde_json::json!({
-                "Domain": self.domain.clone().unwrap_or_default(),
-                "Hostname": "",
-                "Subdomain": self.subdomain.clone().unwrap_or_default(),
-                "Auth": "",
-                "HostHeaderRewrite": self.host_header.as_deref() == Some("rewrite"),
-                "LocalUrlScheme": if self.upstream.tls { "https" } else { "http" },
-                "ProxyProto": 0,
-                "BasicAuth": if self.basic_auth.is_empty() {
-                    serde_json::Value::Null
-                } else {
-                    serde_json::json!({
-                        "credentials": self.basic_auth.iter().map(|(u, p)| serde_json::json!({
-                            "username": u,
-                            "cleartext_password": p,
-                        })).collect::<Vec<_>>(),
-                    })
-                },
-            });
-            if let Some(o) = opts.as_object_mut() {
-                o.extend(self.modules.clone());
-            }
-            opts
-        } else if self.proto == "tls" {
-            serde_json::json!({
-                "Domain": self.domain.clone().unwrap_or_default(),
-                "Hostname": "",
-                "Subdomain": self.subdomain.clone().unwrap_or_default(),
-                "ProxyProto": self.proxy_proto,
-                "MutualTLSAtAgent": false,
-            })
-        } else {
-            serde_json::json!({
-                "Addr": self.remote_addr.clone().unwrap_or_default(),
-                "ProxyProto": self.proxy_proto,
-            })
-        }
-    }
-}
 
 /// How to reach the edge and what to bind.
 #[derive(Clone)]
@@ -272,12 +133,6 @@ impl Memory {
 
 /// The name ngrok gives command-line tunnels.
 const COMMAND_LINE: &str = "command_line";
-
-/// ngrok's name for the second tunnel of a pair bound on one name (the
-/// plain-HTTP twin of `bind_tls: both`): `NAME (http)`.
-pub fn twin_name(name: &str, proto: &str) -> String {
-    format!("{name} ({proto})")
-}
 
 /// Runs until `shutdown` is cancelled (then unbinds and closes) or the edge
 /// refuses us. Transient failures (edge down, session lost) are retried.

@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::forward::TunnelRoute;
 use crate::http_forward::{HttpForwarder, RequestLine};
 use crate::inspect::Inspector;
-use crate::run::TunnelSpec;
+use crate::tunnels::TunnelSpec;
 
 /// How long a start or stop waits for the session (it may be
 /// reconnecting).

@@ -24,8 +24,8 @@ use tracing::{debug, info};
 use gangway_config::codes::{self, Code};
 
 use crate::inspect::News;
-use crate::run::TunnelSpec;
 use crate::state::{AgentState, ControlError};
+use crate::tunnels::TunnelSpec;
 
 /// The inspection UI: HTML, CSS and JS in one file.
 const UI_HTML: &str = include_str!("web/ui.html");
