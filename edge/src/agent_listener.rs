@@ -30,7 +30,7 @@ use tracing::{debug, info, warn};
 use crate::certs::CertKey;
 use crate::client_tls::{parse_ca_bundle, ClientTls};
 use crate::errors::RpcRefusal;
-use crate::registry::{now_ms, Registry, SessionInfo, SessionKey, TcpPorts, TunnelInfo};
+use crate::registry::{now_ms, Registry, SessionInfo, SessionKey, TunnelInfo};
 use crate::route_table::TunnelOptions;
 use gangway_config::codes;
 use gangway_config::control::IpSet;
@@ -981,10 +981,6 @@ impl Conn {
             // A restricted credential may bind only addresses its rules name.
             return Err(RpcRefusal::new(codes::ACL_DENIED_ADDR, "Your authtoken's ACL allows only the TCP addresses it names; pass one as the remote address.".to_string()));
         }
-        let ports = TcpPorts {
-            ip: cfg.tcp_ip,
-            range: cfg.tcp_ports.clone(),
-        };
         let port = self
             .app
             .registry
@@ -992,7 +988,7 @@ impl Conn {
                 self.key,
                 &tunnel_id,
                 requested,
-                &ports,
+                &cfg.tcp_ports,
                 req.extra.pooling_enabled,
                 Arc::new(TunnelOptions {
                     chain,

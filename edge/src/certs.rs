@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use gangway_config::control::ServedCertificate;
 
 use crate::client_tls::{require_client_cert, HandshakeFacts};
+use crate::route_table::RouteTable;
 use pingora_core::listeners::TlsAccept;
 use pingora_core::protocols::tls::TlsRef;
 use pingora_core::tls::ext;
@@ -213,21 +214,26 @@ impl CertSet {
     }
 }
 
-/// The `TlsAccept` callback of the public HTTPS listener.
+/// The `TlsAccept` callback of the public HTTPS listener: certificates
+/// come from the current route table.
 pub struct SniResolver {
-    certs: Arc<ArcSwap<CertSet>>,
+    table: Arc<ArcSwap<RouteTable>>,
 }
 
 impl SniResolver {
-    pub fn new(certs: Arc<ArcSwap<CertSet>>) -> Self {
-        SniResolver { certs }
+    pub fn new(table: Arc<ArcSwap<RouteTable>>) -> Self {
+        SniResolver { table }
     }
 }
 
 #[async_trait]
 impl TlsAccept for SniResolver {
     async fn certificate_callback(&self, ssl: &mut TlsRef) {
-        let set = self.certs.load();
+        let table = self.table.load();
+        let Some(set) = table.certs() else {
+            // No certificate: BoringSSL ends the handshake with an alert.
+            return;
+        };
         let sni = ssl.servername(NameType::HOST_NAME).map(str::to_string);
         let ck = set.select(sni.as_deref());
         // A failure here leaves the handshake without a certificate, which

@@ -3,8 +3,10 @@
 //!
 //! - [`agent_listener`]: TLS + muxado server role; Auth, Bind, Unbind,
 //!   heartbeats, reaping.
-//! - [`registry`]: live sessions and bound endpoints; every change compiles
-//!   a new immutable [`route_table::RouteTable`] and swaps it in.
+//! - [`registry`]: live sessions and bound endpoints behind one lock; every
+//!   change builds a new immutable [`route_table::RouteTable`]
+//!   ([`table_builder`], pure) from the pure [`bindings`] and swaps it in;
+//!   [`tcp_ports`] keeps the TCP listeners, bound outside that lock.
 //! - [`proxy`]: the `ProxyHttp` whose upstream is a muxado stream to the
 //!   agent ([`tunnel_stream`]); [`request_view`] is what modules see of
 //!   its sessions.
@@ -23,6 +25,7 @@
 //! Must not depend on the API crate: config reaches the edge as data.
 
 pub mod agent_listener;
+pub mod bindings;
 pub mod certs;
 pub mod client_tls;
 pub mod errors;
@@ -35,7 +38,9 @@ pub mod registry;
 pub mod request_view;
 pub mod route_table;
 pub mod server;
+pub mod table_builder;
 pub mod tcp_listener;
+pub mod tcp_ports;
 pub mod tunnel_stream;
 pub mod websocket_bridge;
 

@@ -13,6 +13,8 @@ use gangway_config::control::{CompiledHttpsEdge, CompiledL4Edge, CompiledRoute, 
 use crate::client_tls::ClientTls;
 pub use gangway_config::hostname::strip_port;
 use gangway_modules::chain::{Chain, Module};
+
+use crate::certs::CertSet;
 use gangway_modules::traffic_policy::TrafficPolicy;
 use gangway_proto::Session;
 use pingora_core::tls::ssl::SslAcceptor;
@@ -259,8 +261,8 @@ impl EdgeRoutes {
     }
 }
 
-/// (scheme, hostname) → named endpoint, port → TCP endpoint, and
-/// hostname → API-configured HTTPS edge.
+/// (scheme, hostname) → named endpoint, port → TCP endpoint, hostname →
+/// API-configured HTTPS edge, and the server certificates by SNI.
 #[derive(Default)]
 pub struct RouteTable {
     edges: HashMap<String, Arc<EdgeRoutes>>,
@@ -268,6 +270,7 @@ pub struct RouteTable {
     http: HashMap<String, Arc<Endpoint>>,
     tls: HashMap<String, Arc<Endpoint>>,
     ports: HashMap<u16, Arc<Endpoint>>,
+    certs: Option<Arc<CertSet>>,
 }
 
 impl RouteTable {
@@ -307,6 +310,17 @@ impl RouteTable {
             Scheme::Http => &mut self.http,
             Scheme::Tls => &mut self.tls,
         }
+    }
+
+    /// Sets the server certificates.
+    pub fn with_certs(mut self, certs: Option<Arc<CertSet>>) -> Self {
+        self.certs = certs;
+        self
+    }
+
+    /// The server certificates (none before the edge has loaded its own).
+    pub fn certs(&self) -> Option<&Arc<CertSet>> {
+        self.certs.as_ref()
     }
 
     /// Sets the HTTPS edges (hostname → edge).

@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use gangway_config::control::ControlConfig;
 use gangway_config::edge::EventsOutput;
 use gangway_config::EdgeConfig;
@@ -47,29 +46,14 @@ pub enum EdgeError {
 pub struct Edge {
     pub server: Server,
     pub registry: Arc<Registry>,
-    /// Server certificates by SNI (public TLS port and agent listener).
-    pub certs: Arc<ArcSwap<CertSet>>,
 }
 
 impl Edge {
     /// What the control plane calls with each new config: routes and
-    /// certificates change at once, connections stay.
+    /// certificates change at once (one table), connections stay.
     pub fn control_sink(&self) -> impl Fn(Arc<ControlConfig>) + Send + Sync + 'static {
         let registry = self.registry.clone();
-        let certs = self.certs.clone();
-        // The file certificates, as loaded at start.
-        let base = certs.load_full();
-        // Most changes touch no certificate: parse them only when they do.
-        let applied = std::sync::Mutex::new(Vec::new());
-        move |cfg: Arc<ControlConfig>| {
-            let mut last = applied.lock().unwrap_or_else(|p| p.into_inner());
-            if *last != cfg.certificates {
-                certs.store(Arc::new(base.with_stored(&cfg.certificates)));
-                *last = cfg.certificates.clone();
-            }
-            drop(last);
-            registry.set_control(cfg);
-        }
+        move |cfg: Arc<ControlConfig>| registry.set_control(cfg)
     }
 }
 
@@ -77,10 +61,6 @@ impl Edge {
 pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
     let cfg = Arc::new(cfg);
     let default_cert = CertKey::from_files(&cfg.cert_path, &cfg.key_path)?;
-    let certs = Arc::new(ArcSwap::from_pointee(CertSet::new(
-        default_cert,
-        Vec::new(),
-    )));
 
     let conf = ServerConf {
         threads: cfg.threads.max(1),
@@ -92,6 +72,7 @@ pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let registry = Arc::new(Registry::with_tcp_ip(cfg.tcp_ip));
+    registry.set_base_certs(CertSet::new(default_cert, Vec::new()));
     let documents = Arc::new(Documents::new(outbound_fetcher(&cfg)?));
     let events = match &cfg.events {
         EventsOutput::Off => None,
@@ -112,11 +93,13 @@ pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
         "agent listener".to_string(),
         AgentApp::new(registry.clone(), cfg.clone()),
     );
-    let agent_tls = TlsSettings::with_callbacks(Box::new(SniResolver::new(certs.clone())))
-        .map_err(|e| EdgeError::Tls {
-            listener: "agent",
-            detail: e.to_string(),
-        })?;
+    let agent_tls = TlsSettings::with_callbacks(Box::new(SniResolver::new(
+        registry.table_handle(),
+    )))
+    .map_err(|e| EdgeError::Tls {
+        listener: "agent",
+        detail: e.to_string(),
+    })?;
     agents.add_tls_with_settings(
         &cfg.agent_addr.to_string(),
         socket_options(&cfg, cfg.agent_addr),
@@ -130,7 +113,7 @@ pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
             &server.configuration,
             EdgeProxy::new(registry.clone(), documents.clone(), true),
         ),
-        SniResolver::new(certs.clone()),
+        SniResolver::new(registry.table_handle()),
     )
     .map_err(|detail| EdgeError::Tls {
         listener: "https",
@@ -149,11 +132,7 @@ pub fn build_server(cfg: EdgeConfig) -> Result<Edge, EdgeError> {
     server.add_service(agents);
     server.add_service(https);
     server.add_service(http);
-    Ok(Edge {
-        server,
-        registry,
-        certs,
-    })
+    Ok(Edge { server, registry })
 }
 
 /// SO_REUSEPORT only where the caller holds a placeholder on the port (see
