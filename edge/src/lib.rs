@@ -1,8 +1,10 @@
 //! gangway-edge: the Pingora server that owns public listeners and agent
 //! sessions.
 //!
-//! - [`agent_listener`]: TLS + muxado server role; Auth, Bind, Unbind,
-//!   heartbeats, reaping.
+//! - [`agent_listener`]: TLS + muxado server role over any byte stream;
+//!   Auth, Bind, Unbind, heartbeats, reaping. What each RPC decides is
+//!   [`agent_rpc`]'s (pure), what a Bind's options compile to
+//!   [`bind_options`]'.
 //! - [`registry`]: live sessions and bound endpoints behind one lock; every
 //!   change builds a new immutable [`route_table::RouteTable`]
 //!   ([`table_builder`], pure) from the pure [`bindings`] and swaps it in;
@@ -25,6 +27,8 @@
 //! Must not depend on the API crate: config reaches the edge as data.
 
 pub mod agent_listener;
+pub mod agent_rpc;
+pub mod bind_options;
 pub mod bindings;
 pub mod certs;
 pub mod client_tls;
