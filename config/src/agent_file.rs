@@ -7,7 +7,7 @@
 //! Parsing runs in two passes over the text: the first reads it as a plain
 //! YAML value (syntax errors, duplicate keys, the `version`), the second
 //! deserializes it into the wire structs of that version through
-//! `serde_path_to_error`, which gives the key path, while `serde_yaml`
+//! `serde_path_to_error`, which gives the key path, while `yaml_serde`
 //! gives the line. Checks made after deserialization find the key's line
 //! by walking the indentation of the text (`locate`), which is exact for
 //! block-style YAML and points at the nearest enclosing key for flow style.
@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde::de::{self, IgnoredAny};
 use serde::{Deserialize, Deserializer};
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 use crate::hostname::split_host_port;
 use crate::proxy_url::ProxyUrl;
@@ -83,7 +83,7 @@ pub fn parse(origin: &str, text: &str) -> Result<AgentFile, AgentFileError> {
         _ => return Err(ctx.not_a_mapping()),
     };
     let version = ctx.version(map)?;
-    let de = serde_yaml::Deserializer::from_str(text);
+    let de = yaml_serde::Deserializer::from_str(text);
     if version == 3 {
         let wire: V3Wire =
             serde_path_to_error::deserialize(de).map_err(|e| ctx.serde_error(e, 3))?;
@@ -724,11 +724,11 @@ impl<'a> Ctx<'a> {
 
     /// First pass: the text as a YAML value.
     fn parse_value(&self, text: &str) -> Result<Value, AgentFileError> {
-        let de = serde_yaml::Deserializer::from_str(text);
+        let de = yaml_serde::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| self.value_error(e))
     }
 
-    fn value_error(&self, err: serde_path_to_error::Error<serde_yaml::Error>) -> AgentFileError {
+    fn value_error(&self, err: serde_path_to_error::Error<yaml_serde::Error>) -> AgentFileError {
         let path = segments(err.path());
         let inner = err.into_inner();
         let message = clean_message(&inner, &path);
@@ -758,7 +758,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// `version`: absent or null is 2.
-    fn version(&self, map: &serde_yaml::Mapping) -> Result<u8, AgentFileError> {
+    fn version(&self, map: &yaml_serde::Mapping) -> Result<u8, AgentFileError> {
         let Some(value) = map.get("version") else {
             return Ok(2);
         };
@@ -785,7 +785,7 @@ impl<'a> Ctx<'a> {
     /// Second pass: a deserialization error.
     fn serde_error(
         &self,
-        err: serde_path_to_error::Error<serde_yaml::Error>,
+        err: serde_path_to_error::Error<yaml_serde::Error>,
         version: u8,
     ) -> AgentFileError {
         let path = segments(err.path());
@@ -816,9 +816,9 @@ fn segments(path: &serde_path_to_error::Path) -> Vec<Seg> {
         .collect()
 }
 
-/// serde_yaml's message without its own path prefix and location suffix
+/// yaml_serde's message without its own path prefix and location suffix
 /// (we print both our way).
-fn clean_message(err: &serde_yaml::Error, path: &[Seg]) -> String {
+fn clean_message(err: &yaml_serde::Error, path: &[Seg]) -> String {
     let mut message = err.to_string();
     if let Some(loc) = err.location() {
         let at = format!(" at line {} column {}", loc.line(), loc.column());
@@ -826,7 +826,7 @@ fn clean_message(err: &serde_yaml::Error, path: &[Seg]) -> String {
             message.replace_range(pos..pos + at.len(), "");
         }
     }
-    // serde_yaml names the map for an unknown field, the field otherwise.
+    // yaml_serde names the map for an unknown field, the field otherwise.
     for len in [path.len(), path.len().saturating_sub(1)] {
         if len == 0 {
             continue;
@@ -924,7 +924,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// Deserializes any scalar's text (so `true` and `"true"` both arrive as
 /// text) through `parse`. Errors are raised inside the deserializer's call,
-/// which is what makes serde_yaml attach the value's line to them.
+/// which is what makes yaml_serde attach the value's line to them.
 fn from_scalar<'de, D, T, F>(d: D, expecting: String, parse: F) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -1817,7 +1817,7 @@ fn policy_json(
     doc: serde_json::Value,
 ) -> Result<String, AgentFileError> {
     let doc = match doc {
-        serde_json::Value::String(text) => serde_yaml::from_str::<serde_json::Value>(&text)
+        serde_json::Value::String(text) => yaml_serde::from_str::<serde_json::Value>(&text)
             .map_err(|e| ctx.invalid(path, format!("not a traffic policy document: {e}")))?,
         other => other,
     };
@@ -2054,7 +2054,7 @@ fn yaml_scalar(value: &str) -> String {
         .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
         && !value.starts_with(['-', '.']);
     let reads_back =
-        matches!(serde_yaml::from_str::<Value>(value), Ok(Value::String(s)) if s == value);
+        matches!(yaml_serde::from_str::<Value>(value), Ok(Value::String(s)) if s == value);
     if safe && reads_back {
         value.to_string()
     } else {
@@ -2138,7 +2138,7 @@ fn edit_authtoken(origin: &str, text: &str, token: &str) -> Result<String, Agent
         _ => return Err(ctx.not_a_mapping()),
     };
     let edited = out.finish();
-    let written = serde_yaml::from_str::<Value>(&edited).ok();
+    let written = yaml_serde::from_str::<Value>(&edited).ok();
     if written.as_ref().and_then(|v| authtoken_of(v, version)) != Some(token) {
         let kind = ErrorKind::Invalid("could not be updated in place; set it by hand".into());
         return Err(AgentFileError {

@@ -48,7 +48,7 @@ impl Policy {
             serde_json::from_str(text)
                 .map_err(|e| PolicyError::new("", format!("not valid JSON: {e}")))?
         } else {
-            serde_yaml::from_str(text)
+            yaml_serde::from_str(text)
                 .map_err(|e| PolicyError::new("", format!("not valid YAML: {e}")))?
         };
         Self::from_json(&doc, host)
