@@ -20,31 +20,10 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-/// A child process killed when dropped, so a failed run leaves nothing behind.
-pub struct Proc(pub Child);
-
-impl Proc {
-    /// Resident set size in KiB, from `/proc`.
-    pub fn rss_kib(&self) -> Option<u64> {
-        rss_kib(self.0.id())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
+pub use gangway_testkit::{rss_kib, Proc};
 
 /// The `gangway` binary under test: `$GANGWAY_BIN` or the release build.
 pub fn gangway_bin() -> PathBuf {
@@ -55,25 +34,12 @@ pub fn gangway_bin() -> PathBuf {
 
 /// Polls `f` every 20 ms for up to 30 s.
 pub fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> Result<T, String> {
-    wait_for_secs(what, 30, f)
+    gangway_testkit::wait_for(what, gangway_testkit::DEADLINE, f)
 }
 
 /// Polls `f` every 20 ms for up to `secs` seconds.
-pub fn wait_for_secs<T>(
-    what: &str,
-    secs: u64,
-    mut f: impl FnMut() -> Option<T>,
-) -> Result<T, String> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            return Err(format!("timed out waiting for {what}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+pub fn wait_for_secs<T>(what: &str, secs: u64, f: impl FnMut() -> Option<T>) -> Result<T, String> {
+    gangway_testkit::wait_for(what, Duration::from_secs(secs), f)
 }
 
 /// Starts `gangway server` on free ports in `dir` and waits for its
@@ -83,19 +49,7 @@ pub fn start_server(
     threads: u32,
     extra: &[&str],
 ) -> Result<(Proc, gangway_config::ServerInfo), String> {
-    let child = Command::new(gangway_bin())
-        .args(["server", "--threads", &threads.to_string(), "--data-dir"])
-        .arg(dir)
-        .args([
-            "--agent-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--https-addr",
-            "127.0.0.1:0",
-            "--api-addr",
-            "127.0.0.1:0",
-        ])
+    let child = gangway_testkit::server_command(&gangway_bin(), dir, threads)
         .args(extra)
         .env("GANGWAY_LOG", "warn")
         .stdout(Stdio::null())
@@ -103,26 +57,15 @@ pub fn start_server(
         .spawn()
         .map_err(|e| format!("starting {}: {e}", gangway_bin().display()))?;
     let proc = Proc(child);
-    let info = wait_for("server.json", || {
-        std::fs::read(dir.join("server.json"))
-            .ok()
-            .and_then(|b| gangway_config::ServerInfo::from_json(&b).ok())
-    })?;
+    let info = wait_for("server.json", || gangway_testkit::server_info(dir))?;
     Ok((proc, info))
 }
 
 /// Starts a `gangway` agent command (`http 8080 ...`, `tcp 22`) against the
 /// server in `dir` and returns it with the URL of its first `Forwarding` line.
 pub fn start_agent(dir: &Path, args: &[&str]) -> Result<(Proc, String), String> {
-    // Several agents run at once: no web interface (no port to fight
-    // over), and never the user's own config file.
-    let mut child = Command::new(gangway_bin())
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--web-addr", "false"])
+    let mut child = gangway_testkit::agent_command(&gangway_bin(), dir, args)
         .env("GANGWAY_LOG", "warn")
-        .env("GANGWAY_CONFIG", dir.join("no-agent-config.yml"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -133,8 +76,8 @@ pub fn start_agent(dir: &Path, args: &[&str]) -> Result<(Proc, String), String> 
     let url = loop {
         match lines.next() {
             Some(Ok(l)) => {
-                if let Some(rest) = l.strip_prefix("Forwarding ") {
-                    break rest.split(" -> ").next().unwrap_or_default().to_string();
+                if let Some(url) = gangway_testkit::forwarding_url(&l) {
+                    break url;
                 }
             }
             _ => return Err(format!("agent {args:?} exited before binding")),

@@ -4,15 +4,13 @@
 //! `termination()` at the edge); HTTPS and TLS endpoints sharing one port;
 //! clear ends for clients without SNI or without TLS.
 
-mod support;
-
 use std::time::Duration;
 
-use rustls::pki_types::ServerName;
-use support::tls::{
+use crate::support::tls::{
     cert_for, client_trusting, local_tcp_server, local_tls_server, reverse_after_eof, TestCert,
 };
-use support::{agent_fails, Agent, Server};
+use crate::support::{agent_fails, Agent, Server};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -65,7 +63,7 @@ async fn gangway_tls_passes_the_clients_tls_through_to_the_local_service() {
     assert_eq!(reply, b"local-tls:hguorht");
 
     // HTTPS endpoints keep working on the same port next to it.
-    let app = support::app::start().await;
+    let app = crate::support::app::start().await;
     let web = Agent::http(&server, &app.to_string(), &[]).await;
     let body = server
         .client()
@@ -197,7 +195,7 @@ async fn one_sdk_session_serves_http_tcp_and_tls_endpoints_at_once() {
 
     let server = Server::start().await;
     let session = server.sdk_session().await;
-    let app = support::app::start().await;
+    let app = crate::support::app::start().await;
     let web = session
         .http_endpoint()
         .listen_and_forward(reqwest::Url::parse(&format!("http://{app}")).expect("url"))
@@ -299,7 +297,7 @@ async fn clients_without_sni_or_tls_get_a_clear_end_not_a_hang() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_bound_for_https_cannot_also_be_a_tls_endpoint() {
     let server = Server::start().await;
-    let app = support::app::start().await;
+    let app = crate::support::app::start().await;
     let web = Agent::http(
         &server,
         &app.to_string(),

@@ -5,18 +5,16 @@
 //! identically; bad documents are refused with their path and nothing
 //! changes.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::path::Path;
 
+use crate::support::{events, eventually, id, LabeledEdge, Server, DEADLINE};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::any;
 use axum::Router;
 use ngrok::prelude::*;
 use serde_json::{json, Value};
-use support::{events, eventually, id, Server, DEADLINE};
 use tokio::time::timeout;
 
 // The policy's parts, so the cloud endpoint's copy can add one rule.
@@ -288,33 +286,14 @@ async fn one_policy_behaves_the_same_on_a_route_an_agent_endpoint_and_a_cloud_en
     let to = reqwest::Url::parse(&format!("http://{app}")).expect("url");
 
     // 1. An API edge route with the policy as its traffic_policy module.
-    let host = format!("routed.{}", server.info.base_domain);
-    let group = api
-        .create("/backends/tunnel_group", json!({"labels": {"app": "tp"}}))
-        .await;
-    let edge = api
-        .create(
-            "/edges/https",
-            json!({"hostports": [format!("{host}:{port}")]}),
-        )
-        .await;
-    let route = api
-        .create(
-            &format!("/edges/https/{}/routes", id(&edge)),
-            json!({"match_type": "path_prefix", "match": "/",
-                   "backend": {"backend_id": id(&group)},
-                   "traffic_policy": {"value": POLICY}}),
-        )
+    let edge = LabeledEdge::create(&server, "routed").await;
+    let route = edge
+        .route(&server, "/", json!({"traffic_policy": {"value": POLICY}}))
         .await;
     assert_eq!(route["traffic_policy"]["value"], POLICY);
     let session = server.sdk_session().await;
-    let mut labeled = session.labeled_tunnel();
-    labeled.label("app", "tp");
-    let _routed = timeout(DEADLINE, labeled.listen_and_forward(to.clone()))
-        .await
-        .expect("bind timed out")
-        .expect("bind");
-    let routed = format!("https://{host}:{port}");
+    let _routed = edge.serve(&session, app).await;
+    let routed = edge.base_url.clone();
     let client = server.client();
     eventually("the route serves", || {
         let u = format!("{routed}/resp");
@@ -553,7 +532,7 @@ async fn gangway_agent_runs_a_policy_file_and_refuses_a_bad_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("policy.yml");
     std::fs::write(&file, POLICY).expect("write policy");
-    let agent = support::Agent::http(
+    let agent = crate::support::Agent::http(
         &server,
         &app.to_string(),
         &["--traffic-policy-file", file.to_str().expect("path")],
@@ -567,7 +546,7 @@ async fn gangway_agent_runs_a_policy_file_and_refuses_a_bad_one() {
         "on_http_request:\n  - actions:\n      - type: teleport\n",
     )
     .expect("write policy");
-    let err = support::agent_fails(
+    let err = crate::support::agent_fails(
         &server,
         &[
             "http",

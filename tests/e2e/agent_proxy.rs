@@ -3,13 +3,11 @@
 //! SOCKS5 with a user and password. Proxies are taken from the environment
 //! too, except for loopback edges.
 
-mod support;
-
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use support::{app, bin, eventually, Agent, Server};
+use crate::support::{app, bin, eventually, Agent, Server};
 
 /// A proxy process, killed when dropped.
 struct Proxy {
@@ -280,7 +278,7 @@ async fn https_proxy_is_spoken_to_over_verified_tls() {
     let app = app::start().await;
     let dir = tempfile::tempdir().unwrap();
     let plain = tinyproxy(dir.path(), "gw", "s3cret").await;
-    let ca = support::tls::TestCa::new("Corp Proxy CA");
+    let ca = crate::support::tls::TestCa::new("Corp Proxy CA");
     let (cert, key) = ca.leaf(&["localhost"]);
     let proxy = stunnel(dir.path(), plain.port, &cert, &key).await;
     let url = format!("https://gw:s3cret@localhost:{}", proxy.port);

@@ -4,15 +4,13 @@
 //! tunnel and by `gangway tunnel --label`), as the SDK's Bind option, and
 //! as the agent's `--websocket-tcp-converter` flag.
 
-mod support;
-
 use std::net::SocketAddr;
 
+use crate::support::{events, eventually, id, Agent, LabeledEdge, Server, DEADLINE};
 use futures::{SinkExt, StreamExt};
 use ngrok::config::ForwarderBuilder;
 use ngrok::prelude::*;
 use serde_json::json;
-use support::{events, eventually, id, Agent, Server, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -201,32 +199,16 @@ async fn exercise(
 /// An HTTPS edge whose `/vnc` route converts websockets, backed by the
 /// tunnel group `app=vnc`.
 async fn converter_edge(server: &Server) -> String {
-    let api = server.api();
-    let port = server.https_addr().port();
-    let host = format!("vnc.{}", server.info.base_domain);
-    let group = api
-        .create("/backends/tunnel_group", json!({"labels": {"app": "vnc"}}))
-        .await;
-    let edge = api
-        .create(
-            "/edges/https",
-            json!({"hostports": [format!("{host}:{port}")]}),
-        )
-        .await;
-    let route = api
-        .create(
-            &format!("/edges/https/{}/routes", id(&edge)),
-            json!({"match_type": "path_prefix", "match": "/vnc", "backend": {"backend_id": id(&group)}}),
-        )
-        .await;
+    let edge = LabeledEdge::create(server, "vnc").await;
+    let route = edge.route(server, "/vnc", json!({})).await;
     let module = format!(
         "/edges/https/{}/routes/{}/websocket_tcp_converter",
-        id(&edge),
+        edge.edge_id,
         id(&route)
     );
-    let (status, body) = api.put(&module, json!({"enabled": true})).await;
+    let (status, body) = server.api().put(&module, json!({"enabled": true})).await;
     assert_eq!(status, 200, "{body}");
-    host
+    edge.host
 }
 
 /// Waits until the edge answers a plain GET on `url` with the converter's

@@ -2,10 +2,8 @@
 //! codes and shape, the field at fault, and nothing stored by a refused
 //! write. (The official client's view is in `api_client.rs`.)
 
-mod support;
-
+use crate::support::Server;
 use serde_json::{json, Value};
-use support::Server;
 
 async fn raw(
     server: &Server,

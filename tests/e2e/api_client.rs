@@ -4,13 +4,11 @@
 //! and ngrok's error codes for bad input. The checks live in
 //! `tests/python/api_client.py`.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use support::tls::TestCa;
-use support::Server;
+use crate::support::tls::TestCa;
+use crate::support::Server;
 
 fn python() -> PathBuf {
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/ngrok-api/bin/python");

@@ -1,12 +1,10 @@
 //! HTTP tunnel options: `--subdomain`, wildcard domains (most specific
 //! binding wins), and pooling several agents on one endpoint.
 
-mod support;
-
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use support::{agent_fails, eventually, Agent, Server};
+use crate::support::{agent_fails, eventually, Agent, Server};
 
 /// An app that answers every request with its own name.
 async fn named_app(name: &'static str) -> SocketAddr {
@@ -161,7 +159,7 @@ async fn pooled_agents_share_an_endpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_from_the_agent_flag() {
     let server = Server::start().await;
-    let app = support::app::start().await;
+    let app = crate::support::app::start().await;
     let agent = Agent::http(
         &server,
         &app.to_string(),
@@ -213,7 +211,7 @@ async fn basic_auth_from_the_ngrok_sdk() {
     use ngrok::tunnel::EndpointInfo;
 
     let server = Server::start().await;
-    let app = support::app::start().await;
+    let app = crate::support::app::start().await;
     let session = server.sdk_session().await;
     let fwd = session
         .http_endpoint()
@@ -237,7 +235,7 @@ async fn basic_auth_from_the_ngrok_sdk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_header_preserve_rewrite_and_literal() {
     let server = Server::start().await;
-    let app = support::app::start().await;
+    let app = crate::support::app::start().await;
     let host_seen = |agent: &Agent| {
         let client = server.client();
         let url = format!("{}/headers", agent.url);

@@ -3,14 +3,12 @@
 //! and the restart/stop/update commands delivered to the agent over its
 //! session as RPCs.
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::{eventually, Server, DEADLINE};
 use ngrok::config::ForwarderBuilder;
 use ngrok::prelude::*;
 use serde_json::Value;
-use support::{eventually, Server, DEADLINE};
 use tokio::sync::Notify;
 use tokio::time::timeout;
 
@@ -184,7 +182,7 @@ async fn restart_makes_the_gangway_agent_reconnect_with_its_tunnel() {
         .await
         .expect("app");
     let upstream = app.local_addr().expect("addr").to_string();
-    let _agent = support::Agent::http(&server, &upstream, &[]).await;
+    let _agent = crate::support::Agent::http(&server, &upstream, &[]).await;
     let first = eventually("agent session listed", || async {
         let (_, list) = api.get("/tunnel_sessions").await;
         ids(&list, "tunnel_sessions").into_iter().next()

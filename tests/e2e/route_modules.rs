@@ -3,8 +3,6 @@
 //! blocks and allows as MODULES.md says, and every request leaves an event
 //! with the modules' decisions.
 
-mod support;
-
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{events, eventually, id, LabeledEdge, Server, DEADLINE};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -21,7 +20,6 @@ use axum::Router;
 use ngrok::config::ForwarderBuilder;
 use ngrok::prelude::*;
 use serde_json::{json, Value};
-use support::{events, eventually, id, Server, DEADLINE};
 use tokio::sync::Notify;
 use tokio::time::timeout;
 
@@ -149,38 +147,16 @@ async fn edge_with_routes(
     app: SocketAddr,
     prefixes: &[&'static str],
 ) -> EdgeUnderTest {
-    let api = server.api();
-    let port = server.https_addr().port();
-    let host = format!("mods.{}", server.info.base_domain);
-    let group = api
-        .create("/backends/tunnel_group", json!({"labels": {"app": "mods"}}))
-        .await;
-    let edge = api
-        .create(
-            "/edges/https",
-            json!({"hostports": [format!("{host}:{port}")]}),
-        )
-        .await;
-    let edge_id = id(&edge);
+    let edge = LabeledEdge::create(server, "mods").await;
     let mut routes = std::collections::HashMap::new();
     for p in prefixes {
-        let r = api
-            .create(
-                &format!("/edges/https/{edge_id}/routes"),
-                json!({"match_type": "path_prefix", "match": p, "backend": {"backend_id": id(&group)}}),
-            )
-            .await;
+        let r = edge.route(server, p, json!({})).await;
         routes.insert(*p, id(&r));
     }
     let session = server.sdk_session().await;
-    let mut b = session.labeled_tunnel();
-    b.label("app", "mods");
-    let to = reqwest::Url::parse(&format!("http://{app}")).expect("url");
-    let tunnel = timeout(DEADLINE, b.listen_and_forward(to))
-        .await
-        .expect("bind timed out")
-        .expect("bind");
-    let base = format!("https://{host}:{port}");
+    let tunnel = edge.serve(&session, app).await;
+    let base = edge.base_url.clone();
+    let edge_id = edge.edge_id.clone();
     let client = server.client();
     let probe = format!("{base}/resp");
     eventually("edge serves", || {
@@ -695,7 +671,7 @@ async fn tcp_ip_restriction_closes_blocked_connections_and_emits_events() {
     let events_dir = tempfile::tempdir().expect("tempdir");
     let events_file = events_dir.path().join("events.jsonl");
     let server = Server::start_with(&["--events", events_file.to_str().expect("path")]).await;
-    let echo = support::tls::local_tcp_server().await;
+    let echo = crate::support::tls::local_tcp_server().await;
     let session = server.sdk_session().await;
     let to = reqwest::Url::parse(&format!("tcp://{echo}")).expect("url");
     let open = timeout(
@@ -756,7 +732,7 @@ async fn agent_cli_flags_configure_modules() {
     let server = Server::start().await;
     let ctl = Arc::new(Ctl::default());
     let app = app(ctl).await;
-    let agent = support::Agent::http(
+    let agent = crate::support::Agent::http(
         &server,
         &app.to_string(),
         &[
@@ -814,13 +790,13 @@ async fn agent_cli_flags_configure_modules() {
         (403, "ERR_NGROK_3204".into())
     );
 
-    let err = support::agent_fails(
+    let err = crate::support::agent_fails(
         &server,
         &["http", &app.to_string(), "--cidr-deny", "300.1.1.1/8"],
     )
     .await;
     assert!(err.contains("IPRestriction.deny_cidrs[0]"), "{err}");
-    let err = support::agent_fails(
+    let err = crate::support::agent_fails(
         &server,
         &["http", &app.to_string(), "--verify-webhook", "github"],
     )

@@ -2,8 +2,6 @@
 //! real `gangway server`: the SDK is the compatibility target, so these tests
 //! pin what an ngrok user sees when they point `server_addr` at Gangway.
 
-mod support;
-
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -12,8 +10,8 @@ use ngrok::forwarder::Forwarder;
 use ngrok::tunnel::{EndpointInfo, HttpTunnel, TunnelCloser};
 // The SDK's own error trait: `error_code()` lifts the `ERR_NGROK_...` line
 // out of the edge's error text.
+use crate::support::{app, Server, DEADLINE};
 use ngrok::Error as _;
-use support::{app, Server, DEADLINE};
 use tokio::time::timeout;
 
 const HELLO: &str = "hello from the local app";
@@ -195,7 +193,7 @@ async fn ngrok_sdk_tunnel_close_unbinds() {
 /// "endpoint not found" answer rather than some other failure.
 async fn expect_unbound(server: &Server, url: &str) {
     let client = server.client();
-    let (status, code) = support::eventually("the endpoint to be unbound", || {
+    let (status, code) = crate::support::eventually("the endpoint to be unbound", || {
         let client = client.clone();
         let url = url.to_string();
         async move {

@@ -4,16 +4,14 @@
 //! captures, replay (plain and modified), tunnels started and stopped on
 //! the live session, errors — plus the inspection UI in headless Chromium.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::support::{eventually, Agent, Server};
 use axum::extract::Request;
 use axum::response::IntoResponse;
 use base64::Engine;
 use serde_json::{json, Value};
-use support::{eventually, Agent, Server};
 
 /// What reached the local app: method, URI, headers, body.
 #[derive(Clone, Debug)]

@@ -3,17 +3,15 @@
 //! uploaded certificate) and Kubernetes operators (CSR signed by the
 //! deployment CA; bound endpoints from live `kubernetes`-bound agents).
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::tls::TestCa;
+use crate::support::{eventually, id, Server, DEADLINE};
 use ngrok::config::ForwarderBuilder;
 use ngrok::prelude::*;
 use rustls::pki_types::ServerName;
 use serde_json::{json, Value};
-use support::tls::TestCa;
-use support::{eventually, id, Server, DEADLINE};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -211,7 +209,7 @@ async fn kubernetes_operators_sign_csrs_and_list_bound_endpoints() {
     // An agent endpoint bound into the cluster is listed; a public one is
     // not, and the bound one is not reachable from the public listeners.
     let session = server.sdk_session().await;
-    let app = support::app::start().await;
+    let app = crate::support::app::start().await;
     let to = reqwest::Url::parse(&format!("http://{app}")).expect("url");
     let bound = timeout(
         DEADLINE,

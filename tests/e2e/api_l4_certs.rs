@@ -4,19 +4,17 @@
 //! then terminated at the edge), modules toggled live; uploaded
 //! certificates served by SNI for a reserved custom domain.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support::tls::{
+    cert_for, client_trusting, local_tcp_server, local_tls_server, TestCa, TestCert,
+};
+use crate::support::{eventually, id, Server, DEADLINE};
 use ngrok::config::ForwarderBuilder;
 use ngrok::prelude::*;
 use rustls::pki_types::ServerName;
 use serde_json::{json, Value};
-use support::tls::{
-    cert_for, client_trusting, local_tcp_server, local_tls_server, TestCa, TestCert,
-};
-use support::{eventually, id, Server, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -449,7 +447,7 @@ async fn uploaded_certificates_are_parsed_checked_and_served_by_sni() {
 
     // An agent serves the domain; clients that trust only the test CA
     // verify the edge's certificate for it.
-    let app = support::app::start().await;
+    let app = crate::support::app::start().await;
     let session = server.sdk_session().await;
     let _ep = timeout(
         DEADLINE,

@@ -5,14 +5,13 @@
 //! circuit-breaker; and `on_tcp_connect` policies on TCP endpoints, from
 //! an SDK Bind and from an API TCP edge.
 
-mod support;
-
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::support::{events, eventually, id, Server, DEADLINE};
 use axum::extract::Request;
 use axum::response::IntoResponse;
 use axum::routing::any;
@@ -22,7 +21,6 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ngrok::prelude::*;
 use ring::signature::KeyPair;
 use serde_json::{json, Value};
-use support::{events, eventually, id, Server, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
@@ -155,8 +153,8 @@ fn bodies(seen: &Seen, path: &str) -> Vec<(Vec<u8>, Option<String>)> {
 async fn jwt_webhook_compression_and_breaker_actions_run_on_an_agent_endpoint() {
     let (key, jwk) = signing_key("k1");
     let (other_key, _) = signing_key("k1");
-    let ca = support::tls::TestCa::new("Test IdP CA");
-    let (jwks_addr, fetches) = support::tls::document_host(
+    let ca = crate::support::tls::TestCa::new("Test IdP CA");
+    let (jwks_addr, fetches) = crate::support::tls::document_host(
         &ca,
         JWKS_HOST,
         "/jwks.json",
@@ -422,7 +420,7 @@ async fn tcp_connect_policies_run_on_tcp_endpoints_from_binds_and_api_edges() {
     let events_dir = tempfile::tempdir().expect("tempdir");
     let events_file = events_dir.path().join("events.jsonl");
     let server = Server::start_with(&["--events", events_file.to_str().expect("path")]).await;
-    let echo = support::tls::local_tcp_server().await;
+    let echo = crate::support::tls::local_tcp_server().await;
     let session = server.sdk_session().await;
     let to = reqwest::Url::parse(&format!("tcp://{echo}")).expect("url");
     let allow = r#"

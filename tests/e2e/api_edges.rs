@@ -4,18 +4,16 @@
 //! edge change live; credentials' ACLs are checked at bind; everything
 //! survives a `kill -9` restart.
 
-mod support;
-
 use std::net::SocketAddr;
 
+use crate::support::tls::TestCa;
+use crate::support::{eventually, id, Server, DEADLINE};
 use axum::extract::Request;
 use axum::routing::any;
 use axum::Router;
 use ngrok::config::ForwarderBuilder;
 use ngrok::prelude::*;
 use serde_json::{json, Value};
-use support::tls::TestCa;
-use support::{eventually, id, Server, DEADLINE};
 use tokio::time::timeout;
 
 /// A local app that answers `<name>:<path>`, so a test can tell which
@@ -503,7 +501,7 @@ async fn gangway_tunnel_with_labels_serves_an_edge() {
     )
     .await;
     let app = named_app("cli").await;
-    let agent = support::Agent::spawn(
+    let agent = crate::support::Agent::spawn(
         "tunnel",
         server.data_dir(),
         &app.to_string(),

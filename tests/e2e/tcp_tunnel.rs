@@ -2,11 +2,9 @@
 //! `tcp_endpoint()`, raw bytes both ways with half-close, port allocation
 //! from the server's range, and clear errors for bad addresses.
 
-mod support;
-
 use std::net::SocketAddr;
 
-use support::{agent_fails, eventually, Agent, Server};
+use crate::support::{agent_fails, eventually, Agent, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

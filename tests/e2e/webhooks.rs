@@ -5,14 +5,13 @@
 //! refused with 403 ERR_NGROK_3204 and never reaches the app. The edge
 //! answers providers' endpoint challenges itself.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::support::{eventually, LabeledEdge, Server, DEADLINE};
 use axum::extract::Request;
 use axum::routing::any;
 use axum::Router;
@@ -20,7 +19,6 @@ use base64::Engine;
 use ngrok::config::ForwarderBuilder;
 use ngrok::prelude::*;
 use serde_json::{json, Value};
-use support::{eventually, id, Server, DEADLINE};
 use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 
@@ -174,23 +172,8 @@ async fn provider_sdk_signatures_pass_and_tampering_is_refused() {
     let server = Server::start_with(&["--events", events_file.to_str().expect("path")]).await;
     let seen: Seen = Arc::default();
     let app = recording_app(seen.clone()).await;
-    let api = server.api();
-    let port = server.https_addr().port();
-    let host = format!("hooks.{}", server.info.base_domain);
-    let base = format!("https://{host}:{port}");
-
-    let group = api
-        .create(
-            "/backends/tunnel_group",
-            json!({"labels": {"app": "hooks"}}),
-        )
-        .await;
-    let edge = api
-        .create(
-            "/edges/https",
-            json!({"hostports": [format!("{host}:{port}")]}),
-        )
-        .await;
+    let edge = LabeledEdge::create(&server, "hooks").await;
+    let base = edge.base_url.clone();
     // provider, secret (svix secrets are base64 keys behind `whsec_`).
     let providers = [
         ("github", "gh-secret-1"),
@@ -200,29 +183,15 @@ async fn provider_sdk_signatures_pass_and_tampering_is_refused() {
         ("twilio", "twilio-auth-token"),
     ];
     for (provider, secret) in providers {
-        let route = api
-            .create(
-                &format!("/edges/https/{}/routes", id(&edge)),
-                json!({"match_type": "path_prefix", "match": format!("/{provider}"),
-                       "backend": {"backend_id": id(&group)},
-                       "webhook_verification": {"provider": provider, "secret": secret}}),
-            )
-            .await;
+        let verify = json!({"webhook_verification": {"provider": provider, "secret": secret}});
+        let route = edge.route(&server, &format!("/{provider}"), verify).await;
         assert_eq!(
             route["webhook_verification"]["provider"], provider,
             "{route}"
         );
     }
     let session = server.sdk_session().await;
-    let mut b = session.labeled_tunnel();
-    b.label("app", "hooks");
-    let _tunnel = timeout(
-        DEADLINE,
-        b.listen_and_forward(reqwest::Url::parse(&format!("http://{app}")).expect("url")),
-    )
-    .await
-    .expect("bind timed out")
-    .expect("bind");
+    let _tunnel = edge.serve(&session, app).await;
     let client = server.client();
     // Routes are live once an unsigned delivery is refused by the module
     // rather than answered 502 (no tunnel yet).
@@ -489,10 +458,10 @@ fn sns_sign(key: &boring::pkey::PKey<boring::pkey::Private>, msg: &mut Value, ve
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sns_signatures_verify_with_the_certificate_fetched_from_aws() {
     use std::sync::atomic::Ordering::SeqCst;
-    let ca = support::tls::TestCa::new("Test AWS CA");
+    let ca = crate::support::tls::TestCa::new("Test AWS CA");
     let (key, pem) = sns_signing_identity();
     // `sns.us-east-1.amazonaws.com` as the edge will see it.
-    let (sns_addr, fetches) = support::tls::document_host(
+    let (sns_addr, fetches) = crate::support::tls::document_host(
         &ca,
         "sns.us-east-1.amazonaws.com",
         "/SimpleNotificationService-test.pem",
@@ -607,35 +576,12 @@ async fn sns_signatures_verify_with_the_certificate_fetched_from_aws() {
     assert_eq!(fetches.load(SeqCst), 1);
 
     // The same module on an API route: SNS needs no secret.
-    let api = server.api();
-    let port = server.https_addr().port();
-    let host = format!("sns-hooks.{}", server.info.base_domain);
-    let group = api
-        .create("/backends/tunnel_group", json!({"labels": {"app": "sns"}}))
-        .await;
-    let edge = api
-        .create(
-            "/edges/https",
-            json!({"hostports": [format!("{host}:{port}")]}),
-        )
-        .await;
-    let route = api
-        .create(
-            &format!("/edges/https/{}/routes", id(&edge)),
-            json!({"match_type": "path_prefix", "match": "/",
-                   "backend": {"backend_id": id(&group)},
-                   "webhook_verification": {"provider": "sns"}}),
-        )
-        .await;
+    let edge = LabeledEdge::create(&server, "sns-hooks").await;
+    let verify = json!({"webhook_verification": {"provider": "sns"}});
+    let route = edge.route(&server, "/", verify).await;
     assert_eq!(route["webhook_verification"]["provider"], "sns", "{route}");
-    let mut b = session.labeled_tunnel();
-    b.label("app", "sns");
-    let to = reqwest::Url::parse(&format!("http://{app}")).expect("url");
-    let _labeled = timeout(DEADLINE, b.listen_and_forward(to))
-        .await
-        .expect("bind timed out")
-        .expect("bind");
-    let route_url = format!("https://{host}:{port}/orders");
+    let _labeled = edge.serve(&session, app).await;
+    let route_url = format!("{}/orders", edge.base_url);
     eventually("sns route live", || async {
         let unsigned = post(&client, &route_url, &typed("Notification"), "{}").await;
         (unsigned == refused).then_some(())

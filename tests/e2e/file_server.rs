@@ -1,9 +1,7 @@
 //! `gangway http file:///dir`: the agent's built-in file server through
 //! the edge — listings, content types, ranges, and no way out of the root.
 
-mod support;
-
-use support::{agent_fails, Agent, Server};
+use crate::support::{agent_fails, Agent, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_a_directory_and_nothing_outside_it() {

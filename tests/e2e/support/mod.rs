@@ -14,9 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gangway_config::server_info::SERVER_INFO_FILE;
 use gangway_config::ServerInfo;
 
-pub const DEADLINE: Duration = Duration::from_secs(30);
+pub use gangway_testkit::DEADLINE;
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_gangway")
@@ -161,39 +162,21 @@ impl Server {
 
     /// Starts a server process on `dir` and waits for its server.json.
     async fn spawn(dir: &Path, extra: &[&str]) -> (Child, ServerInfo) {
-        let info_path = dir.join("server.json");
-        let _ = std::fs::remove_file(&info_path);
+        let _ = std::fs::remove_file(dir.join(SERVER_INFO_FILE));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("server.log"))
             .expect("log file");
-        let child = Command::new(bin())
-            .args(["server", "--threads", "1", "--data-dir"])
-            .arg(dir)
-            .args([
-                "--agent-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--https-addr",
-                "127.0.0.1:0",
-                "--api-addr",
-                "127.0.0.1:0",
-            ])
+        let child = gangway_testkit::server_command(Path::new(bin()), dir, 1)
             .args(extra)
             .env("GANGWAY_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn gangway server");
-        let info = eventually("server.json", || {
-            let p = info_path.clone();
-            async move {
-                std::fs::read(&p)
-                    .ok()
-                    .and_then(|b| ServerInfo::from_json(&b).ok())
-            }
+        let info = eventually("server.json", || async {
+            gangway_testkit::server_info(dir)
         })
         .await;
         (child, info)
@@ -383,11 +366,7 @@ impl Agent {
     ) -> Agent {
         let mut agent = Self::launch(command, data_dir, upstream, extra, envs);
         agent.url = agent
-            .line("Forwarding line", |l| {
-                l.strip_prefix("Forwarding ")
-                    .and_then(|rest| rest.split(" -> ").next())
-                    .map(str::to_string)
-            })
+            .line("Forwarding line", gangway_testkit::forwarding_url)
             .await;
         agent
     }
@@ -402,22 +381,12 @@ impl Agent {
         extra: &[&str],
         envs: &[(&str, &str)],
     ) -> Agent {
-        // Agents run in parallel: the web interface only where a test
-        // asks for it, and never a developer's own config file.
-        let web_off: &[&str] = if extra.contains(&"--web-addr") {
-            &[]
-        } else {
-            &["--web-addr", "false"]
-        };
-        let mut child = Command::new(bin())
-            .arg(command)
-            .arg(upstream)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .args(web_off)
+        let args: Vec<&str> = [command, upstream]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        let mut child = gangway_testkit::agent_command(Path::new(bin()), data_dir, &args)
             .env("GANGWAY_LOG", "info")
-            .env("GANGWAY_CONFIG", data_dir.join("no-agent-config.yml"))
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -524,4 +493,76 @@ pub async fn agent_fails(server: &Server, args: &[&str]) -> String {
     .expect("run agent");
     assert!(!out.status.success(), "agent should have failed: {args:?}");
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The setup most API-edge tests start from: an HTTPS edge on
+/// `NAME.<base domain>` whose routes send to the tunnel group `app=NAME`.
+pub struct LabeledEdge {
+    pub host: String,
+    /// `https://NAME.<base domain>:PORT`
+    pub base_url: String,
+    pub edge_id: String,
+    pub group_id: String,
+    label: String,
+}
+
+impl LabeledEdge {
+    pub async fn create(server: &Server, name: &str) -> LabeledEdge {
+        let api = server.api();
+        let port = server.https_addr().port();
+        let host = format!("{name}.{}", server.info.base_domain);
+        let group = api
+            .create(
+                "/backends/tunnel_group",
+                serde_json::json!({"labels": {"app": name}}),
+            )
+            .await;
+        let edge = api
+            .create(
+                "/edges/https",
+                serde_json::json!({"hostports": [format!("{host}:{port}")]}),
+            )
+            .await;
+        LabeledEdge {
+            base_url: format!("https://{host}:{port}"),
+            host,
+            edge_id: id(&edge),
+            group_id: id(&group),
+            label: name.to_string(),
+        }
+    }
+
+    /// Adds a `path_prefix` route on `prefix` backed by the group, with the
+    /// route fields in `modules` (an object); returns the created route.
+    pub async fn route(
+        &self,
+        server: &Server,
+        prefix: &str,
+        modules: serde_json::Value,
+    ) -> serde_json::Value {
+        let mut body = serde_json::json!({"match_type": "path_prefix", "match": prefix,
+                                          "backend": {"backend_id": self.group_id}});
+        if let (Some(b), serde_json::Value::Object(m)) = (body.as_object_mut(), modules) {
+            b.extend(m);
+        }
+        let path = format!("/edges/https/{}/routes", self.edge_id);
+        server.api().create(&path, body).await
+    }
+
+    /// An SDK labeled tunnel carrying the group's label, forwarding to
+    /// `app`; keep it alive while the test runs.
+    pub async fn serve(
+        &self,
+        session: &ngrok::Session,
+        app: SocketAddr,
+    ) -> ngrok::forwarder::Forwarder<ngrok::tunnel::LabeledTunnel> {
+        use ngrok::config::ForwarderBuilder;
+        let mut b = session.labeled_tunnel();
+        b.label("app", &self.label);
+        let to = reqwest::Url::parse(&format!("http://{app}")).expect("url");
+        tokio::time::timeout(DEADLINE, b.listen_and_forward(to))
+            .await
+            .expect("bind timed out")
+            .expect("bind")
+    }
 }

@@ -2,11 +2,9 @@
 //! detached tmux session (a pseudo-terminal), and the screen is read back
 //! with `tmux capture-pane`.
 
-mod support;
-
 use std::process::Command;
 
-use support::{app, bin, eventually, Server};
+use crate::support::{app, bin, eventually, Server};
 
 /// A tmux server of our own (its own socket), torn down on drop.
 struct Tmux {

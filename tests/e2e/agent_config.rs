@@ -3,13 +3,11 @@
 //! against a real server, `--config` merged in order, and errors that name
 //! the file, the line and the key.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::support::{app, bin, eventually, Agent, Server};
 use serde_json::json;
-use support::{app, bin, eventually, Agent, Server};
 
 fn gangway(args: &[&str], config_home: &Path) -> Output {
     Command::new(bin())
@@ -269,7 +267,7 @@ async fn start_names_all_and_none_with_merged_files() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let web = tokio::time::timeout(support::DEADLINE, async {
+    let web = tokio::time::timeout(crate::support::DEADLINE, async {
         while let Some(l) = lines.next_line().await.unwrap() {
             if let Some(u) = l.strip_prefix("Web Interface ") {
                 return u.to_string();

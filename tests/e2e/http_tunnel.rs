@@ -2,12 +2,10 @@
 //! agent, a local axum app, and clients speaking HTTP/1.1, HTTP/2 and
 //! WebSocket over real TLS with the dev CA.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{app, eventually, Agent, Server};
 use futures::{SinkExt, StreamExt};
-use support::{app, eventually, Agent, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -400,7 +398,7 @@ async fn two_agents_on_one_domain_without_pooling_second_is_refused() {
     let _first = Agent::http(&server, &app.to_string(), &["--domain", domain]).await;
     let out = tokio::time::timeout(
         Duration::from_secs(30),
-        tokio::process::Command::new(support::bin())
+        tokio::process::Command::new(crate::support::bin())
             .args(["http", &app.to_string(), "--domain", domain, "--data-dir"])
             .arg(server.data_dir())
             .output(),

@@ -5,16 +5,14 @@
 //! handshake; a good certificate is served and its serial and CN reach the
 //! request event.
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::tls::{client_identity, provider, reverse_after_eof, TestCa};
+use crate::support::{events, eventually, id, Server, DEADLINE};
 use ngrok::config::ForwarderBuilder;
 use ngrok::prelude::*;
 use rustls::pki_types::ServerName;
 use serde_json::json;
-use support::tls::{client_identity, provider, reverse_after_eof, TestCa};
-use support::{events, eventually, id, Server, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -148,7 +146,7 @@ async fn api_edge_mutual_tls_and_min_version() {
     let dir = tempfile::tempdir().expect("tempdir");
     let events_file = dir.path().join("events.jsonl");
     let server = Server::start_with(&["--events", events_file.to_str().expect("path")]).await;
-    let app = support::app::start().await;
+    let app = crate::support::app::start().await;
     let api = server.api();
     let port = server.https_addr().port();
     let host = format!("secure.{}", server.info.base_domain);
@@ -270,7 +268,7 @@ async fn api_edge_mutual_tls_and_min_version() {
 async fn sdk_mutual_tls_on_https_and_tls_endpoints() {
     let server = Server::start().await;
     let session = server.sdk_session().await;
-    let app = support::app::start().await;
+    let app = crate::support::app::start().await;
     let ca = TestCa::new("SDK Client CA");
     let other_ca = TestCa::new("Other CA");
     let good = ca.client_leaf("svc-a", &[7]);
@@ -360,12 +358,12 @@ async fn sdk_mutual_tls_on_https_and_tls_endpoints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_cli_mutual_tls_cas_flag() {
     let server = Server::start().await;
-    let app = support::app::start().await;
+    let app = crate::support::app::start().await;
     let ca = TestCa::new("CLI Client CA");
     let dir = tempfile::tempdir().expect("tempdir");
     let ca_file = dir.path().join("clients-ca.pem");
     std::fs::write(&ca_file, &ca.cert_pem).expect("write ca");
-    let agent = support::Agent::http(
+    let agent = crate::support::Agent::http(
         &server,
         &app.to_string(),
         &["--mutual-tls-cas", ca_file.to_str().expect("path")],
@@ -384,7 +382,7 @@ async fn agent_cli_mutual_tls_cas_flag() {
     assert!(get(&server, &host, &ClientTls::anonymous()).await.is_err());
 
     // A file that is not there is the agent's own error, before dialing.
-    let err = support::agent_fails(
+    let err = crate::support::agent_fails(
         &server,
         &["http", "80", "--mutual-tls-cas", "/nonexistent/ca.pem"],
     )

@@ -3,17 +3,15 @@
 //! well-formed GOAWAY if it says anything) and keep serving everyone else,
 //! so every test ends by fetching through an agent that was up all along.
 
-mod support;
-
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 
+use crate::support::{app, Agent, Server, DEADLINE};
 use bytes::Bytes;
 use gangway_proto::codec::typed_json;
 use gangway_proto::frame::Frame;
 use gangway_proto::msg::AUTH;
 use rustls::pki_types::ServerName;
-use support::{app, Agent, Server, DEADLINE};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
@@ -419,7 +417,7 @@ async fn agent_with_wrong_token_exits_with_code() {
     let (server, agent) = setup().await;
     let app = app::start().await;
 
-    let child = Command::new(support::bin())
+    let child = Command::new(crate::support::bin())
         .arg("http")
         .arg(app.to_string())
         .args(["--authtoken", "wrong"])
@@ -444,7 +442,7 @@ async fn agent_with_wrong_token_exits_with_code() {
     });
 
     // A refusal is final: the agent must exit, not retry forever.
-    let status = support::eventually("the agent to exit", || {
+    let status = crate::support::eventually("the agent to exit", || {
         let r = child.0.try_wait().expect("try_wait");
         async move { r }
     })
