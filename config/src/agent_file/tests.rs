@@ -2,8 +2,8 @@ use super::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const ORIGIN: &str = "/home/u/.config/gangway/gangway.yml";
-const V2_EXAMPLE: &str = include_str!("../../tests/config/ngrok-v2.yml");
-const V3_EXAMPLE: &str = include_str!("../../tests/config/ngrok-v3.yml");
+const V2_EXAMPLE: &str = include_str!("../../../tests/config/ngrok-v2.yml");
+const V3_EXAMPLE: &str = include_str!("../../../tests/config/ngrok-v3.yml");
 const TOKEN: &str = "4nq9771bPxe8ctg7LKr_2ClH7Y15Zqe4bWLWF9p";
 
 fn err(text: &str) -> AgentFileError {
