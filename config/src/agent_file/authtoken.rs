@@ -30,11 +30,7 @@ pub(super) fn authtoken_of(value: &Value, version: u8) -> Option<&str> {
 }
 
 /// The text of `text` with its authtoken set to `token`.
-pub(super) fn edit_authtoken(
-    origin: &str,
-    text: &str,
-    token: &str,
-) -> Result<String, AgentFileError> {
+pub fn edit_authtoken(origin: &str, text: &str, token: &str) -> Result<String, AgentFileError> {
     let ctx = Ctx::new(origin, text);
     let value = ctx.parse_value(text)?;
     let scalar = yaml_scalar(token);

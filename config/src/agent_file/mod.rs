@@ -43,6 +43,7 @@ mod error;
 mod wire;
 
 use self::{authtoken::*, checks::*, context::*, convert::*, locate::*, wire::*};
+pub use authtoken::edit_authtoken;
 pub use error::{AgentFileError, ErrorKind};
 
 /// Environment variable naming the file `gangway` reads when no `--config`
